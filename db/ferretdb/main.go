@@ -1,0 +1,110 @@
+// Command huren-ferretdb embeds FerretDB 1.24 (SQLite backend) so that development and CI
+// have a MongoDB wire-compatible database without downloading mongod.
+//
+// Usage: huren-ferretdb -listen 127.0.0.1:27017 -dir ./data/db   (or -memory for throw-away data in a temporary directory)
+// It prints "ready <addr>" on stdout once it accepts connections and stops on SIGINT/SIGTERM.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/FerretDB/FerretDB/ferretdb"
+)
+
+func main() {
+	listen := flag.String("listen", "127.0.0.1:27017", "TCP address to listen on")
+	dir := flag.String("dir", "", "SQLite data directory (created if missing)")
+	memory := flag.Bool("memory", false, "keep data in memory only")
+	logLevel := flag.String("log-level", "warn", "log level: debug, info, warn or error")
+	flag.Parse()
+
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fail(err)
+	}
+	// Per-connection INFO lines are noise for an embedded development database.
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	var url string
+	if *memory {
+		// Throw-away data in a temporary directory (on tmpfs where there is one). SQLite's own
+		// `?mode=memory` is not used: FerretDB 1.24 hangs on updates with it (a shared in-memory
+		// database locks across its connection pool).
+		base := ""
+		if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
+			base = "/dev/shm"
+		}
+		tmp, err := os.MkdirTemp(base, "huren-ferretdb-")
+		if err != nil {
+			fail(err)
+		}
+		defer os.RemoveAll(tmp)
+		url = "file:" + tmp + "/"
+	} else {
+		if *dir == "" {
+			fail(fmt.Errorf("-dir or -memory is required"))
+		}
+		abs, err := filepath.Abs(*dir)
+		if err != nil {
+			fail(err)
+		}
+		if err := os.MkdirAll(abs, 0o750); err != nil {
+			fail(err)
+		}
+		url = "file:" + abs + "/"
+	}
+
+	f, err := ferretdb.New(&ferretdb.Config{
+		Listener:  ferretdb.ListenerConfig{TCP: *listen},
+		Logger:    logger,
+		Handler:   "sqlite",
+		SQLiteURL: url,
+	})
+	if err != nil {
+		fail(err)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	done := make(chan error, 1)
+	go func() { done <- f.Run(ctx) }()
+
+	// Announce readiness only once the port accepts connections.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		conn, err := net.DialTimeout("tcp", *listen, 200*time.Millisecond)
+		if err == nil {
+			conn.Close()
+			break
+		}
+		select {
+		case err := <-done:
+			fail(fmt.Errorf("ferretdb stopped before ready: %v", err))
+		default:
+		}
+		if time.Now().After(deadline) {
+			fail(fmt.Errorf("ferretdb not listening on %s after 30s", *listen))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	fmt.Printf("ready %s\n", *listen)
+
+	if err := <-done; err != nil && ctx.Err() == nil {
+		fail(err)
+	}
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "huren-ferretdb:", err)
+	os.Exit(1)
+}

@@ -1,0 +1,85 @@
+import { randomUUID } from 'node:crypto';
+import express, { type Express, type Request } from 'express';
+import helmet from 'helmet';
+import type { Connection } from 'mongoose';
+import type { Config } from './config.js';
+import { fhirErrorHandler, fhirRouter } from './fhir/http.js';
+import type { FhirDeps } from './fhir/interactions.js';
+import { notFound } from './fhir/outcomes.js';
+import type { Logger } from './log.js';
+import type { Metrics } from './ops/metrics.js';
+
+export interface AppDeps extends FhirDeps {
+  connection: Connection;
+  metrics: Metrics;
+  config: Config;
+  log: Logger;
+}
+
+/** Express assembly without listen (tests drive it with supertest). */
+export function createApp(deps: AppDeps): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('query parser', (qs: string) => {
+    // Repeated parameters stay arrays; no nested-object parsing (a FHIR query is flat: `a=1&a=2`).
+    const out: Record<string, string | string[]> = {};
+    for (const [k, v] of new URLSearchParams(qs)) {
+      const prev = out[k];
+      out[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
+    }
+    return out;
+  });
+  app.use(helmet({ contentSecurityPolicy: false }));
+  app.use((req, res, next) => {
+    const incoming = req.headers['x-request-id'];
+    const requestId = typeof incoming === 'string' && /^[\w.-]{1,64}$/.test(incoming) ? incoming : randomUUID();
+    res.setHeader('X-Request-Id', requestId);
+    const started = process.hrtime.bigint();
+    res.on('finish', () => {
+      // Paths carry resource ids only, never identifiers; query strings may carry identifiers and are not logged.
+      deps.log.info('Request served', {
+        requestId,
+        method: req.method,
+        path: req.path,
+        status: res.statusCode,
+        ms: Number(process.hrtime.bigint() - started) / 1e6,
+      });
+    });
+    next();
+  });
+  app.use(deps.metrics.middleware);
+
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+  app.get('/readyz', async (_req, res) => {
+    try {
+      await deps.connection.db!.admin().ping();
+      res.json({ status: 'ready', database: 'reachable' });
+    } catch {
+      res.status(503).json({ status: 'not ready', database: 'unreachable' });
+    }
+  });
+  app.get('/metrics', async (_req, res) => {
+    res.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
+  });
+  app.get('/', (req, res) => {
+    res.json({
+      name: 'Huren',
+      fhir: `${baseUrlOf(deps.config, req)}`,
+      metadata: `${baseUrlOf(deps.config, req)}/metadata`,
+    });
+  });
+
+  app.use(
+    '/fhir',
+    fhirRouter(deps, (req) => baseUrlOf(deps.config, req)),
+  );
+  app.use((_req, _res, next) => next(notFound('No such endpoint; the FHIR API is at /fhir')));
+  app.use(fhirErrorHandler(deps.log));
+  return app;
+}
+
+function baseUrlOf(config: Config, req: Request): string {
+  return config.baseUrl ?? `${req.protocol}://${req.get('host') ?? 'localhost'}/fhir`;
+}

@@ -1,0 +1,80 @@
+import path from 'node:path';
+
+/** Typed configuration, read once from the environment and validated at start-up (fail fast). */
+export interface Config {
+  port: number;
+  /** Public base URL of the FHIR endpoint, used in Location headers and bundle links. */
+  baseUrl: string | undefined;
+  mongodbUri: string | undefined;
+  /** Where the embedded development database and generated demo material live. */
+  dataDir: string;
+  mode: 'demo' | 'production';
+  logLevel: string;
+  /** Maximum accepted request body, in bytes. */
+  maxBodyBytes: number;
+  /** Maximum number of entries in one Bundle. */
+  maxBundleEntries: number;
+  defaultPageSize: number;
+  maxPageSize: number;
+  /** Time zone (UTC offset) used for dates without a zone, e.g. search `date=2024-03-05`. */
+  defaultTimeZone: string;
+  /** How long in-flight requests may take to finish on shutdown. */
+  shutdownGraceMs: number;
+}
+
+type Env = Record<string, string | undefined>;
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+function integer(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw new ConfigError(`${name} must be an integer between ${min} and ${max}, got '${raw}'`);
+  }
+  return n;
+}
+
+function byteSize(env: Env, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const m = /^(\d+)\s*(b|kb|mb|gb)?$/i.exec(raw.trim());
+  if (!m) throw new ConfigError(`${name} must be a size such as 5mb or 1048576, got '${raw}'`);
+  const unit = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 }[(m[2] ?? 'b').toLowerCase() as 'b'];
+  return Number(m[1]) * unit;
+}
+
+export function loadConfig(env: Env = process.env): Config {
+  const mode = env.HUREN_MODE ?? 'demo';
+  if (mode !== 'demo' && mode !== 'production') {
+    throw new ConfigError(`HUREN_MODE must be 'demo' or 'production', got '${mode}'`);
+  }
+  const tz = env.HUREN_DEFAULT_TIMEZONE ?? '+08:00';
+  if (!/^[+-](0\d|1[0-4]):[0-5]\d$/.test(tz)) {
+    throw new ConfigError(`HUREN_DEFAULT_TIMEZONE must be a UTC offset such as +08:00, got '${tz}'`);
+  }
+  const baseUrl = env.HUREN_BASE_URL?.replace(/\/+$/, '') || undefined;
+  if (baseUrl && !/^https?:\/\/[^\s]+$/.test(baseUrl)) {
+    throw new ConfigError(`HUREN_BASE_URL must be an http(s) URL, got '${baseUrl}'`);
+  }
+  const defaultPageSize = integer(env, 'HUREN_PAGE_SIZE', 50, 1, 1000);
+  const maxPageSize = integer(env, 'HUREN_MAX_PAGE_SIZE', 1000, 1, 10000);
+  if (defaultPageSize > maxPageSize) throw new ConfigError('HUREN_PAGE_SIZE must not exceed HUREN_MAX_PAGE_SIZE');
+  return {
+    port: integer(env, 'PORT', 8080, 0, 65535),
+    baseUrl,
+    mongodbUri: env.MONGODB_URI || undefined,
+    dataDir: path.resolve(env.HUREN_DATA_DIR ?? 'data'),
+    mode,
+    logLevel: env.HUREN_LOG_LEVEL ?? (env.NODE_ENV === 'test' ? 'warn' : 'info'),
+    maxBodyBytes: byteSize(env, 'HUREN_MAX_BODY', 5 * 1024 ** 2),
+    maxBundleEntries: integer(env, 'HUREN_MAX_BUNDLE_ENTRIES', 1000, 1, 100000),
+    defaultPageSize,
+    maxPageSize,
+    defaultTimeZone: tz,
+    shutdownGraceMs: integer(env, 'HUREN_SHUTDOWN_GRACE_MS', 10000, 0, 600000),
+  };
+}

@@ -1,0 +1,325 @@
+import type { Bundle, BundleEntry, BundleEntryResponse, Resource } from 'fhir/r4';
+import type { WriteOp } from '../store/models.js';
+import type { AppliedWrite } from '../store/resource-store.js';
+import {
+  assertValid,
+  etag,
+  locationOf,
+  parseQueryString,
+  planConditionalUpdate,
+  planCreate,
+  searchIds,
+  type FhirDeps,
+} from './interactions.js';
+import { badRequest, error, OperationOutcomeError, tooLarge } from './outcomes.js';
+import { preferReturn, type FhirRequest, type FhirResponse } from './request.js';
+import { ID_PATTERN, isClinicalType, isKnownType } from './types.js';
+
+type Dispatch = (req: FhirRequest) => Promise<FhirResponse>;
+
+interface ParsedEntry {
+  index: number;
+  method: 'GET' | 'POST' | 'PUT' | 'DELETE';
+  type: string;
+  id?: string;
+  query?: Record<string, string | string[]>;
+  resource?: Resource;
+  fullUrl?: string;
+  entry: BundleEntry;
+}
+
+const STATUS_TEXT: Record<number, string> = { 200: '200 OK', 201: '201 Created', 204: '204 No Content' };
+const statusLine = (s: number) => STATUS_TEXT[s] ?? String(s);
+
+/** `POST /fhir` with a Bundle of type transaction or batch (FHIR R4 §3.1.0.11). */
+export async function processBundle(req: FhirRequest, deps: FhirDeps, dispatch: Dispatch): Promise<FhirResponse> {
+  const body = req.body as Bundle;
+  if (!body || typeof body !== 'object' || (body as { resourceType?: unknown }).resourceType !== 'Bundle') {
+    throw badRequest('POST to the FHIR base expects a Bundle of type transaction or batch', 'resourceType');
+  }
+  if (body.type !== 'transaction' && body.type !== 'batch') {
+    throw badRequest(`Bundle.type must be 'transaction' or 'batch', got '${String(body.type)}'`, 'Bundle.type');
+  }
+  if (body.entry !== undefined && !Array.isArray(body.entry))
+    throw badRequest('Bundle.entry must be an array', 'Bundle.entry');
+  const entries = body.entry ?? [];
+  if (entries.length > deps.config.maxBundleEntries) {
+    throw tooLarge(
+      `The Bundle has ${entries.length} entries; at most ${deps.config.maxBundleEntries} are accepted per request`,
+    );
+  }
+  return body.type === 'transaction' ? transaction(req, deps, entries, dispatch) : batch(req, deps, entries, dispatch);
+}
+
+function parseEntry(entry: BundleEntry, index: number): ParsedEntry {
+  const where = `Bundle.entry[${index}]`;
+  if (!entry || typeof entry !== 'object') throw badRequest('Each Bundle entry must be an object', where);
+  const method = entry.request?.method;
+  const url = entry.request?.url;
+  if (!method || !['GET', 'POST', 'PUT', 'DELETE'].includes(method)) {
+    throw badRequest(
+      `request.method must be GET, POST, PUT or DELETE, got '${String(method)}'`,
+      `${where}.request.method`,
+    );
+  }
+  if (typeof url !== 'string' || !url) throw badRequest('request.url is required', `${where}.request.url`);
+  const [path, qs] = url.replace(/^\//, '').split('?', 2) as [string, string | undefined];
+  const segments = path.split('/').filter(Boolean);
+  const type = segments[0] ?? '';
+  const parsed: ParsedEntry = { index, method: method as ParsedEntry['method'], type, entry, fullUrl: entry.fullUrl };
+  if (segments[1] !== undefined) parsed.id = segments[1];
+  if (qs) parsed.query = parseQueryString(qs, `${where}.request.url`);
+  if (method === 'POST' || method === 'PUT') {
+    if (!entry.resource) throw badRequest(`A ${method} entry needs a resource`, `${where}.resource`);
+    parsed.resource = entry.resource;
+  }
+  if (method !== 'GET') {
+    if (!isKnownType(type)) throw badRequest(`Resource type '${type}' is not supported`, `${where}.request.url`);
+    if (!isClinicalType(type)) throw badRequest(`${type} resources are read-only`, `${where}.request.url`);
+    if (parsed.resource && parsed.resource.resourceType !== type) {
+      throw badRequest(
+        `request.url names ${type} but the resource is a ${String(parsed.resource.resourceType)}`,
+        `${where}.resource.resourceType`,
+      );
+    }
+    if (parsed.id !== undefined && !ID_PATTERN.test(parsed.id))
+      throw badRequest(`'${parsed.id}' is not a valid id`, `${where}.request.url`);
+    if (method === 'POST' && (parsed.id !== undefined || parsed.query)) {
+      throw badRequest(
+        'A POST entry url is the bare type; use ifNoneExist for a conditional create',
+        `${where}.request.url`,
+      );
+    }
+    if ((method === 'PUT' || method === 'DELETE') && parsed.id === undefined && !parsed.query) {
+      throw badRequest(`A ${method} entry url must be Type/id or Type?search`, `${where}.request.url`);
+    }
+  }
+  return parsed;
+}
+
+/**
+ * All or nothing. Every entry is checked and planned first (validation, conditional matches, ids, references);
+ * only then is the whole set accepted as ONE ingest-log document and projected. Nothing is written when any entry
+ * fails.
+ */
+async function transaction(
+  req: FhirRequest,
+  deps: FhirDeps,
+  raw: BundleEntry[],
+  dispatch: Dispatch,
+): Promise<FhirResponse> {
+  const entries = raw.map(parseEntry);
+  const fullUrls = new Set<string>();
+  for (const e of entries) {
+    if (e.resource) e.resource = assertValid(deps, e.resource, e.type, `Bundle.entry[${e.index}].resource`);
+    if (e.fullUrl) {
+      if (fullUrls.has(e.fullUrl))
+        throw badRequest(`fullUrl ${e.fullUrl} appears twice`, `Bundle.entry[${e.index}].fullUrl`);
+      fullUrls.add(e.fullUrl);
+    }
+  }
+
+  // FHIR R4 §3.1.0.11.2 processing order: DELETE, POST, PUT, GET.
+  const order = { DELETE: 0, POST: 1, PUT: 2, GET: 3 } as const;
+  const sorted = [...entries].sort((a, b) => order[a.method] - order[b.method] || a.index - b.index);
+  const results = new Map<number, { applied?: AppliedWrite; opIndex?: number; status: number }>();
+  const ops: WriteOp[] = [];
+  const touched = new Set<string>();
+  const idFor = new Map<string, string>(); // fullUrl → Type/id
+  const touch = (e: ParsedEntry, ref: string) => {
+    if (touched.has(ref)) throw badRequest(`${ref} is changed by more than one entry`, `Bundle.entry[${e.index}]`);
+    touched.add(ref);
+  };
+
+  // 1. ids for new resources, so that references between entries can be resolved.
+  const creates = new Map<number, Awaited<ReturnType<typeof planCreate>>>();
+  for (const e of sorted.filter((x) => x.method === 'POST')) {
+    const plan = await planCreate(deps, e.resource!, e.entry.request?.ifNoneExist);
+    creates.set(e.index, plan);
+    const ref = 'op' in plan ? `${e.type}/${plan.op.id}` : `${e.type}/${plan.unchanged.id}`;
+    if (e.fullUrl) idFor.set(e.fullUrl, ref);
+  }
+  // PUT Type/id entries keep their id; their fullUrl may be referenced too.
+  for (const e of entries) if (e.method === 'PUT' && e.id && e.fullUrl) idFor.set(e.fullUrl, `${e.type}/${e.id}`);
+
+  // 2. rewrite urn:uuid and conditional references.
+  for (const e of entries) if (e.resource) await rewriteReferences(deps, e, idFor);
+
+  // 3. plan every write.
+  for (const e of sorted) {
+    const where = `Bundle.entry[${e.index}]`;
+    if (e.method === 'DELETE') {
+      const ids = e.id ? [e.id] : await searchIds(deps, e.type, e.query!, `${where}.request.url`);
+      if (ids.length > 1)
+        throw error(412, 'multiple-matches', `The condition matches ${ids.length} resources`, `${where}.request.url`);
+      if (ids.length === 0) {
+        results.set(e.index, { status: 204 });
+        continue;
+      }
+      touch(e, `${e.type}/${ids[0]}`);
+      const plan = await deps.store.planDelete(e.type, ids[0]);
+      if (plan && 'op' in plan) results.set(e.index, { opIndex: ops.push(plan.op) - 1, status: 204 });
+      else results.set(e.index, { status: 204 });
+    } else if (e.method === 'POST') {
+      const plan = creates.get(e.index)!;
+      if ('unchanged' in plan) {
+        results.set(e.index, { applied: plan.unchanged, status: 200 });
+      } else {
+        plan.op.resource = { ...e.resource!, id: plan.op.id } as Resource;
+        touch(e, `${e.type}/${plan.op.id}`);
+        results.set(e.index, { opIndex: ops.push(plan.op) - 1, status: 201 });
+      }
+    } else if (e.method === 'PUT') {
+      const ifMatch = e.entry.request?.ifMatch;
+      const plan = e.id
+        ? await planPutById(deps, e, ifMatch)
+        : await planConditionalUpdate(deps, e.resource!, e.query!, ifMatch, `${where}.request.url`);
+      if ('unchanged' in plan) {
+        results.set(e.index, { applied: plan.unchanged, status: 200 });
+      } else {
+        touch(e, `${e.type}/${plan.op.id}`);
+        results.set(e.index, { opIndex: ops.push(plan.op) - 1, status: plan.op.prevVid === 0 ? 201 : 200 });
+      }
+    }
+  }
+
+  // 4. accept all at once, then answer in the order of the request.
+  const applied = await deps.store.commit(ops);
+  const responseEntries: BundleEntry[] = [];
+  for (const e of entries) {
+    if (e.method === 'GET') {
+      responseEntries.push(toEntry(req, await runEntry(req, e, dispatch)));
+      continue;
+    }
+    const r = results.get(e.index)!;
+    const w = r.opIndex !== undefined ? applied[r.opIndex] : r.applied;
+    const status = r.opIndex !== undefined && w ? (w.created ? 201 : r.status === 204 ? 204 : 200) : r.status;
+    responseEntries.push(writeEntry(req, w, status));
+  }
+  const bundle: Bundle = { resourceType: 'Bundle', type: 'transaction-response', entry: responseEntries };
+  return { status: 200, body: bundle };
+}
+
+async function planPutById(deps: FhirDeps, e: ParsedEntry, ifMatch: string | undefined) {
+  if (e.resource!.id !== e.id) {
+    throw badRequest(
+      `The resource id '${String(e.resource!.id)}' does not match request.url id '${e.id}'`,
+      `Bundle.entry[${e.index}].resource.id`,
+    );
+  }
+  return deps.store.planUpdate(e.resource!, e.id!, ifMatch);
+}
+
+function writeEntry(req: FhirRequest, w: AppliedWrite | undefined, status: number): BundleEntry {
+  if (!w) return { response: { status: statusLine(status) } };
+  const response: BundleEntryResponse = {
+    status: statusLine(status),
+    etag: etag(w.vid),
+    lastModified: w.lastUpdated.toISOString(),
+  };
+  if (w.method !== 'DELETE') response.location = locationOf(req.baseUrl, w);
+  const entry: BundleEntry = { response };
+  if (w.resource) {
+    entry.fullUrl = `${req.baseUrl}/${w.type}/${w.id}`;
+    if (preferReturn(req) === 'representation') entry.resource = w.resource;
+  }
+  return entry;
+}
+
+/** Replaces references to other entries' fullUrls (urn:uuid:…) and conditional references (`Type?query`). */
+async function rewriteReferences(deps: FhirDeps, e: ParsedEntry, idFor: Map<string, string>): Promise<void> {
+  const pending: { holder: { reference?: string }; ref: string }[] = [];
+  const walk = (node: unknown) => {
+    if (Array.isArray(node)) node.forEach(walk);
+    else if (node && typeof node === 'object') {
+      const holder = node as { reference?: unknown };
+      if (typeof holder.reference === 'string')
+        pending.push({ holder: holder as { reference?: string }, ref: holder.reference });
+      Object.values(node).forEach(walk);
+    }
+  };
+  walk(e.resource);
+  for (const { holder, ref } of pending) {
+    const mapped = idFor.get(ref);
+    if (mapped) holder.reference = mapped;
+    else if (ref.startsWith('urn:uuid:') || ref.startsWith('urn:oid:')) {
+      throw badRequest(
+        `Reference ${ref} does not match the fullUrl of any entry in this transaction`,
+        `Bundle.entry[${e.index}].resource`,
+      );
+    } else if (/^[A-Z][A-Za-z]+\?/.test(ref)) {
+      // Conditional reference (FHIR R4 §3.1.0.11.2): must resolve to exactly one resource.
+      const [type, qs] = ref.split('?', 2) as [string, string];
+      const ids = await searchIds(
+        deps,
+        type,
+        parseQueryString(qs, `Bundle.entry[${e.index}].resource`),
+        `Bundle.entry[${e.index}].resource`,
+      );
+      if (ids.length !== 1) {
+        throw error(
+          412,
+          ids.length ? 'multiple-matches' : 'not-found',
+          `Conditional reference ${ref} matches ${ids.length} resources; it must match exactly one`,
+          `Bundle.entry[${e.index}].resource`,
+        );
+      }
+      holder.reference = `${type}/${ids[0]}`;
+    }
+  }
+}
+
+function entryRequest(req: FhirRequest, e: ParsedEntry): FhirRequest {
+  const url = e.entry.request!.url.replace(/^\//, '');
+  const [path, qs] = url.split('?', 2) as [string, string | undefined];
+  const headers: Record<string, string | undefined> = { prefer: req.headers.prefer };
+  if (e.entry.request?.ifMatch) headers['if-match'] = e.entry.request.ifMatch;
+  if (e.entry.request?.ifNoneExist) headers['if-none-exist'] = e.entry.request.ifNoneExist;
+  return {
+    method: e.method,
+    segments: path.split('/').filter(Boolean).map(decodeURIComponent),
+    query: qs ? parseQueryString(qs, `Bundle.entry[${e.index}].request.url`) : {},
+    headers,
+    body: e.resource,
+    baseUrl: req.baseUrl,
+  };
+}
+
+async function runEntry(req: FhirRequest, e: ParsedEntry, dispatch: Dispatch): Promise<FhirResponse> {
+  try {
+    return await dispatch(entryRequest(req, e));
+  } catch (err) {
+    if (err instanceof OperationOutcomeError) return { status: err.status, body: err.outcome };
+    throw err;
+  }
+}
+
+function toEntry(req: FhirRequest, res: FhirResponse): BundleEntry {
+  const response: BundleEntryResponse = { status: statusLine(res.status) };
+  if (res.headers?.Location) response.location = res.headers.Location;
+  if (res.headers?.ETag) response.etag = res.headers.ETag;
+  if (res.status >= 400 && res.body) return { response: { ...response, outcome: res.body } };
+  const entry: BundleEntry = { response };
+  if (res.body && res.body.resourceType !== 'OperationOutcome') entry.resource = res.body;
+  else if (res.body) response.outcome = res.body;
+  return entry;
+}
+
+/** Independent entries: each succeeds or fails on its own (FHIR R4 §3.1.0.11.1). */
+async function batch(req: FhirRequest, deps: FhirDeps, raw: BundleEntry[], dispatch: Dispatch): Promise<FhirResponse> {
+  const out: BundleEntry[] = [];
+  for (let index = 0; index < raw.length; index++) {
+    let parsed: ParsedEntry;
+    try {
+      parsed = parseEntry(raw[index], index);
+    } catch (err) {
+      if (!(err instanceof OperationOutcomeError)) throw err;
+      out.push({ response: { status: String(err.status), outcome: err.outcome } });
+      continue;
+    }
+    out.push(toEntry(req, await runEntry(req, parsed, dispatch)));
+  }
+  if (out.some((e) => e.response?.status.startsWith('5'))) deps.log.warn('Batch entries failed', { count: out.length });
+  const bundle: Bundle = { resourceType: 'Bundle', type: 'batch-response', entry: out };
+  return { status: 200, body: bundle };
+}

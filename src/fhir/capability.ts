@@ -1,0 +1,89 @@
+import type { CapabilityStatement, CapabilityStatementRestResource, StructureDefinition } from 'fhir/r4';
+import type { FhirDeps } from './interactions.js';
+import { supportedSearchParams } from './search/index.js';
+import { CLINICAL_TYPES, CONFORMANCE_TYPES } from './types.js';
+
+const VERSION = '0.1.0';
+
+/** Result parameters every search accepts (FHIR R4 §3.1.1.5). */
+const RESULT_PARAMS = '_count, _sort, _include, _revinclude, _total=accurate, _summary=count, _elements';
+
+/** The CapabilityStatement, built from what the code really supports (types, interactions, search params). */
+export function capabilityStatement(deps: FhirDeps, baseUrl: string): CapabilityStatement {
+  const profiles = new Map<string, string[]>();
+  for (const resource of deps.validator.conformanceResources()) {
+    if (resource.resourceType !== 'StructureDefinition') continue;
+    const r = resource as StructureDefinition;
+    if (r.resourceType === 'StructureDefinition' && r.kind === 'resource' && r.derivation === 'constraint' && r.url) {
+      profiles.set(r.type, [...(profiles.get(r.type) ?? []), r.url]);
+    }
+  }
+  const searchParams = (type: string) =>
+    supportedSearchParams(deps.registry, type).map((p) => ({
+      name: p.name,
+      type: p.type,
+      definition: p.definition,
+      documentation: p.documentation,
+    })) as CapabilityStatementRestResource['searchParam'];
+
+  const clinical: CapabilityStatementRestResource[] = CLINICAL_TYPES.map((type) => ({
+    type,
+    profile: `http://hl7.org/fhir/StructureDefinition/${type}`,
+    supportedProfile: profiles.get(type),
+    interaction: ['read', 'vread', 'update', 'delete', 'history-instance', 'history-type', 'create', 'search-type'].map(
+      (code) => ({ code: code as 'read' }),
+    ),
+    versioning: 'versioned-update',
+    readHistory: true,
+    updateCreate: true,
+    conditionalCreate: true,
+    conditionalUpdate: true,
+    conditionalDelete: 'not-supported',
+    referencePolicy: ['literal', 'local'],
+    searchInclude: supportedSearchParams(deps.registry, type)
+      .filter((p) => p.type === 'reference')
+      .map((p) => `${type}:${p.name}`),
+    searchRevInclude: revIncludes(deps, type),
+    searchParam: searchParams(type),
+    operation: [{ name: 'validate', definition: 'http://hl7.org/fhir/OperationDefinition/Resource-validate' }],
+  }));
+  const conformance: CapabilityStatementRestResource[] = CONFORMANCE_TYPES.map((type) => ({
+    type,
+    profile: `http://hl7.org/fhir/StructureDefinition/${type}`,
+    interaction: ['read', 'vread', 'history-instance', 'search-type'].map((code) => ({ code: code as 'read' })),
+    searchParam: searchParams(type),
+  }));
+
+  return {
+    resourceType: 'CapabilityStatement',
+    status: 'active',
+    date: new Date().toISOString(),
+    publisher: 'Huren',
+    kind: 'instance',
+    software: { name: 'Huren', version: VERSION },
+    implementation: {
+      description: 'Huren (互认): FHIR R4 broker for cross-hospital mutual recognition of exam and lab results',
+      url: baseUrl,
+    },
+    fhirVersion: '4.0.1',
+    format: ['application/fhir+json', 'json'],
+    rest: [
+      {
+        mode: 'server',
+        documentation: `Search result parameters: ${RESULT_PARAMS}. Unknown search parameters are rejected (400) unless Prefer: handling=lenient. Paging follows link.next; no total unless _total=accurate.`,
+        resource: [...clinical, ...conformance],
+        interaction: [{ code: 'transaction' }, { code: 'batch' }, { code: 'history-system' }],
+      },
+    ],
+  };
+}
+
+function revIncludes(deps: FhirDeps, target: string): string[] {
+  const out: string[] = [];
+  for (const source of CLINICAL_TYPES) {
+    for (const p of supportedSearchParams(deps.registry, source)) {
+      if (p.type === 'reference' && (p.target ?? []).includes(target)) out.push(`${source}:${p.name}`);
+    }
+  }
+  return out;
+}

@@ -1,0 +1,94 @@
+import { processBundle } from './bundle.js';
+import { capabilityStatement } from './capability.js';
+import {
+  conditionalUpdate,
+  create,
+  history,
+  read,
+  remove,
+  search,
+  update,
+  validateOperation,
+  vread,
+  type FhirDeps,
+} from './interactions.js';
+import { badRequest, methodNotAllowed, notFound } from './outcomes.js';
+import type { FhirRequest, FhirResponse } from './request.js';
+
+/**
+ * Routes a FHIR request to its interaction (FHIR R4 §3.1.0 RESTful API). Independent of Express, so bundle entries
+ * are dispatched through the very same code as top-level requests.
+ */
+export function createDispatcher(deps: FhirDeps): (req: FhirRequest) => Promise<FhirResponse> {
+  const dispatch = async (req: FhirRequest): Promise<FhirResponse> => {
+    const [a, b, c, d, ...rest] = req.segments;
+    const m = req.method;
+    if (rest.length) throw notFound(`No FHIR interaction at /${req.segments.join('/')}`);
+
+    if (a === undefined) {
+      if (m === 'POST') return processBundle(req, deps, dispatch);
+      throw methodNotAllowed('At the FHIR base, POST a transaction or batch Bundle', 'POST');
+    }
+    if (a === 'metadata' && b === undefined) {
+      if (m !== 'GET') throw methodNotAllowed('metadata is read with GET', 'GET');
+      return { status: 200, body: capabilityStatement(deps, req.baseUrl) };
+    }
+    if (a === '_history' && b === undefined) {
+      if (m !== 'GET') throw methodNotAllowed('_history is read with GET', 'GET');
+      return history(req, deps);
+    }
+    if (a.startsWith('$')) throw notFound(`Operation ${a} is not defined at the system level`);
+
+    const type = a;
+    if (b === undefined) {
+      if (m === 'GET') return search(req, deps, type, req.query);
+      if (m === 'POST') return create(req, deps, type);
+      if (m === 'PUT') return conditionalUpdate(req, deps, type);
+      throw methodNotAllowed(`${m} is not supported on /${type}`, 'GET, POST, PUT');
+    }
+    if (b === '_search' && c === undefined) {
+      if (m !== 'POST') throw methodNotAllowed('_search is used with POST', 'POST');
+      const form = (req.body ?? {}) as Record<string, string | string[]>;
+      return search(req, deps, type, mergeQueries(req.query, form));
+    }
+    if (b === '_history' && c === undefined) {
+      if (m !== 'GET') throw methodNotAllowed('_history is read with GET', 'GET');
+      return history(req, deps, type);
+    }
+    if (b === '$validate' && c === undefined) {
+      if (m !== 'POST') throw methodNotAllowed('$validate is invoked with POST', 'POST');
+      return validateOperation(req, deps, type);
+    }
+    if (b.startsWith('$')) throw notFound(`Operation ${b} is not defined for ${type}`);
+
+    const id = b;
+    if (c === undefined) {
+      if (m === 'GET') return read(req, deps, type, id);
+      if (m === 'PUT') return update(req, deps, type, id);
+      if (m === 'DELETE') return remove(req, deps, type, id);
+      throw methodNotAllowed(`${m} is not supported on /${type}/${id}`, 'GET, PUT, DELETE');
+    }
+    if (c === '$validate' && d === undefined) {
+      if (m !== 'POST') throw methodNotAllowed('$validate is invoked with POST', 'POST');
+      return validateOperation(req, deps, type, id);
+    }
+    if (c === '_history') {
+      if (m !== 'GET') throw methodNotAllowed('_history is read with GET', 'GET');
+      return d === undefined ? history(req, deps, type, id) : vread(req, deps, type, id, d);
+    }
+    throw badRequest(`No FHIR interaction at /${req.segments.join('/')}`);
+  };
+  return dispatch;
+}
+
+function mergeQueries(
+  a: Record<string, string | string[]>,
+  b: Record<string, string | string[]>,
+): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = { ...a };
+  for (const [k, v] of Object.entries(b)) {
+    const prev = out[k];
+    out[k] = prev === undefined ? v : [...[prev].flat(), ...[v].flat()];
+  }
+  return out;
+}

@@ -1,0 +1,35 @@
+import type { Resource } from 'fhir/r4';
+
+/** An HTTP request as the FHIR layer sees it: independent of Express (style.md, Medplum model). */
+export interface FhirRequest {
+  method: string;
+  /** Path below the FHIR base, split on '/', already URL-decoded. */
+  segments: string[];
+  query: Record<string, string | string[]>;
+  /** Lower-case header names. */
+  headers: Record<string, string | undefined>;
+  body: unknown;
+  /** Absolute base URL of the FHIR endpoint, without trailing slash. */
+  baseUrl: string;
+}
+
+export interface FhirResponse {
+  status: number;
+  body?: Resource;
+  headers?: Record<string, string>;
+}
+
+export function header(req: FhirRequest, name: string): string | undefined {
+  return req.headers[name.toLowerCase()];
+}
+
+/** `Prefer: return=minimal|representation|OperationOutcome` (FHIR R4 §3.1.0.6). */
+export function preferReturn(req: FhirRequest): 'minimal' | 'representation' | 'OperationOutcome' {
+  const m = /return=(minimal|representation|OperationOutcome)/.exec(header(req, 'prefer') ?? '');
+  return (m?.[1] as 'minimal' | 'representation' | 'OperationOutcome' | undefined) ?? 'representation';
+}
+
+/** `Prefer: handling=lenient` makes unknown search parameters a warning instead of an error (FHIR R4 §3.1.1.5.1). */
+export function isLenient(req: FhirRequest): boolean {
+  return /handling=lenient/.test(header(req, 'prefer') ?? '');
+}

@@ -1,0 +1,58 @@
+import type { Server } from 'node:http';
+import { createApp } from './app.js';
+import { ConfigError, loadConfig } from './config.js';
+import { createLogger } from './log.js';
+import { createServices } from './services.js';
+import { DatabaseUnavailableError, startDatabase } from './store/database.js';
+
+/** Process entry: config → database → app → listen; graceful shutdown on SIGINT/SIGTERM. */
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const log = createLogger({ level: config.logLevel, json: config.mode === 'production' || !process.stdout.isTTY });
+  const db = await startDatabase({
+    uri: config.mongodbUri,
+    dataDir: config.dataDir,
+    onProgress: (message) => log.info(message),
+  });
+  log.info('Database started', { database: db.description });
+  const deps = await createServices(config, log, db.uri, process.env.HUREN_DB_NAME ?? 'huren');
+  const app = createApp(deps);
+  const server: Server = app.listen(config.port);
+  await new Promise<void>((resolve, reject) => {
+    server.once('listening', resolve);
+    server.once('error', reject);
+  });
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : config.port;
+  const base = config.baseUrl ?? `http://localhost:${port}/fhir`;
+  log.info('Huren is listening', {
+    port,
+    mode: config.mode,
+    fhir: base,
+    metadata: `${base}/metadata`,
+    database: db.description,
+  });
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info('Shutting down: finishing in-flight requests', { signal });
+    const force = setTimeout(() => server.closeAllConnections(), config.shutdownGraceMs);
+    server.closeIdleConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    clearTimeout(force);
+    await deps.connection.close();
+    await db.stop();
+    log.info('Stopped');
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+}
+
+main().catch((err: unknown) => {
+  const known = err instanceof ConfigError || err instanceof DatabaseUnavailableError;
+  process.stderr.write(`huren: ${known ? (err as Error).message : String((err as Error)?.stack ?? err)}\n`);
+  process.exit(1);
+});

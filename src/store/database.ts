@@ -1,0 +1,211 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/**
+ * Finds a MongoDB-wire database, in the order design.md fixes:
+ * MONGODB_URI → a local `mongod` binary → FerretDB 1.24 (SQLite), built from the Go module proxy once per machine
+ * and cached → a clear error that says what to install.
+ */
+export interface DatabaseServer {
+  uri: string;
+  kind: 'external' | 'mongod' | 'ferretdb';
+  /** Human-readable description for the start-up banner (never contains credentials). */
+  description: string;
+  stop(): Promise<void>;
+}
+
+export interface StartDatabaseOptions {
+  uri?: string;
+  /** Directory for persistent data; ignored with `memory`. */
+  dataDir: string;
+  /** Throw-away data (tests). */
+  memory?: boolean;
+  /** Progress messages for slow steps (the first FerretDB build takes a minute or two). */
+  onProgress?: (message: string) => void;
+}
+
+export class DatabaseUnavailableError extends Error {
+  override name = 'DatabaseUnavailableError';
+}
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const ferretSource = path.join(repoRoot, 'db', 'ferretdb');
+
+export async function startDatabase(options: StartDatabaseOptions): Promise<DatabaseServer> {
+  if (options.uri) {
+    return { uri: options.uri, kind: 'external', description: 'MongoDB at MONGODB_URI', stop: async () => {} };
+  }
+  const mongod = findOnPath('mongod');
+  if (mongod) return startMongod(mongod, options);
+  const binary = await ensureFerretDb(options.onProgress);
+  return startFerretDb(binary, options);
+}
+
+function findOnPath(command: string): string | undefined {
+  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
+    const candidate = path.join(dir, command);
+    try {
+      fs.accessSync(candidate, fs.constants.X_OK);
+      return candidate;
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
+    });
+  });
+}
+
+/** The cache key covers our launcher's sources, so a change to them rebuilds it. */
+function ferretCachePath(): string {
+  const hash = createHash('sha256');
+  for (const file of ['main.go', 'go.mod', 'go.sum']) hash.update(fs.readFileSync(path.join(ferretSource, file)));
+  const cacheRoot =
+    process.env.HUREN_CACHE_DIR ?? path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'huren');
+  return path.join(cacheRoot, `ferretdb-${hash.digest('hex').slice(0, 16)}`, 'huren-ferretdb');
+}
+
+/** Builds the embedded FerretDB launcher (db/ferretdb) once per machine; returns the cached binary. */
+export async function ensureFerretDb(onProgress?: (message: string) => void): Promise<string> {
+  const target = ferretCachePath();
+  if (fs.existsSync(target)) return target;
+  if (!findOnPath('go')) {
+    throw new DatabaseUnavailableError(
+      'No database available. Set MONGODB_URI to a MongoDB server, or install mongod, or install Go 1.22+ ' +
+        '(https://go.dev/dl, or `apt-get install golang`) so that Huren can build its embedded FerretDB.',
+    );
+  }
+  fs.mkdirSync(path.dirname(target), { recursive: true });
+  onProgress?.('Building the embedded FerretDB 1.24 database from the Go module proxy (first run only, 1-3 minutes)…');
+  const partial = `${target}.${process.pid}.tmp`;
+  const started = Date.now();
+  await new Promise<void>((resolve, reject) => {
+    const child = spawn('go', ['build', '-trimpath', '-o', partial, '.'], {
+      cwd: ferretSource,
+      env: { ...process.env, GOFLAGS: '-mod=mod', CGO_ENABLED: '0' },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const timer = setInterval(
+      () => onProgress?.(`…still building FerretDB (${Math.round((Date.now() - started) / 1000)} s)`),
+      15000,
+    );
+    child.on('error', (err) => {
+      clearInterval(timer);
+      reject(err);
+    });
+    child.on('exit', (code) => {
+      clearInterval(timer);
+      if (code === 0) resolve();
+      else
+        reject(
+          new DatabaseUnavailableError(`Building FerretDB failed (go build exit ${code}):\n${stderr.slice(-2000)}`),
+        );
+    });
+  });
+  // Rename is atomic: parallel first runs (several test workers, two terminals) never see a half-written binary.
+  fs.renameSync(partial, target);
+  onProgress?.(`FerretDB built in ${Math.round((Date.now() - started) / 1000)} s, cached at ${target}`);
+  return target;
+}
+
+async function waitForReady(child: ChildProcess, what: string, readyLine: RegExp, port: number): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    let output = '';
+    const timeout = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new DatabaseUnavailableError(`${what} did not start within 60 s:\n${output.slice(-2000)}`));
+    }, 60000);
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString();
+      if (readyLine.test(output)) {
+        clearTimeout(timeout);
+        resolve();
+      }
+    };
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.on('exit', (code) => {
+      clearTimeout(timeout);
+      reject(
+        new DatabaseUnavailableError(
+          `${what} exited with code ${code} before it was ready (port ${port}):\n${output.slice(-2000)}`,
+        ),
+      );
+    });
+  });
+  child.stdout?.removeAllListeners('data');
+  child.stderr?.removeAllListeners('data');
+  child.removeAllListeners('exit');
+  // Keep draining its output so a chatty child never blocks on a full pipe.
+  child.stdout?.resume();
+}
+
+function stopper(child: ChildProcess, cleanup?: () => void): () => Promise<void> {
+  return () =>
+    new Promise<void>((resolve) => {
+      if (child.exitCode !== null || child.signalCode !== null) {
+        cleanup?.();
+        return resolve();
+      }
+      const kill = setTimeout(() => child.kill('SIGKILL'), 5000);
+      child.once('exit', () => {
+        clearTimeout(kill);
+        cleanup?.();
+        resolve();
+      });
+      child.kill('SIGTERM');
+    });
+}
+
+async function startFerretDb(binary: string, options: StartDatabaseOptions): Promise<DatabaseServer> {
+  const port = await freePort();
+  const dir = path.join(options.dataDir, 'ferretdb');
+  const args = ['-listen', `127.0.0.1:${port}`, ...(options.memory ? ['-memory'] : ['-dir', dir])];
+  const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  await waitForReady(child, 'FerretDB', /^ready /m, port);
+  // After start-up only warnings remain; show them where the developer looks.
+  child.stderr?.pipe(process.stderr);
+  return {
+    uri: `mongodb://127.0.0.1:${port}/`,
+    kind: 'ferretdb',
+    description: options.memory
+      ? `embedded FerretDB 1.24 (SQLite, in memory) on 127.0.0.1:${port}`
+      : `embedded FerretDB 1.24 (SQLite) on 127.0.0.1:${port}, data in ${dir}`,
+    stop: stopper(child),
+  };
+}
+
+async function startMongod(binary: string, options: StartDatabaseOptions): Promise<DatabaseServer> {
+  const port = await freePort();
+  const dir = options.memory
+    ? fs.mkdtempSync(path.join(os.tmpdir(), 'huren-mongod-'))
+    : path.join(options.dataDir, 'mongod');
+  fs.mkdirSync(dir, { recursive: true });
+  const child = spawn(binary, ['--dbpath', dir, '--port', String(port), '--bind_ip', '127.0.0.1'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  await waitForReady(child, 'mongod', /Waiting for connections/, port);
+  return {
+    uri: `mongodb://127.0.0.1:${port}/`,
+    kind: 'mongod',
+    description: `local mongod on 127.0.0.1:${port}, data in ${dir}`,
+    stop: stopper(child, options.memory ? () => fs.rmSync(dir, { recursive: true, force: true }) : undefined),
+  };
+}

@@ -1,0 +1,393 @@
+import { randomUUID } from 'node:crypto';
+import { isDeepStrictEqual } from 'node:util';
+import type { Resource } from 'fhir/r4';
+import type { Collection, Document, Filter } from 'mongodb';
+import { conflict, gone, notFound, preconditionFailed } from '../fhir/outcomes.js';
+import type { Logger } from '../log.js';
+import type { ConditionalClaimDoc, CurrentDoc, HistoryDoc, IngestLogDoc, StoreModels, WriteOp } from './models.js';
+
+/** Computes the search (`sp`) and sort (`so`) values of a resource; supplied by the search layer. */
+export type IndexFn = (resource: Resource) => { sp: Record<string, unknown>; so: Record<string, unknown> };
+
+/** What a committed write produced. */
+export interface AppliedWrite {
+  type: string;
+  id: string;
+  vid: number;
+  lastUpdated: Date;
+  resource: Resource | null;
+  method: WriteOp['method'];
+  /** The resource did not exist (or was deleted) before this write. */
+  created: boolean;
+  /** Nothing changed: a repeated push of identical content keeps the current version. */
+  unchanged?: boolean;
+}
+
+/** A planned write, or the existing version when the plan turned out to change nothing. */
+export type Plan = { op: WriteOp; current: CurrentDoc | null } | { unchanged: AppliedWrite };
+
+export interface HistoryPage {
+  entries: HistoryDoc[];
+  next?: string;
+}
+
+const DUPLICATE_KEY = 11000;
+const isDuplicateKey = (err: unknown) => (err as { code?: number })?.code === DUPLICATE_KEY;
+
+/** How long a conditional-create claim counts as "in progress" before it may be taken over. */
+const CLAIM_IN_PROGRESS_MS = 30_000;
+
+/**
+ * The one generic resource repository: versioned current documents, full history, and the ingest log that makes
+ * every write (single resource or whole transaction) atomic and crash-safe without multi-document transactions.
+ */
+export class ResourceStore {
+  private readonly current: Collection<CurrentDoc>;
+  private readonly historyCol: Collection<HistoryDoc>;
+  private readonly ingest: Collection<IngestLogDoc>;
+  private readonly claims: Collection<ConditionalClaimDoc>;
+
+  constructor(
+    private readonly models: StoreModels,
+    private readonly index: IndexFn,
+    private readonly log: Logger,
+    private readonly clock: () => Date = () => new Date(),
+  ) {
+    this.current = models.current.collection as unknown as Collection<CurrentDoc>;
+    this.historyCol = models.history.collection as unknown as Collection<HistoryDoc>;
+    this.ingest = models.ingest.collection as unknown as Collection<IngestLogDoc>;
+    this.claims = models.claims.collection as unknown as Collection<ConditionalClaimDoc>;
+  }
+
+  // ---- reads ----
+
+  async findCurrent(type: string, id: string): Promise<CurrentDoc | null> {
+    return this.current.findOne({ _id: `${type}/${id}` });
+  }
+
+  async read(type: string, id: string): Promise<Resource> {
+    const doc = await this.findCurrent(type, id);
+    if (!doc) throw notFound(`${type}/${id} is not known`);
+    if (doc.deleted || !doc.resource) {
+      throw withHeaders(gone(`${type}/${id} was deleted (version ${doc.vid})`), { ETag: `W/"${doc.vid}"` });
+    }
+    return doc.resource;
+  }
+
+  async vread(type: string, id: string, vid: string): Promise<Resource> {
+    if (!/^\d+$/.test(vid)) throw notFound(`${type}/${id}/_history/${vid}: version ids are whole numbers`);
+    const doc = await this.historyCol.findOne({ _id: `${type}/${id}/${Number(vid)}` });
+    if (!doc) {
+      const exists = await this.findCurrent(type, id);
+      throw notFound(exists ? `${type}/${id} has no version ${vid}` : `${type}/${id} is not known`);
+    }
+    if (!doc.resource) throw gone(`${type}/${id} version ${vid} is a deletion`);
+    return doc.resource;
+  }
+
+  /** Filters come from the search layer, which builds them for the `resources` document shape. */
+  async find(filter: Filter<Document>, sort: Record<string, 1 | -1>, limit: number): Promise<CurrentDoc[]> {
+    return this.current
+      .find(filter as Filter<CurrentDoc>)
+      .sort(sort)
+      .limit(limit)
+      .toArray();
+  }
+
+  async count(filter: Filter<Document>): Promise<number> {
+    return this.current.countDocuments(filter as Filter<CurrentDoc>);
+  }
+
+  async findByRefs(refs: string[]): Promise<CurrentDoc[]> {
+    if (refs.length === 0) return [];
+    return this.current.find({ _id: { $in: refs }, deleted: false }).toArray();
+  }
+
+  /**
+   * Versions newest first, for instance, type or system history. Paged by a keyset on (lastUpdated, _id) so pages
+   * stay stable while new versions arrive.
+   */
+  async history(
+    scope: { type?: string; id?: string },
+    options: { count: number; since?: Date; cursor?: { t: number; k: string } },
+  ): Promise<HistoryPage> {
+    const and: Filter<HistoryDoc>[] = [];
+    if (scope.type) and.push({ type: scope.type });
+    if (scope.id) and.push({ id: scope.id });
+    if (options.since) and.push({ lastUpdated: { $gte: options.since } });
+    if (options.cursor) {
+      const t = new Date(options.cursor.t);
+      and.push({ $or: [{ lastUpdated: { $lt: t } }, { lastUpdated: t, _id: { $lt: options.cursor.k } }] });
+    }
+    const filter: Filter<HistoryDoc> = and.length ? { $and: and } : {};
+    const docs = await this.historyCol
+      .find(filter)
+      .sort({ lastUpdated: -1, _id: -1 })
+      .limit(options.count + 1)
+      .toArray();
+    const entries = docs.slice(0, options.count);
+    const last = entries.at(-1);
+    return {
+      entries,
+      next:
+        docs.length > options.count && last
+          ? Buffer.from(JSON.stringify({ t: last.lastUpdated.getTime(), k: last._id })).toString('base64url')
+          : undefined,
+    };
+  }
+
+  // ---- planning writes (reads only; nothing is written until commit) ----
+
+  /** A create with a fresh server-assigned id. */
+  planCreate(resource: Resource, id: string = randomUUID()): Plan {
+    return {
+      op: { type: resource.resourceType, id, prevVid: 0, method: 'POST', resource: stripMeta(resource, id) },
+      current: null,
+    };
+  }
+
+  /**
+   * An update (or update-as-create when the id is new). `ifMatch` is the version the client last saw: a stale one
+   * is refused with 412 (FHIR R4 §3.1.0.5.2 managing resource contention).
+   */
+  async planUpdate(resource: Resource, id: string, ifMatch?: string): Promise<Plan> {
+    const type = resource.resourceType;
+    const current = await this.findCurrent(type, id);
+    const live = current && !current.deleted ? current : null;
+    if (ifMatch !== undefined) {
+      const wanted = parseETag(ifMatch);
+      if (!live) throw preconditionFailed(`If-Match ${ifMatch}: ${type}/${id} does not exist`, 'If-Match');
+      if (wanted !== String(live.vid)) {
+        throw preconditionFailed(
+          `If-Match ${ifMatch} is stale: ${type}/${id} is at version ${live.vid}; read it again and reapply your change`,
+          'If-Match',
+        );
+      }
+    }
+    const next = stripMeta(resource, id);
+    if (live?.resource && isDeepStrictEqual(stripMeta(live.resource, id), next)) {
+      return { unchanged: appliedFromCurrent(live, 'PUT') };
+    }
+    return { op: { type, id, prevVid: current?.vid ?? 0, method: 'PUT', resource: next }, current };
+  }
+
+  async planDelete(type: string, id: string): Promise<Plan | null> {
+    const current = await this.findCurrent(type, id);
+    if (!current || current.deleted) return null; // deleting nothing is a success (FHIR R4 §3.1.0.7.1)
+    return { op: { type, id, prevVid: current.vid, method: 'DELETE', resource: null }, current };
+  }
+
+  /**
+   * Makes conditional create race-free: the canonical condition is the `_id` of a claim document, so two parallel
+   * identical requests cannot both create (a unique key, not a read-then-write). Returns the id to create under, or
+   * the id of the resource another request created for the same condition.
+   */
+  async claimCondition(
+    type: string,
+    condition: string,
+    search: () => Promise<string[]>,
+  ): Promise<{ id: string; existing: boolean }> {
+    const key = `${type}?${condition}`;
+    const deadline = Date.now() + CLAIM_IN_PROGRESS_MS;
+    for (;;) {
+      const matches = await search();
+      if (matches.length > 1) {
+        throw preconditionFailed(`The condition ${key} matches ${matches.length} resources; it must match at most one`);
+      }
+      if (matches.length === 1) return { id: matches[0], existing: true };
+      const id = randomUUID();
+      try {
+        await this.claims.insertOne({ _id: key, ref: `${type}/${id}`, createdAt: this.clock() });
+        return { id, existing: false };
+      } catch (err) {
+        if (!isDuplicateKey(err)) throw err;
+      }
+      const claim = await this.claims.findOne({ _id: key });
+      if (!claim) continue;
+      const claimed = await this.current.findOne({ _id: claim.ref, deleted: false });
+      if (claimed) {
+        // The claimed resource exists; search again in case it no longer matches the condition.
+        const again = await search();
+        if (again.includes(claimed.id)) return { id: claimed.id, existing: true };
+      }
+      const age = this.clock().getTime() - new Date(claim.createdAt).getTime();
+      if (claimed || age > CLAIM_IN_PROGRESS_MS) {
+        // Stale claim (its resource was deleted, changed, or never written after a crash): take it over atomically.
+        const taken = await this.claims.findOneAndUpdate(
+          { _id: key, ref: claim.ref },
+          { $set: { ref: `${type}/${id}`, createdAt: this.clock() } },
+        );
+        if (taken) return { id, existing: false };
+        continue;
+      }
+      if (Date.now() > deadline) throw conflict(`Another request is still creating ${key}; retry`);
+      await sleep(20); // another request is creating it right now: wait for it to land
+    }
+  }
+
+  // ---- committing writes ----
+
+  /**
+   * Accepts a set of writes atomically (one ingest-log document), then projects them. All or nothing: once the log
+   * entry is written, every op is applied, now or by `replayPending` after a crash.
+   */
+  async commit(ops: WriteOp[]): Promise<AppliedWrite[]> {
+    if (ops.length === 0) return [];
+    const entry: IngestLogDoc = { _id: randomUUID(), state: 'pending', createdAt: this.clock(), ops };
+    await this.ingest.insertOne(entry);
+    const applied = await this.project(entry);
+    await this.ingest.deleteOne({ _id: entry._id });
+    return applied;
+  }
+
+  /** Re-applies ingest-log entries left unfinished by a crash. Idempotent. Returns how many were replayed. */
+  async replayPending(): Promise<number> {
+    let replayed = 0;
+    for await (const entry of this.ingest.find({}).sort({ createdAt: 1 })) {
+      await this.project(entry);
+      await this.ingest.deleteOne({ _id: entry._id });
+      replayed++;
+    }
+    if (replayed) this.log.warn('Replayed unfinished ingest-log entries', { count: replayed });
+    return replayed;
+  }
+
+  private async project(entry: IngestLogDoc): Promise<AppliedWrite[]> {
+    const at = new Date(entry.createdAt);
+    const out: AppliedWrite[] = [];
+    for (const op of entry.ops) out.push(await this.applyOp(entry._id, op, at));
+    return out;
+  }
+
+  /**
+   * Applies one op idempotently with compare-and-set on the version. If another writer got in between planning and
+   * applying, the accepted op is written on top of it (both versions stay in history): accepted data is never lost.
+   */
+  private async applyOp(txn: string, op: WriteOp, at: Date): Promise<AppliedWrite> {
+    const _id = `${op.type}/${op.id}`;
+    let prevVid = op.prevVid;
+    for (let attempt = 0; attempt < 50; attempt++) {
+      const vid = prevVid + 1;
+      const resource = op.resource ? withMeta(op.resource, vid, at) : null;
+      const { sp, so } = resource ? this.index(resource) : { sp: {}, so: {} };
+      const doc: CurrentDoc = {
+        _id,
+        type: op.type,
+        id: op.id,
+        vid,
+        lastUpdated: at,
+        deleted: !resource,
+        resource,
+        sp,
+        so,
+        txn,
+      };
+      let written = false;
+      let wasLive = false;
+      if (prevVid === 0) {
+        try {
+          await this.current.insertOne(doc);
+          written = true;
+        } catch (err) {
+          if (!isDuplicateKey(err)) throw err;
+        }
+      } else {
+        const before = await this.current.findOneAndUpdate({ _id, vid: prevVid }, { $set: doc });
+        written = before !== null;
+        wasLive = before !== null && !before.deleted;
+      }
+      if (!written) {
+        const cur = await this.current.findOne({ _id });
+        if (cur?.txn === txn) {
+          // Replay of an op that was already applied: make sure its history entry exists too.
+          await this.writeHistory(cur, op.method);
+          return { ...appliedFromCurrent(cur, op.method), created: op.prevVid === 0 };
+        }
+        const superseded = await this.historyCol.findOne({ type: op.type, id: op.id, txn });
+        if (superseded) return { ...appliedFromHistory(superseded), created: op.prevVid === 0 };
+        prevVid = cur?.vid ?? 0;
+        continue;
+      }
+      await this.writeHistory(doc, op.method);
+      return {
+        type: op.type,
+        id: op.id,
+        vid,
+        lastUpdated: at,
+        resource,
+        method: op.method,
+        created: prevVid === 0 || !wasLive,
+      };
+    }
+    throw conflict(`${_id} is being changed by too many writers at once; retry`);
+  }
+
+  private async writeHistory(doc: CurrentDoc, method: WriteOp['method']): Promise<void> {
+    const entry: HistoryDoc = {
+      _id: `${doc._id}/${doc.vid}`,
+      type: doc.type,
+      id: doc.id,
+      vid: doc.vid,
+      lastUpdated: doc.lastUpdated,
+      method,
+      resource: doc.resource,
+      txn: doc.txn,
+    };
+    await this.historyCol.replaceOne({ _id: entry._id }, entry, { upsert: true });
+  }
+}
+
+function appliedFromCurrent(doc: CurrentDoc, method: WriteOp['method']): AppliedWrite {
+  return {
+    type: doc.type,
+    id: doc.id,
+    vid: doc.vid,
+    lastUpdated: doc.lastUpdated,
+    resource: doc.resource,
+    method,
+    created: false,
+    unchanged: true,
+  };
+}
+
+function appliedFromHistory(doc: HistoryDoc): AppliedWrite {
+  return {
+    type: doc.type,
+    id: doc.id,
+    vid: doc.vid,
+    lastUpdated: doc.lastUpdated,
+    resource: doc.resource,
+    method: doc.method,
+    created: false,
+  };
+}
+
+/** The resource as the client meant it: server-managed meta fields removed, id set. */
+export function stripMeta(resource: Resource, id: string): Resource {
+  const copy = { ...resource, id } as Resource;
+  if (copy.meta) {
+    const { versionId: _v, lastUpdated: _l, ...rest } = copy.meta;
+    if (Object.keys(rest).length) copy.meta = rest;
+    else delete copy.meta;
+  }
+  return copy;
+}
+
+function withMeta(resource: Resource, vid: number, at: Date): Resource {
+  return { ...resource, meta: { ...resource.meta, versionId: String(vid), lastUpdated: at.toISOString() } } as Resource;
+}
+
+/** `W/"3"` → `3` (ETag of FHIR R4 §3.1.0.5.1). */
+export function parseETag(value: string): string {
+  return value
+    .trim()
+    .replace(/^W\//, '')
+    .replace(/^"(.*)"$/, '$1');
+}
+
+function withHeaders<T extends { headers: Record<string, string> }>(err: T, headers: Record<string, string>): T {
+  Object.assign(err.headers, headers);
+  return err;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
