@@ -177,7 +177,13 @@ function stopper(child: ChildProcess, cleanup?: () => void): () => Promise<void>
 async function startFerretDb(binary: string, options: StartDatabaseOptions): Promise<DatabaseServer> {
   const port = await freePort();
   const dir = path.join(options.dataDir, 'ferretdb');
-  const args = ['-listen', `127.0.0.1:${port}`, ...(options.memory ? ['-memory'] : ['-dir', dir])];
+  const args = [
+    '-listen',
+    `127.0.0.1:${port}`,
+    '-log-level',
+    'error',
+    ...(options.memory ? ['-memory'] : ['-dir', dir]),
+  ];
   const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   await waitForReady(child, 'FerretDB', /^ready /m, port);
   // After start-up only warnings remain; show them where the developer looks.

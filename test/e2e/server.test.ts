@@ -1,0 +1,73 @@
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { afterEach, describe, expect, inject, test } from 'vitest';
+
+/** The real process as `npm start` runs it: config → database → app → listen, and graceful shutdown. */
+describe('server process', () => {
+  let child: ChildProcessWithoutNullStreams | undefined;
+  afterEach(() => {
+    if (child && child.exitCode === null) child.kill('SIGKILL');
+  });
+
+  async function start(
+    env: Record<string, string>,
+  ): Promise<{ base: string; exited: Promise<number | null>; output: () => string }> {
+    const proc = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+      env: {
+        ...process.env,
+        HUREN_LOG_LEVEL: 'info',
+        PORT: '0',
+        HUREN_DB_NAME: `t_server_${randomBytes(4).toString('hex')}`,
+        ...env,
+      },
+    });
+    child = proc;
+    let out = '';
+    proc.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    proc.stderr.on('data', (c: Buffer) => (out += c.toString()));
+    const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
+    const base = await new Promise<string>((resolve, reject) => {
+      const timer = setInterval(() => {
+        const m = /"fhir":"(http:\/\/localhost:\d+\/fhir)"/.exec(out);
+        if (m) {
+          clearInterval(timer);
+          resolve(m[1]);
+        }
+      }, 50);
+      void exited.then((code) => {
+        clearInterval(timer);
+        reject(new Error(`server exited with ${code}: ${out}`));
+      });
+    });
+    return { base, exited, output: () => out };
+  }
+
+  test('serves the CapabilityStatement, then finishes an in-flight transaction on SIGTERM and exits cleanly', async () => {
+    const server = await start({ MONGODB_URI: inject('mongoUri') });
+    const meta = await fetch(`${server.base}/metadata`);
+    expect(meta.status).toBe(200);
+    expect(((await meta.json()) as { fhirVersion: string }).fhirVersion).toBe('4.0.1');
+
+    const entries = Array.from({ length: 150 }, (_, i) => ({
+      resource: { resourceType: 'Patient', identifier: [{ system: 'urn:huren:test', value: `shutdown-${i}` }] },
+      request: { method: 'POST', url: 'Patient' },
+    }));
+    const inFlight = fetch(`${server.base}`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/fhir+json', Prefer: 'return=minimal' },
+      body: JSON.stringify({ resourceType: 'Bundle', type: 'transaction', entry: entries }),
+    });
+    await new Promise((r) => setTimeout(r, 100));
+    child!.kill('SIGTERM');
+    const res = await inFlight;
+    expect(res.status).toBe(200);
+    const bundle = (await res.json()) as { entry: { response: { status: string } }[] };
+    expect(bundle.entry.filter((e) => e.response.status === '201 Created')).toHaveLength(150);
+    expect(await server.exited).toBe(0);
+    expect(server.output()).toContain('Stopped');
+  });
+
+  test('a configuration error stops the start with a message that says what to fix', async () => {
+    await expect(start({ PORT: 'eighty' })).rejects.toThrow(/PORT must be an integer/);
+  });
+});

@@ -1,0 +1,32 @@
+import { describe, expect, test } from 'vitest';
+import { ConfigError, loadConfig } from '../../src/config.js';
+
+describe('configuration', () => {
+  test('defaults give a working demo set-up on port 8080 with data under ./data', () => {
+    const c = loadConfig({});
+    expect(c.port).toBe(8080);
+    expect(c.mode).toBe('demo');
+    expect(c.dataDir).toMatch(/\/data$/);
+    expect(c.maxBodyBytes).toBe(5 * 1024 * 1024);
+    expect(c.defaultTimeZone).toBe('+08:00');
+    expect(c.mongodbUri).toBeUndefined();
+  });
+
+  test('sizes accept units and the base URL loses its trailing slash', () => {
+    const c = loadConfig({ HUREN_MAX_BODY: '512kb', HUREN_BASE_URL: 'https://huren.example.org/fhir/' });
+    expect(c.maxBodyBytes).toBe(512 * 1024);
+    expect(c.baseUrl).toBe('https://huren.example.org/fhir');
+  });
+
+  test.each([
+    [{ PORT: 'eighty' }, /PORT must be an integer/],
+    [{ HUREN_MODE: 'staging' }, /HUREN_MODE must be 'demo' or 'production'/],
+    [{ HUREN_MAX_BODY: 'big' }, /HUREN_MAX_BODY must be a size/],
+    [{ HUREN_DEFAULT_TIMEZONE: 'Asia/Shanghai' }, /UTC offset such as \+08:00/],
+    [{ HUREN_PAGE_SIZE: '500', HUREN_MAX_PAGE_SIZE: '100' }, /must not exceed/],
+    [{ HUREN_BASE_URL: 'ftp://x' }, /http\(s\) URL/],
+  ])('refuses %o with a message that says what to fix', (env, message) => {
+    expect(() => loadConfig(env)).toThrow(ConfigError);
+    expect(() => loadConfig(env)).toThrow(message);
+  });
+});
