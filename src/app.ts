@@ -35,12 +35,13 @@ export function createApp(deps: AppDeps): Express {
     const requestId = typeof incoming === 'string' && /^[\w.-]{1,64}$/.test(incoming) ? incoming : randomUUID();
     res.setHeader('X-Request-Id', requestId);
     const started = process.hrtime.bigint();
+    const path = req.path; // before routers strip their mount point
     res.on('finish', () => {
       // Paths carry resource ids only, never identifiers; query strings may carry identifiers and are not logged.
       deps.log.info('Request served', {
         requestId,
         method: req.method,
-        path: req.path,
+        path,
         status: res.statusCode,
         ms: Number(process.hrtime.bigint() - started) / 1e6,
       });
