@@ -323,8 +323,9 @@ export async function search(
   });
   const filter = await buildMongoFilter(deps.registry, parsed, (t, inner) => resolveChain(deps, t, inner));
   const bundle: Bundle = { resourceType: 'Bundle', type: 'searchset', link: [] };
-  const selfUrl = `${req.baseUrl}/${type}${toQueryString(params)}`;
-  bundle.link!.push({ relation: 'self', url: selfUrl });
+  // Links carry the parameters actually used (R4 §3.1.1.1), so following next needs no `Prefer: handling=lenient`.
+  const used = parsed.cursor ? { ...parsed.used, _cursor: parsed.cursor } : parsed.used;
+  bundle.link!.push({ relation: 'self', url: `${req.baseUrl}/${type}${toQueryString(used)}` });
 
   if (parsed.total === 'accurate' || parsed.summary === 'count' || parsed.count === 0) {
     bundle.total = await deps.store.count(filter);
@@ -334,7 +335,7 @@ export async function search(
     const docs = await deps.store.find(pageFilter, buildSort(parsed), parsed.count + 1);
     const page = docs.slice(0, parsed.count);
     if (docs.length > parsed.count) {
-      const next = { ...params, _cursor: encodeCursor(parsed, page[page.length - 1]) };
+      const next = { ...parsed.used, _cursor: encodeCursor(parsed, page[page.length - 1]) };
       bundle.link!.push({ relation: 'next', url: `${req.baseUrl}/${type}${toQueryString(next)}` });
     }
     bundle.entry = page.map((d) => entryOf(req.baseUrl, d, 'match'));
@@ -356,27 +357,47 @@ function entryOf(baseUrl: string, d: CurrentDoc, mode: 'match' | 'include'): Bun
   return { fullUrl: `${baseUrl}/${d.type}/${d.id}`, resource: d.resource ?? undefined, search: { mode } };
 }
 
-/** `_include` follows references out of the page; `_revinclude` finds resources that point into it. */
+/** How many rounds of `:iterate` are followed after the first (R4 §3.1.1.5.4 lets servers limit iteration). */
+const MAX_INCLUDE_ITERATIONS = 3;
+
+/**
+ * `_include` follows references out of the page; `_revinclude` finds resources that point into it. The `:iterate`
+ * forms apply again to what was included (R4 §3.1.1.5.4), round by round until nothing new is found.
+ */
 async function includes(deps: FhirDeps, parsed: SearchRequest, page: CurrentDoc[]): Promise<CurrentDoc[]> {
   const out: CurrentDoc[] = [];
-  for (const inc of parsed.include) {
-    const refs = new Set<string>();
-    for (const d of page) {
-      if (d.type !== inc.sourceType) continue;
-      for (const ref of asArray(d.sp[inc.param])) {
-        if (typeof ref !== 'string') continue;
-        if (inc.targetTypes.length === 0 || inc.targetTypes.includes(ref.split('/')[0])) refs.add(ref);
+  const seen = new Set(page.map((d) => d._id));
+  let sources = page;
+  for (let round = 0; sources.length > 0 && round <= MAX_INCLUDE_ITERATIONS; round++) {
+    const found: CurrentDoc[] = [];
+    for (const inc of parsed.include) {
+      if (round > 0 && !inc.iterate) continue;
+      const refs = new Set<string>();
+      for (const d of sources) {
+        if (d.type !== inc.sourceType) continue;
+        for (const ref of asArray(d.sp[inc.param])) {
+          if (typeof ref !== 'string') continue;
+          if (inc.targetTypes.length === 0 || inc.targetTypes.includes(ref.split('/')[0])) refs.add(ref);
+        }
       }
+      found.push(...(await deps.store.findByRefs([...refs].filter((r) => !seen.has(r)))));
     }
-    out.push(...(await deps.store.findByRefs([...refs])));
-  }
-  for (const rev of parsed.revinclude) {
-    const refs = page
-      .filter((d) => rev.targetTypes.length === 0 || rev.targetTypes.includes(d.type))
-      .map((d) => `${d.type}/${d.id}`);
-    if (refs.length === 0) continue;
-    const filter = { type: rev.sourceType, deleted: false, [rev.field]: { $in: refs } };
-    out.push(...(await deps.store.find(filter, { _id: 1 }, deps.config.maxPageSize)));
+    for (const rev of parsed.revinclude) {
+      if (round > 0 && !rev.iterate) continue;
+      const refs = sources
+        .filter((d) => rev.targetTypes.length === 0 || rev.targetTypes.includes(d.type))
+        .map((d) => `${d.type}/${d.id}`);
+      if (refs.length === 0) continue;
+      const filter = { type: rev.sourceType, deleted: false, [rev.field]: { $in: refs } };
+      found.push(...(await deps.store.find(filter, { _id: 1 }, deps.config.maxPageSize)));
+    }
+    sources = [];
+    for (const d of found) {
+      if (seen.has(d._id)) continue;
+      seen.add(d._id);
+      out.push(d);
+      sources.push(d);
+    }
   }
   return out;
 }

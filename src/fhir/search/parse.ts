@@ -79,6 +79,7 @@ export function parseSearchRequest(
   const req = emptyRequest(resourceType, options.defaultCount);
   req.ignored = ctx.ignored;
   let cursor: string | undefined;
+  const use = (key: string, value: string) => (req.used[key] ??= []).push(value);
 
   for (const [key, raw] of Object.entries(query)) {
     if (raw === undefined) continue;
@@ -91,22 +92,26 @@ export function parseSearchRequest(
     switch (base) {
       case '_count':
         req.count = Math.min(parseCount(key, single(key, values)), options.maxCount);
+        use(key, values[0]!);
         continue;
       case '_sort':
+        // Used as the sort keys that were understood (lenient handling may have dropped some of them).
         for (const v of values) parseSort(ctx, req, key, v);
         continue;
       case '_include':
       case '_revinclude':
-        for (const v of values) parseInclude(ctx, req, key, base, modifier, v);
+        for (const v of values) if (parseInclude(ctx, req, key, base, modifier, v)) use(key, v);
         continue;
       case '_total':
         req.total = parseTotal(key, single(key, values));
+        use(key, values[0]!);
         continue;
       case '_summary':
-        parseSummary(ctx, req, key, single(key, values));
+        if (parseSummary(ctx, req, key, single(key, values))) use(key, values[0]!);
         continue;
       case '_elements':
         req.elements = parseElements(key, values);
+        for (const v of values) use(key, v);
         continue;
       case '_cursor':
         cursor = single(key, values);
@@ -115,11 +120,16 @@ export function parseSearchRequest(
     if (IGNORED_PARAMS.has(base)) continue;
     for (const value of values) {
       const filter = parseFilter(ctx, resourceType, key, value, key);
-      if (filter) req.filters.push(filter);
+      if (filter) {
+        req.filters.push(filter);
+        use(key, value);
+      }
     }
   }
+  if (req.sort.length > 0) req.used._sort = [req.sort.map((s) => (s.dir === -1 ? '-' : '') + s.param).join(',')];
 
-  req.fingerprint = fingerprint(resourceType, query);
+  // Bound to what was used, so that a next link (which carries only that) matches the search it was made for.
+  req.fingerprint = fingerprint(resourceType, req.used);
   if (cursor !== undefined) {
     decodeCursor(req, cursor);
     req.cursor = cursor;
@@ -137,6 +147,7 @@ function emptyRequest(resourceType: string, count: number): SearchRequest {
     revinclude: [],
     total: 'none',
     ignored: [],
+    used: {},
     fingerprint: '',
   };
 }
@@ -431,11 +442,17 @@ function parseTotal(name: string, value: string): SearchRequest['total'] {
   throw badRequest(`'${name}' must be none, estimate or accurate`, name);
 }
 
-function parseSummary(ctx: Context, req: SearchRequest, name: string, value: string): void {
-  if (value === 'count' || value === 'false') req.summary = value;
-  else if (value === 'true' || value === 'text' || value === 'data') {
+/** Whether the value was used (false: ignored under lenient handling). */
+function parseSummary(ctx: Context, req: SearchRequest, name: string, value: string): boolean {
+  if (value === 'count' || value === 'false') {
+    req.summary = value;
+    return true;
+  }
+  if (value === 'true' || value === 'text' || value === 'data') {
     unsupported(ctx, name, `_summary=${value} is not supported (supported: count, false)`);
-  } else throw badRequest(`'${name}' must be one of true, text, data, count, false`, name);
+    return false;
+  }
+  throw badRequest(`'${name}' must be one of true, text, data, count, false`, name);
 }
 
 function parseElements(name: string, values: string[]): string[] {
@@ -469,7 +486,8 @@ function sortKind(def: SearchParamDef): SortKey['kind'] {
 
 /**
  * R4 §3.1.1.5.4: `_include=[source]:[param][:target]` (or `*`) and `_revinclude=[source]:[param][:target]`;
- * `:iterate` also follows included resources.
+ * `:iterate` also follows included resources. Returns whether the value was used (false: ignored under lenient
+ * handling).
  */
 function parseInclude(
   ctx: Context,
@@ -478,10 +496,10 @@ function parseInclude(
   kind: '_include' | '_revinclude',
   modifier: string | undefined,
   value: string,
-): void {
+): boolean {
   if (modifier !== undefined && modifier !== 'iterate') {
     unsupported(ctx, name, `Modifier ':${modifier}' is not supported on ${kind} (supported: :iterate)`);
-    return;
+    return false;
   }
   const iterate = modifier === 'iterate';
   const parts = value === '*' ? [req.resourceType, '*'] : value.split(':');
@@ -491,7 +509,7 @@ function parseInclude(
   }
   if (!isSearchableType(ctx.registry, sourceType)) {
     unsupported(ctx, name, `Resource type '${sourceType}' in '${name}=${value}' is not searchable here`);
-    return;
+    return false;
   }
   if (kind === '_include' && !iterate && sourceType !== req.resourceType) {
     throw badRequest(
@@ -506,7 +524,7 @@ function parseInclude(
   for (const def of defs) {
     if (!def || def.type !== 'reference') {
       unsupported(ctx, name, `'${code}' is not a reference search parameter of ${sourceType}`);
-      return;
+      return false;
     }
     if (targetType !== undefined && !def.targets.includes(targetType)) {
       throw badRequest(`'${sourceType}:${def.code}' cannot refer to ${targetType}`, name);
@@ -525,6 +543,7 @@ function parseInclude(
     const list = kind === '_include' ? req.include : req.revinclude;
     if (!list.some((s) => JSON.stringify(s) === JSON.stringify(spec))) list.push(spec);
   }
+  return true;
 }
 
 /** Digest of the parameters that select and order matches, independent of their order in the URL. */

@@ -100,6 +100,12 @@ export interface SearchRequest {
   elements?: string[];
   /** Parameters ignored under `Prefer: handling=lenient`, as warnings for the response Bundle. */
   ignored: OperationOutcomeIssue[];
+  /**
+   * The parameters actually used (without `_cursor`, `_format`, `_pretty` and whatever was ignored), for the self and
+   * next links: R4 §3.1.1.1 "the server SHALL return the parameters that were actually used … encoded in the self
+   * link", and a next link must work without `Prefer: handling=lenient`.
+   */
+  used: Record<string, string[]>;
   /** Digest of what selects and orders the matches; binds cursors to their search. */
   fingerprint: string;
 }
