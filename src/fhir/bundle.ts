@@ -3,15 +3,15 @@ import type { WriteOp } from '../store/models.js';
 import type { AppliedWrite } from '../store/resource-store.js';
 import {
   assertValid,
+  canonicalQuery,
   etag,
   locationOf,
   parseQueryString,
-  planConditionalUpdate,
   planCreate,
   searchIds,
   type FhirDeps,
 } from './interactions.js';
-import { badRequest, error, OperationOutcomeError, tooLarge } from './outcomes.js';
+import { badRequest, error, OperationOutcomeError, outcome, tooLarge } from './outcomes.js';
 import { preferReturn, type FhirRequest, type FhirResponse } from './request.js';
 import { ID_PATTERN, isClinicalType, isKnownType } from './types.js';
 
@@ -130,57 +130,116 @@ async function transaction(
     if (touched.has(ref)) throw badRequest(`${ref} is changed by more than one entry`, `Bundle.entry[${e.index}]`);
     touched.add(ref);
   };
+  // Conditions claimed for resources this bundle creates: given back if the bundle is refused, so that the corrected
+  // bundle is not kept waiting for claims of resources that were never written.
+  const claims: { type: string; condition: string; id: string }[] = [];
+  // A condition used twice would make the second entry wait for the first one's claim, which only a commit settles.
+  const conditions = new Map<string, number>();
+  const useCondition = (e: ParsedEntry, condition: string, expression: string) => {
+    const key = `${e.type}?${condition}`;
+    const other = conditions.get(key);
+    if (other !== undefined) {
+      throw badRequest(
+        `Entries ${other} and ${e.index} both use the condition ${key}; use it in one entry`,
+        expression,
+      );
+    }
+    conditions.set(key, e.index);
+  };
 
-  // 1. ids for new resources, so that references between entries can be resolved.
-  const creates = new Map<number, Awaited<ReturnType<typeof planCreate>>>();
-  for (const e of sorted.filter((x) => x.method === 'POST')) {
-    const plan = await planCreate(deps, e.resource!, e.entry.request?.ifNoneExist);
-    creates.set(e.index, plan);
-    const ref = 'op' in plan ? `${e.type}/${plan.op.id}` : `${e.type}/${plan.unchanged.id}`;
-    if (e.fullUrl) idFor.set(e.fullUrl, ref);
+  /** `PUT Type?query` (FHIR R4 §3.1.0.4.3): the one match, or a claimed new id when none; several → 412. */
+  async function resolveConditionalTarget(e: ParsedEntry): Promise<string> {
+    const where = `Bundle.entry[${e.index}].request.url`;
+    const condition = canonicalQuery(e.query!);
+    useCondition(e, condition, where);
+    const search = () => searchIds(deps, e.type, e.query!, where);
+    const matches = await search();
+    if (matches.length > 1) {
+      throw error(
+        412,
+        'multiple-matches',
+        `The condition ${e.type}?${condition} matches ${matches.length} resources`,
+        where,
+      );
+    }
+    if (matches.length === 1) return matches[0];
+    const claim = await deps.store.claimCondition(e.type, condition, search);
+    if (!claim.existing) claims.push({ type: e.type, condition, id: claim.id });
+    return claim.id;
   }
-  // PUT Type/id entries keep their id; their fullUrl may be referenced too.
-  for (const e of entries) if (e.method === 'PUT' && e.id && e.fullUrl) idFor.set(e.fullUrl, `${e.type}/${e.id}`);
 
-  // 2. rewrite urn:uuid and conditional references.
-  for (const e of entries) if (e.resource) await rewriteReferences(deps, e, idFor);
+  try {
+    // 1. ids for new resources, so that references between entries can be resolved.
+    const creates = new Map<number, Awaited<ReturnType<typeof planCreate>>>();
+    for (const e of sorted.filter((x) => x.method === 'POST')) {
+      const ifNoneExist = e.entry.request?.ifNoneExist;
+      const expression = `Bundle.entry[${e.index}].request.ifNoneExist`;
+      const condition =
+        ifNoneExist === undefined ? undefined : canonicalQuery(parseQueryString(ifNoneExist, expression));
+      if (condition !== undefined) useCondition(e, condition, expression);
+      const plan = await planCreate(deps, e.resource!, ifNoneExist).catch(rethrowAt(e));
+      if (condition !== undefined && 'op' in plan) claims.push({ type: e.type, condition, id: plan.op.id });
+      creates.set(e.index, plan);
+      const ref = 'op' in plan ? `${e.type}/${plan.op.id}` : `${e.type}/${plan.unchanged.id}`;
+      if (e.fullUrl) idFor.set(e.fullUrl, ref);
+    }
+    // PUT Type/id entries keep their id; their fullUrl may be referenced too.
+    for (const e of entries) if (e.method === 'PUT' && e.id && e.fullUrl) idFor.set(e.fullUrl, `${e.type}/${e.id}`);
+    // PUT Type?search entries: the resource they update or create, found before references are rewritten, so that
+    // other entries may reference them by fullUrl as well (FHIR R4 §3.1.0.11.2).
+    const targets = new Map<number, string>();
+    for (const e of sorted.filter((x) => x.method === 'PUT' && x.id === undefined)) {
+      const id = await resolveConditionalTarget(e);
+      targets.set(e.index, id);
+      if (e.fullUrl) idFor.set(e.fullUrl, `${e.type}/${id}`);
+    }
 
-  // 3. plan every write.
-  for (const e of sorted) {
-    const where = `Bundle.entry[${e.index}]`;
-    if (e.method === 'DELETE') {
-      const ids = e.id ? [e.id] : await searchIds(deps, e.type, e.query!, `${where}.request.url`);
-      if (ids.length > 1)
-        throw error(412, 'multiple-matches', `The condition matches ${ids.length} resources`, `${where}.request.url`);
-      if (ids.length === 0) {
-        results.set(e.index, { status: 204 });
-        continue;
-      }
-      touch(e, `${e.type}/${ids[0]}`);
-      const plan = await deps.store.planDelete(e.type, ids[0]);
-      if (plan && 'op' in plan) results.set(e.index, { opIndex: ops.push(plan.op) - 1, status: 204 });
-      else results.set(e.index, { status: 204 });
-    } else if (e.method === 'POST') {
-      const plan = creates.get(e.index)!;
-      if ('unchanged' in plan) {
-        results.set(e.index, { applied: plan.unchanged, status: 200 });
-      } else {
-        plan.op.resource = { ...e.resource!, id: plan.op.id } as Resource;
-        touch(e, `${e.type}/${plan.op.id}`);
-        results.set(e.index, { opIndex: ops.push(plan.op) - 1, status: 201 });
-      }
-    } else if (e.method === 'PUT') {
-      const ifMatch = e.entry.request?.ifMatch;
-      const plan = e.id
-        ? await planPutById(deps, e, ifMatch)
-        : await planConditionalUpdate(deps, e.resource!, e.query!, ifMatch, `${where}.request.url`);
-      if ('unchanged' in plan) {
-        results.set(e.index, { applied: plan.unchanged, status: 200 });
-      } else {
-        touch(e, `${e.type}/${plan.op.id}`);
-        results.set(e.index, { opIndex: ops.push(plan.op) - 1, status: plan.op.prevVid === 0 ? 201 : 200 });
+    // 2. rewrite urn:uuid and conditional references, then check again what they now point to: a profile's
+    // Reference(Organization) cannot be checked on a urn:uuid.
+    for (const e of entries) {
+      if (e.resource && (await rewriteReferences(deps, e, idFor))) {
+        assertValid(deps, e.resource, e.type, `Bundle.entry[${e.index}].resource`);
       }
     }
+
+    // 3. plan every write.
+    for (const e of sorted) {
+      const where = `Bundle.entry[${e.index}]`;
+      if (e.method === 'DELETE') {
+        const ids = e.id ? [e.id] : await searchIds(deps, e.type, e.query!, `${where}.request.url`);
+        if (ids.length > 1)
+          throw error(412, 'multiple-matches', `The condition matches ${ids.length} resources`, `${where}.request.url`);
+        if (ids.length === 0) {
+          results.set(e.index, { status: 204 });
+          continue;
+        }
+        touch(e, `${e.type}/${ids[0]}`);
+        const plan = await deps.store.planDelete(e.type, ids[0]);
+        if (plan && 'op' in plan) results.set(e.index, { opIndex: ops.push(plan.op) - 1, status: 204 });
+        else results.set(e.index, { status: 204 });
+      } else if (e.method === 'POST') {
+        const plan = creates.get(e.index)!;
+        if ('unchanged' in plan) {
+          results.set(e.index, { applied: plan.unchanged, status: 200 });
+        } else {
+          plan.op.resource = { ...e.resource!, id: plan.op.id } as Resource;
+          touch(e, `${e.type}/${plan.op.id}`);
+          results.set(e.index, { opIndex: ops.push(plan.op) - 1, status: 201 });
+        }
+      } else if (e.method === 'PUT') {
+        const ifMatch = e.entry.request?.ifMatch;
+        const plan = await planPut(deps, e, e.id ?? targets.get(e.index)!, ifMatch).catch(rethrowAt(e));
+        if ('unchanged' in plan) {
+          results.set(e.index, { applied: plan.unchanged, status: 200 });
+        } else {
+          touch(e, `${e.type}/${plan.op.id}`);
+          results.set(e.index, { opIndex: ops.push(plan.op) - 1, status: plan.op.prevVid === 0 ? 201 : 200 });
+        }
+      }
+    }
+  } catch (err) {
+    for (const c of claims) await deps.store.releaseClaim(c.type, c.condition, c.id);
+    throw err;
   }
 
   // 4. accept all at once, then answer in the order of the request.
@@ -200,14 +259,38 @@ async function transaction(
   return { status: 200, body: bundle };
 }
 
-async function planPutById(deps: FhirDeps, e: ParsedEntry, ifMatch: string | undefined) {
-  if (e.resource!.id !== e.id) {
+/**
+ * The single-resource interactions name the header a problem is in (If-None-Exist, If-Match); inside a bundle, the
+ * element of the entry to fix is named instead.
+ */
+function rethrowAt(e: ParsedEntry): (err: unknown) => never {
+  const elements: Record<string, string> = {
+    'If-None-Exist': `Bundle.entry[${e.index}].request.ifNoneExist`,
+    'If-Match': `Bundle.entry[${e.index}].request.ifMatch`,
+  };
+  return (err) => {
+    if (!(err instanceof OperationOutcomeError)) throw err;
+    const issues = err.outcome.issue.map((i) =>
+      i.expression ? { ...i, expression: i.expression.map((x) => elements[x] ?? x) } : i,
+    );
+    throw new OperationOutcomeError(err.status, outcome(...issues), err.headers);
+  };
+}
+
+async function planPut(deps: FhirDeps, e: ParsedEntry, id: string, ifMatch: string | undefined) {
+  if (e.id !== undefined && e.resource!.id !== e.id) {
     throw badRequest(
       `The resource id '${String(e.resource!.id)}' does not match request.url id '${e.id}'`,
       `Bundle.entry[${e.index}].resource.id`,
     );
   }
-  return deps.store.planUpdate(e.resource!, e.id!, ifMatch);
+  if (e.id === undefined && e.resource!.id !== undefined && e.resource!.id !== id) {
+    throw badRequest(
+      `The resource id '${e.resource!.id}' does not match the resource found by the condition (${id})`,
+      `Bundle.entry[${e.index}].resource.id`,
+    );
+  }
+  return deps.store.planUpdate(e.resource!, id, ifMatch);
 }
 
 function writeEntry(req: FhirRequest, w: AppliedWrite | undefined, status: number): BundleEntry {
@@ -226,47 +309,47 @@ function writeEntry(req: FhirRequest, w: AppliedWrite | undefined, status: numbe
   return entry;
 }
 
-/** Replaces references to other entries' fullUrls (urn:uuid:…) and conditional references (`Type?query`). */
-async function rewriteReferences(deps: FhirDeps, e: ParsedEntry, idFor: Map<string, string>): Promise<void> {
-  const pending: { holder: { reference?: string }; ref: string }[] = [];
-  const walk = (node: unknown) => {
-    if (Array.isArray(node)) node.forEach(walk);
+/**
+ * Replaces references to other entries' fullUrls (urn:uuid:…) and conditional references (`Type?query`). Returns
+ * whether any reference was replaced.
+ */
+async function rewriteReferences(deps: FhirDeps, e: ParsedEntry, idFor: Map<string, string>): Promise<boolean> {
+  const pending: { holder: { reference?: string }; ref: string; at: string }[] = [];
+  const walk = (node: unknown, at: string) => {
+    if (Array.isArray(node)) node.forEach((child, i) => walk(child, `${at}[${i}]`));
     else if (node && typeof node === 'object') {
       const holder = node as { reference?: unknown };
       if (typeof holder.reference === 'string')
-        pending.push({ holder: holder as { reference?: string }, ref: holder.reference });
-      Object.values(node).forEach(walk);
+        pending.push({ holder: holder as { reference?: string }, ref: holder.reference, at });
+      for (const [key, child] of Object.entries(node)) walk(child, `${at}.${key}`);
     }
   };
-  walk(e.resource);
-  for (const { holder, ref } of pending) {
+  walk(e.resource, `Bundle.entry[${e.index}].resource`);
+  let changed = false;
+  for (const { holder, ref, at } of pending) {
     const mapped = idFor.get(ref);
-    if (mapped) holder.reference = mapped;
-    else if (ref.startsWith('urn:uuid:') || ref.startsWith('urn:oid:')) {
-      throw badRequest(
-        `Reference ${ref} does not match the fullUrl of any entry in this transaction`,
-        `Bundle.entry[${e.index}].resource`,
-      );
+    if (mapped) {
+      holder.reference = mapped;
+      changed = true;
+    } else if (ref.startsWith('urn:uuid:') || ref.startsWith('urn:oid:')) {
+      throw badRequest(`Reference ${ref} does not match the fullUrl of any entry in this transaction`, at);
     } else if (/^[A-Z][A-Za-z]+\?/.test(ref)) {
       // Conditional reference (FHIR R4 §3.1.0.11.2): must resolve to exactly one resource.
       const [type, qs] = ref.split('?', 2) as [string, string];
-      const ids = await searchIds(
-        deps,
-        type,
-        parseQueryString(qs, `Bundle.entry[${e.index}].resource`),
-        `Bundle.entry[${e.index}].resource`,
-      );
+      const ids = await searchIds(deps, type, parseQueryString(qs, at), at);
       if (ids.length !== 1) {
         throw error(
           412,
           ids.length ? 'multiple-matches' : 'not-found',
           `Conditional reference ${ref} matches ${ids.length} resources; it must match exactly one`,
-          `Bundle.entry[${e.index}].resource`,
+          at,
         );
       }
       holder.reference = `${type}/${ids[0]}`;
+      changed = true;
     }
   }
+  return changed;
 }
 
 function entryRequest(req: FhirRequest, e: ParsedEntry): FhirRequest {
@@ -277,7 +360,16 @@ function entryRequest(req: FhirRequest, e: ParsedEntry): FhirRequest {
   if (e.entry.request?.ifNoneExist) headers['if-none-exist'] = e.entry.request.ifNoneExist;
   return {
     method: e.method,
-    segments: path.split('/').filter(Boolean).map(decodeURIComponent),
+    segments: path
+      .split('/')
+      .filter(Boolean)
+      .map((segment) => {
+        try {
+          return decodeURIComponent(segment);
+        } catch {
+          throw badRequest(`'${segment}' is not valid percent-encoded UTF-8`, `Bundle.entry[${e.index}].request.url`);
+        }
+      }),
     query: qs ? parseQueryString(qs, `Bundle.entry[${e.index}].request.url`) : {},
     headers,
     body: e.resource,

@@ -21,7 +21,7 @@ export function fhirRouter(deps: FhirDeps, baseUrlOf: (req: Request) => string):
       negotiate(req);
       const fhirReq: FhirRequest = {
         method: req.method === 'HEAD' ? 'GET' : req.method,
-        segments: req.path.split('/').filter(Boolean).map(decodeURIComponent),
+        segments: pathSegments(req.path),
         query: req.query as Record<string, string | string[]>,
         headers: req.headers as Record<string, string | undefined>,
         body: parseBody(req),
@@ -33,6 +33,20 @@ export function fhirRouter(deps: FhirDeps, baseUrlOf: (req: Request) => string):
     }
   });
   return router;
+}
+
+/** The path below the FHIR base, split and URL-decoded; a malformed escape (`%E0%A4%A`) is the client's error. */
+export function pathSegments(path: string): string[] {
+  return path
+    .split('/')
+    .filter(Boolean)
+    .map((segment) => {
+      try {
+        return decodeURIComponent(segment);
+      } catch {
+        throw error(400, 'invalid', `The URL path segment '${segment}' is not valid percent-encoded UTF-8`);
+      }
+    });
 }
 
 /** Only JSON is spoken here: `_format`/Accept for XML or Turtle gets 406 (FHIR R4 §2.6.0 content types). */
@@ -63,7 +77,13 @@ function parseBody(req: Request): unknown {
   }
   const contentType = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
   if (contentType === 'application/x-www-form-urlencoded' && req.path.endsWith('/_search')) {
-    return Object.fromEntries(new URLSearchParams(raw.toString('utf8')));
+    // Repeated parameters stay arrays (`date=ge…&date=lt…` is an AND), as in the query string.
+    const form: Record<string, string | string[]> = {};
+    for (const [k, v] of new URLSearchParams(raw.toString('utf8'))) {
+      const prev = form[k];
+      form[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
+    }
+    return form;
   }
   if (!JSON_TYPES.test(contentType)) {
     throw unsupportedMediaType(
@@ -110,6 +130,12 @@ export function fhirErrorHandler(log: Logger) {
       );
       status = tl.status;
       body = tl.outcome;
+    } else if (e?.type === 'encoding.unsupported') {
+      const um = unsupportedMediaType(
+        `Content-Encoding '${String((e as { encoding?: unknown }).encoding)}' is not supported; send the body as is or compressed with gzip, deflate or br`,
+      );
+      status = um.status;
+      body = um.outcome;
     } else if (e?.type === 'request.aborted' || e?.type === 'entity.verify.failed' || e?.status === 400) {
       status = 400;
       body = outcome(issue('error', 'structure', 'The request body could not be read'));

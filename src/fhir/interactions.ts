@@ -6,6 +6,7 @@ import type { CurrentDoc } from '../store/models.js';
 import {
   allOk,
   badRequest,
+  error,
   hasErrors,
   issue,
   methodNotAllowed,
@@ -199,17 +200,25 @@ export async function planConditionalUpdate(
     );
   }
   let id = matches[0];
+  let claimed = false;
   if (!id) {
     const claim = await deps.store.claimCondition(type, canonical, () => searchIds(deps, type, query, where));
     id = claim.id;
+    claimed = !claim.existing;
   }
-  if (resource.id !== undefined && resource.id !== id) {
-    throw badRequest(
-      `The resource id '${resource.id}' does not match the resource found by the condition (${id})`,
-      `${type}.id`,
-    );
+  try {
+    if (resource.id !== undefined && resource.id !== id) {
+      throw badRequest(
+        `The resource id '${resource.id}' does not match the resource found by the condition (${id})`,
+        `${type}.id`,
+      );
+    }
+    return await deps.store.planUpdate(resource, id, ifMatch);
+  } catch (err) {
+    // Nothing will be written under this claim: give it back so a retry is served at once.
+    if (claimed) await deps.store.releaseClaim(type, canonical, id);
+    throw err;
   }
-  return deps.store.planUpdate(resource, id, ifMatch);
 }
 
 export async function conditionalUpdate(req: FhirRequest, deps: FhirDeps, type: string): Promise<FhirResponse> {
@@ -301,10 +310,19 @@ export async function searchIds(
   return docs.map((d) => d.id);
 }
 
+const MAX_CHAIN_MATCHES = 1000;
+
 async function resolveChain(deps: FhirDeps, targetType: string, inner: SearchRequest): Promise<string[]> {
   const filter = await buildMongoFilter(deps.registry, inner, (t, i) => resolveChain(deps, t, i));
-  // Chains are bounded: a chain matching more than this is too broad to be useful as a filter.
-  const docs = await deps.store.find(filter, { _id: 1 }, 1000);
+  // Chains are bounded: a chain matching more resources than this is refused rather than silently truncated.
+  const docs = await deps.store.find(filter, { _id: 1 }, MAX_CHAIN_MATCHES + 1);
+  if (docs.length > MAX_CHAIN_MATCHES) {
+    throw error(
+      400,
+      'too-costly',
+      `A chained parameter on ${targetType} matches more than ${MAX_CHAIN_MATCHES} resources; make it more specific (e.g. an identifier)`,
+    );
+  }
   return docs.map((d) => `${targetType}/${d.id}`);
 }
 

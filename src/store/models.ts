@@ -39,6 +39,8 @@ export interface WriteOp {
   id: string;
   /** Version the plan was made against (0: the resource did not exist). */
   prevVid: number;
+  /** The client's If-Match made the write conditional on `prevVid` still being the newest version. */
+  ifMatch?: boolean;
   method: 'POST' | 'PUT' | 'DELETE';
   /** The resource to store, without meta.versionId/lastUpdated (set when applied); null for a delete. */
   resource: Resource | null;

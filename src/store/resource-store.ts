@@ -31,6 +31,9 @@ export interface HistoryPage {
   next?: string;
 }
 
+/** An If-Match write found its version taken by another writer before anything of its entry was applied. */
+class PreconditionLost extends Error {}
+
 const DUPLICATE_KEY = 11000;
 const isDuplicateKey = (err: unknown) => (err as { code?: number })?.code === DUPLICATE_KEY;
 
@@ -168,7 +171,9 @@ export class ResourceStore {
     if (live?.resource && isDeepStrictEqual(stripMeta(live.resource, id), next)) {
       return { unchanged: appliedFromCurrent(live, 'PUT') };
     }
-    return { op: { type, id, prevVid: current?.vid ?? 0, method: 'PUT', resource: next }, current };
+    const op: WriteOp = { type, id, prevVid: current?.vid ?? 0, method: 'PUT', resource: next };
+    if (ifMatch !== undefined) op.ifMatch = true;
+    return { op, current };
   }
 
   async planDelete(type: string, id: string): Promise<Plan | null> {
@@ -225,6 +230,15 @@ export class ResourceStore {
     }
   }
 
+  /**
+   * Gives back a claim of `claimCondition` whose resource will not be written (the request failed after claiming,
+   * e.g. a later entry of its transaction was refused), so that a retry of the same condition is served at once
+   * instead of waiting for the claim to go stale. Only the claim still naming `id` is removed.
+   */
+  async releaseClaim(type: string, condition: string, id: string): Promise<void> {
+    await this.claims.deleteOne({ _id: `${type}?${condition}`, ref: `${type}/${id}` });
+  }
+
   // ---- committing writes ----
 
   /**
@@ -235,7 +249,17 @@ export class ResourceStore {
     if (ops.length === 0) return [];
     const entry: IngestLogDoc = { _id: randomUUID(), state: 'pending', createdAt: this.clock(), ops };
     await this.ingest.insertOne(entry);
-    const applied = await this.project(entry);
+    let applied: AppliedWrite[];
+    try {
+      applied = await this.project(entry, true);
+    } catch (err) {
+      // Refused before anything was applied (an If-Match lost a race): the entry is withdrawn, nothing was written.
+      if (err instanceof PreconditionLost) {
+        await this.ingest.deleteOne({ _id: entry._id });
+        throw preconditionFailed(err.message, 'If-Match');
+      }
+      throw err;
+    }
     await this.ingest.deleteOne({ _id: entry._id });
     return applied;
   }
@@ -252,88 +276,118 @@ export class ResourceStore {
     return replayed;
   }
 
-  private async project(entry: IngestLogDoc): Promise<AppliedWrite[]> {
+  /**
+   * `live`: the request is still waiting. While nothing of the entry is applied yet, a write conditional on If-Match
+   * that lost a race to another writer is refused (412) rather than written on top. Once one op is applied (or on
+   * replay, where nobody waits for an answer) every op is applied: all or nothing.
+   */
+  private async project(entry: IngestLogDoc, live = false): Promise<AppliedWrite[]> {
     const at = new Date(entry.createdAt);
     const out: AppliedWrite[] = [];
-    for (const op of entry.ops) out.push(await this.applyOp(entry._id, op, at));
+    for (const op of entry.ops) out.push(await this.applyOp(entry._id, op, at, live && out.length === 0));
     return out;
   }
 
   /**
-   * Applies one op idempotently with compare-and-set on the version. If another writer got in between planning and
-   * applying, the accepted op is written on top of it (both versions stay in history): accepted data is never lost.
+   * Applies one op idempotently. The version number is taken by inserting the history entry `type/id/vid`: a unique
+   * `_id` insert is the one write that is atomic on MongoDB and FerretDB 1.24 alike (FerretDB runs an update as a
+   * query followed by an update by `_id`, so a compare-and-set filter such as `{ vid: prevVid }` does not stop a
+   * concurrent writer). If another writer got in between planning and applying, the accepted op takes the next
+   * version on top of it (both versions stay in history): accepted data is never lost.
    */
-  private async applyOp(txn: string, op: WriteOp, at: Date): Promise<AppliedWrite> {
+  private async applyOp(txn: string, op: WriteOp, acceptedAt: Date, refusable = false): Promise<AppliedWrite> {
     const _id = `${op.type}/${op.id}`;
     let prevVid = op.prevVid;
     for (let attempt = 0; attempt < 50; attempt++) {
       const vid = prevVid + 1;
-      const resource = op.resource ? withMeta(op.resource, vid, at) : null;
-      const { sp, so } = resource ? this.index(resource) : { sp: {}, so: {} };
-      const doc: CurrentDoc = {
-        _id,
+      const prev = prevVid > 0 ? await this.historyCol.findOne({ _id: `${_id}/${prevVid}` }) : null;
+      // Versions are in time order: one written on top of a newer writer's version is not dated before it.
+      const prevAt = prev ? new Date(prev.lastUpdated).getTime() : -Infinity;
+      const at = prevAt >= acceptedAt.getTime() ? new Date(prevAt + 1) : acceptedAt;
+      const version: HistoryDoc = {
+        _id: `${_id}/${vid}`,
         type: op.type,
         id: op.id,
         vid,
         lastUpdated: at,
-        deleted: !resource,
-        resource,
-        sp,
-        so,
+        method: op.method,
+        resource: op.resource ? withMeta(op.resource, vid, at) : null,
         txn,
       };
-      let written = false;
-      let wasLive = false;
-      if (prevVid === 0) {
-        try {
-          await this.current.insertOne(doc);
-          written = true;
-        } catch (err) {
-          if (!isDuplicateKey(err)) throw err;
+      try {
+        await this.historyCol.insertOne(version);
+      } catch (err) {
+        if (!isDuplicateKey(err)) throw err;
+        const taken = await this.historyCol.findOne({ _id: version._id });
+        // Replay of an op whose version was already taken, here or on top of another writer's version.
+        const mine = taken?.txn === txn ? taken : await this.historyCol.findOne({ type: op.type, id: op.id, txn });
+        if (mine) {
+          await this.settleCurrent(mine);
+          return { ...appliedFromHistory(mine), created: op.prevVid === 0 };
         }
-      } else {
-        const before = await this.current.findOneAndUpdate({ _id, vid: prevVid }, { $set: doc });
-        written = before !== null;
-        wasLive = before !== null && !before.deleted;
-      }
-      if (!written) {
-        const cur = await this.current.findOne({ _id });
-        if (cur?.txn === txn) {
-          // Replay of an op that was already applied: make sure its history entry exists too.
-          await this.writeHistory(cur, op.method);
-          return { ...appliedFromCurrent(cur, op.method), created: op.prevVid === 0 };
+        if (refusable && op.ifMatch) {
+          throw new PreconditionLost(
+            `${_id} changed to version ${vid} while this update (If-Match: version ${op.prevVid}) was in flight; read it again`,
+          );
         }
-        const superseded = await this.historyCol.findOne({ type: op.type, id: op.id, txn });
-        if (superseded) return { ...appliedFromHistory(superseded), created: op.prevVid === 0 };
-        prevVid = cur?.vid ?? 0;
+        prevVid = vid;
         continue;
       }
-      await this.writeHistory(doc, op.method);
+      await this.settleCurrent(version);
       return {
         type: op.type,
         id: op.id,
         vid,
         lastUpdated: at,
-        resource,
+        resource: version.resource,
         method: op.method,
-        created: prevVid === 0 || !wasLive,
+        created: vid === 1 || prev?.resource === null,
       };
     }
     throw conflict(`${_id} is being changed by too many writers at once; retry`);
   }
 
-  private async writeHistory(doc: CurrentDoc, method: WriteOp['method']): Promise<void> {
-    const entry: HistoryDoc = {
-      _id: `${doc._id}/${doc.vid}`,
-      type: doc.type,
-      id: doc.id,
-      vid: doc.vid,
-      lastUpdated: doc.lastUpdated,
-      method,
-      resource: doc.resource,
-      txn: doc.txn,
-    };
-    await this.historyCol.replaceOne({ _id: entry._id }, entry, { upsert: true });
+  /**
+   * Makes `resources` show the newest version of a resource once `version` is in its history. Writers of different
+   * versions may overwrite each other here (not atomic on FerretDB); each one checks after its own write that no
+   * newer version was left behind, and writes that one if so, so the last to write always leaves the newest.
+   */
+  private async settleCurrent(version: HistoryDoc): Promise<void> {
+    const _id = `${version.type}/${version.id}`;
+    let target = version;
+    for (let attempt = 0; attempt < 50; attempt++) {
+      const cur = await this.current.findOne({ _id });
+      if (cur && cur.vid >= target.vid) return;
+      const { sp, so } = target.resource ? this.index(target.resource) : { sp: {}, so: {} };
+      const doc: CurrentDoc = {
+        _id,
+        type: target.type,
+        id: target.id,
+        vid: target.vid,
+        lastUpdated: target.lastUpdated,
+        deleted: !target.resource,
+        resource: target.resource,
+        sp,
+        so,
+        txn: target.txn,
+      };
+      if (!cur) {
+        try {
+          await this.current.insertOne(doc);
+        } catch (err) {
+          if (!isDuplicateKey(err)) throw err;
+        }
+      } else {
+        await this.current.replaceOne({ _id, vid: cur.vid }, doc);
+      }
+      const [newest] = await this.historyCol
+        .find({ type: version.type, id: version.id })
+        .sort({ vid: -1 })
+        .limit(1)
+        .toArray();
+      if (newest && newest.vid > target.vid) target = newest;
+    }
+    throw conflict(`${_id} is being changed by too many writers at once; retry`);
   }
 }
 

@@ -83,13 +83,17 @@ describe('database', () => {
     expect(counted).toEqual([{ total: 3 }]);
   });
 
-  test('compare-and-set updates let exactly one of two concurrent writers win', async () => {
-    const M = conn.model('Cas', new mongoose.Schema({ _id: String, vid: Number }, { versionKey: false }));
-    await M.create({ _id: 'r1', vid: 1 });
-    const results = await Promise.all([
-      M.updateOne({ _id: 'r1', vid: 1 }, { $set: { vid: 2 } }),
-      M.updateOne({ _id: 'r1', vid: 1 }, { $set: { vid: 2 } }),
-    ]);
-    expect(results.map((r) => r.modifiedCount).sort()).toEqual([0, 1]);
+  test('a unique insert lets exactly one of several concurrent writers claim a key', async () => {
+    // The store claims versions and conditions this way. A filtered update ({ _id, vid: 1 } → vid 2) is NOT an
+    // atomic compare-and-set on FerretDB 1.24 (it queries, then updates by _id), so nothing relies on one.
+    const claims = conn.collection('claims');
+    const results = await Promise.allSettled(
+      Array.from({ length: 8 }, (_, i) => claims.insertOne({ _id: 'Observation/x/2' as unknown as never, writer: i })),
+    );
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+    expect(results.filter((r) => r.status === 'rejected').map((r) => (r as PromiseRejectedResult).reason.code)).toEqual(
+      Array(7).fill(11000),
+    );
+    expect(await claims.countDocuments({})).toBe(1);
   });
 });

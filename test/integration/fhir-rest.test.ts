@@ -96,6 +96,49 @@ describe('FHIR REST interactions', () => {
     expect((await api().get(`/fhir/Observation/${id}`)).body.status).toBe('amended');
   });
 
+  test('of two parallel updates with the same If-Match, one wins and the other gets 412', async () => {
+    const created = await api().post('/fhir/Observation').set('Content-Type', FHIR_JSON).send(observation());
+    const id = created.body.id as string;
+    const [a, b] = await Promise.all(
+      ['amended', 'corrected'].map((status) =>
+        api()
+          .put(`/fhir/Observation/${id}`)
+          .set('Content-Type', FHIR_JSON)
+          .set('If-Match', 'W/"1"')
+          .send({ ...created.body, status }),
+      ),
+    );
+    expect([a.status, b.status].sort()).toEqual([200, 412]);
+    const winner = a.status === 200 ? a : b;
+    const hist = await api().get(`/fhir/Observation/${id}/_history`);
+    expect(hist.body.entry).toHaveLength(2);
+    expect((await api().get(`/fhir/Observation/${id}`)).body.status).toBe(winner.body.status);
+  });
+
+  test('POST _search with a form body ANDs repeated parameters like GET does', async () => {
+    const ident = `form-${Date.now()}`;
+    for (const day of ['01', '10', '20']) {
+      await api()
+        .post('/fhir/Observation')
+        .set('Content-Type', FHIR_JSON)
+        .send(
+          observation({
+            identifier: [{ system: 'urn:huren:test:form', value: `${ident}-${day}` }],
+            effectiveDateTime: `2024-03-${day}T08:00:00+08:00`,
+          }),
+        );
+    }
+    const res = await api()
+      .post('/fhir/Observation/_search')
+      .type('form')
+      .send(
+        `identifier=urn:huren:test:form|${ident}-01,urn:huren:test:form|${ident}-10,urn:huren:test:form|${ident}-20&date=ge2024-03-05&date=lt2024-03-15&_total=accurate`,
+      );
+    expect(res.status).toBe(200);
+    expect(res.body.total).toBe(1);
+    expect(res.body.entry[0].resource.effectiveDateTime).toBe('2024-03-10T08:00:00+08:00');
+  });
+
   test('pushing identical content again keeps the current version (duplicate push)', async () => {
     const created = await api().post('/fhir/Observation').set('Content-Type', FHIR_JSON).send(observation());
     const again = await api()

@@ -301,6 +301,9 @@ function referencedType(value: unknown, env: InvariantEnv): string | undefined {
     const target = contained.find((c) => isObject(c) && `#${String(c.id)}` === ref);
     return isObject(target) && typeof target.resourceType === 'string' ? target.resourceType : undefined;
   }
+  // A conditional reference in a transaction, `Type?query`, names its type (FHIR R4 §3.1.0.11.2).
+  const conditional = /^([A-Z][A-Za-z]+)\?/.exec(ref);
+  if (conditional) return conditional[1];
   // FHIR R4 references.html#literal: [base/]Type/id[/_history/vid]; urn:uuid: and urn:oid: tell nothing.
   return /(?:^|\/)([A-Z][A-Za-z]+)\/[A-Za-z0-9\-.]{1,64}(?:\/_history\/[A-Za-z0-9\-.]{1,64})?$/.exec(ref)?.[1];
 }
