@@ -1,15 +1,18 @@
 import { randomUUID } from 'node:crypto';
-import express, { type Express, type Request } from 'express';
+import express, { type Express, type Request, type RequestHandler } from 'express';
 import helmet from 'helmet';
 import type { Connection } from 'mongoose';
 import type { Config } from './config.js';
 import { fhirErrorHandler, fhirRouter } from './fhir/http.js';
-import type { FhirDeps } from './fhir/interactions.js';
+import { authRouter } from './auth/routes.js';
+import type { TokenDeps } from './auth/tokens.js';
+import type { FhirHttpDeps } from './fhir/http.js';
 import { notFound } from './fhir/outcomes.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './ops/metrics.js';
 
-export interface AppDeps extends FhirDeps {
+export interface AppDeps extends FhirHttpDeps {
+  auth: TokenDeps;
   connection: Connection;
   metrics: Metrics;
   config: Config;
@@ -30,6 +33,7 @@ export function createApp(deps: AppDeps): Express {
     return out;
   });
   app.use(helmet({ contentSecurityPolicy: false }));
+  app.use(cors(deps.config.corsOrigins));
   app.use((req, res, next) => {
     const incoming = req.headers['x-request-id'];
     const requestId = typeof incoming === 'string' && /^[\w.-]{1,64}$/.test(incoming) ? incoming : randomUUID();
@@ -72,6 +76,7 @@ export function createApp(deps: AppDeps): Express {
     });
   });
 
+  app.use(authRouter(deps.auth, (req) => publicOrigin(deps.config, req)));
   app.use(
     '/fhir',
     fhirRouter(deps, (req) => baseUrlOf(deps.config, req)),
@@ -83,4 +88,34 @@ export function createApp(deps: AppDeps): Express {
 
 function baseUrlOf(config: Config, req: Request): string {
   return config.baseUrl ?? `${req.protocol}://${req.get('host') ?? 'localhost'}/fhir`;
+}
+
+/** Origin of the broker's public URLs (the token endpoint is `${origin}/auth/token`). */
+function publicOrigin(config: Config, req: Request): string {
+  return config.baseUrl ? config.baseUrl.replace(/\/fhir$/, '') : `${req.protocol}://${req.get('host') ?? 'localhost'}`;
+}
+
+/**
+ * CORS for configured browser origins only (none by default): the API is called by systems with tokens, and by
+ * the broker's own pages from the same origin.
+ */
+function cors(origins: string[]): RequestHandler {
+  return (req, res, next) => {
+    const origin = req.headers.origin;
+    if (!origin || !origins.includes(origin)) return next();
+    res.setHeader('Access-Control-Allow-Origin', origin);
+    res.setHeader('Vary', 'Origin');
+    res.setHeader('Access-Control-Expose-Headers', 'Location, ETag, Last-Modified, X-Request-Id');
+    if (req.method === 'OPTIONS') {
+      res.setHeader('Access-Control-Allow-Methods', 'GET, POST, PUT, DELETE');
+      res.setHeader(
+        'Access-Control-Allow-Headers',
+        'Authorization, Content-Type, If-Match, If-None-Exist, Prefer, X-Request-Id',
+      );
+      res.setHeader('Access-Control-Max-Age', '600');
+      res.status(204).end();
+      return;
+    }
+    next();
+  };
 }

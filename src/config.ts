@@ -20,6 +20,18 @@ export interface Config {
   defaultTimeZone: string;
   /** How long in-flight requests may take to finish on shutdown. */
   shutdownGraceMs: number;
+  /** Lifetime of access tokens, at most 5 minutes (SMART Backend Services). */
+  tokenLifetimeSeconds: number;
+  /** How often the broker's token-signing key is replaced. */
+  keyRotationHours: number;
+  /** Browser origins allowed to call the API (CORS); none by default. */
+  corsOrigins: string[];
+  /** Requests per minute one client may make (per broker process). */
+  rateLimitPerMinute: number;
+  /** Deepest JSON nesting accepted in a request body. */
+  maxJsonDepth: number;
+  /** How long audit events are kept; at least 180 days (Cybersecurity Law: access logs ≥ 6 months). */
+  auditRetentionDays: number;
 }
 
 type Env = Record<string, string | undefined>;
@@ -76,5 +88,14 @@ export function loadConfig(env: Env = process.env): Config {
     maxPageSize,
     defaultTimeZone: tz,
     shutdownGraceMs: integer(env, 'HUREN_SHUTDOWN_GRACE_MS', 10000, 0, 600000),
+    tokenLifetimeSeconds: integer(env, 'HUREN_TOKEN_LIFETIME', 300, 30, 300),
+    keyRotationHours: integer(env, 'HUREN_KEY_ROTATION_HOURS', 24, 1, 24 * 90),
+    corsOrigins: (env.HUREN_CORS_ORIGINS ?? '')
+      .split(',')
+      .map((o) => o.trim())
+      .filter(Boolean),
+    rateLimitPerMinute: integer(env, 'HUREN_RATE_LIMIT', 1200, 1, 1_000_000),
+    maxJsonDepth: integer(env, 'HUREN_MAX_JSON_DEPTH', 64, 8, 1000),
+    auditRetentionDays: integer(env, 'HUREN_AUDIT_RETENTION_DAYS', 400, 180, 36500),
   };
 }

@@ -2,7 +2,7 @@ import type { Server } from 'node:http';
 import { createApp } from './app.js';
 import { ConfigError, loadConfig } from './config.js';
 import { createLogger } from './log.js';
-import { createServices } from './services.js';
+import { createServices, runMaintenance } from './services.js';
 import { DatabaseUnavailableError, startDatabase } from './store/database.js';
 
 /** Process entry: config → database → app → listen; graceful shutdown on SIGINT/SIGTERM. */
@@ -33,10 +33,17 @@ async function main(): Promise<void> {
     database: db.description,
   });
 
+  const maintenance = setInterval(() => {
+    runMaintenance(deps).catch((err: unknown) => log.error('Maintenance failed', { error: (err as Error).message }));
+  }, 10 * 60_000);
+  maintenance.unref();
+  void runMaintenance(deps).catch((err: unknown) => log.error('Maintenance failed', { error: (err as Error).message }));
+
   let stopping = false;
   const shutdown = async (signal: string) => {
     if (stopping) return;
     stopping = true;
+    clearInterval(maintenance);
     log.info('Shutting down: finishing in-flight requests', { signal });
     const force = setTimeout(() => server.closeAllConnections(), config.shutdownGraceMs);
     server.closeIdleConnections();

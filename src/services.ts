@@ -2,6 +2,11 @@ import mongoose from 'mongoose';
 import type { Resource } from 'fhir/r4';
 import type { AppDeps } from './app.js';
 import type { Config } from './config.js';
+import { createAuditRecorder } from './audit/recorder.js';
+import { removeDemoClients, seedDemoClients } from './auth/demo-clients.js';
+import { KeyRing, type SigningKeyDoc } from './auth/keys.js';
+import { ownersOf } from './auth/policy.js';
+import type { ClientDoc, SeenJtiDoc, TokenDeps } from './auth/tokens.js';
 import { createSearchRegistry, extractSearchValues } from './fhir/search/index.js';
 import { createValidator } from './fhir/validation/validator.js';
 import type { Logger } from './log.js';
@@ -19,12 +24,49 @@ export async function createServices(config: Config, log: Logger, uri: string, d
   await ensureIndexes(models);
   const registry = createSearchRegistry({ defaultTimeZone: config.defaultTimeZone });
   const validator = createValidator();
-  const store = new ResourceStore(models, (r: Resource) => extractSearchValues(registry, r), log);
+  const store = new ResourceStore(
+    models,
+    (r: Resource) => ({ ...extractSearchValues(registry, r), owner: ownersOf(r) }),
+    log,
+  );
   const metrics = createMetrics();
   const replayed = await store.replayPending();
   metrics.replayed.inc(replayed);
   await publishConformance(store, validator.conformanceResources());
-  return { connection, metrics, config, log, store, validator, registry };
+
+  const db = connection.db!;
+  const clients = db.collection<ClientDoc>('clients');
+  const seenJti = db.collection<SeenJtiDoc>('seen_jti');
+  const signingKeys = db.collection<SigningKeyDoc>('signing_keys');
+  await seenJti.createIndex({ expiresAt: 1 });
+  await signingKeys.createIndex({ signUntil: -1 });
+  const keyRing = new KeyRing(signingKeys, {
+    rotationMs: config.keyRotationHours * 3600_000,
+    tokenLifetimeMs: config.tokenLifetimeSeconds * 1000,
+  });
+  if (config.mode === 'demo') await seedDemoClients(clients, config.dataDir);
+  else await removeDemoClients(clients);
+  const auth: TokenDeps = {
+    clients,
+    seenJti,
+    keyRing,
+    issuer: config.baseUrl ?? 'urn:huren:broker',
+    tokenLifetimeSeconds: config.tokenLifetimeSeconds,
+  };
+  const audit = createAuditRecorder(store, log);
+  return { connection, metrics, config, log, store, validator, registry, auth, audit };
+}
+
+/**
+ * Housekeeping that MongoDB would do with TTL indexes, which FerretDB 1.24 lacks: used assertion jtis, retired
+ * signing keys, and audit events past their retention. Safe to run from every process.
+ */
+export async function runMaintenance(deps: AppDeps, now: Date = new Date()): Promise<void> {
+  await deps.auth.seenJti.deleteMany({ expiresAt: { $lt: now } });
+  await deps.auth.keyRing.purgeExpired();
+  const cutoff = new Date(now.getTime() - deps.config.auditRetentionDays * 86400_000);
+  const purged = await deps.store.purgeOlderThan('AuditEvent', cutoff);
+  if (purged) deps.log.info('Audit events past retention removed', { count: purged });
 }
 
 /** The broker's own profiles, code systems and value sets, stored under fixed ids (idempotent). */

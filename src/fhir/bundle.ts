@@ -374,6 +374,7 @@ function entryRequest(req: FhirRequest, e: ParsedEntry): FhirRequest {
     headers,
     body: e.resource,
     baseUrl: req.baseUrl,
+    access: req.access,
   };
 }
 

@@ -12,15 +12,27 @@ import {
   vread,
   type FhirDeps,
 } from './interactions.js';
-import { badRequest, methodNotAllowed, notFound } from './outcomes.js';
+import { badRequest, forbidden, methodNotAllowed, notFound } from './outcomes.js';
+import { assertAllowed } from '../auth/policy.js';
+import { scopeStore } from '../auth/scoped-store.js';
+import type { Permission } from '../auth/scopes.js';
+import { isKnownType } from './types.js';
 import type { FhirRequest, FhirResponse } from './request.js';
 
 /**
  * Routes a FHIR request to its interaction (FHIR R4 §3.1.0 RESTful API). Independent of Express, so bundle entries
  * are dispatched through the very same code as top-level requests.
  */
-export function createDispatcher(deps: FhirDeps): (req: FhirRequest) => Promise<FhirResponse> {
+export function createDispatcher(base: FhirDeps): (req: FhirRequest) => Promise<FhirResponse> {
   const dispatch = async (req: FhirRequest): Promise<FhirResponse> => {
+    // Per request: the caller travels with the dependencies, so every interaction (and bundle entry) sees it.
+    const deps: FhirDeps = { ...base, access: req.access, store: scopeStore(base.store, req.access) };
+    const allow = (type: string, permission: Permission) => {
+      if (!isKnownType(type)) {
+        throw notFound(`Resource type '${type}' is not supported here; see /fhir/metadata for the supported types`);
+      }
+      assertAllowed(req.access, type, permission);
+    };
     const [a, b, c, d, ...rest] = req.segments;
     const m = req.method;
     if (rest.length) throw notFound(`No FHIR interaction at /${req.segments.join('/')}`);
@@ -35,24 +47,37 @@ export function createDispatcher(deps: FhirDeps): (req: FhirRequest) => Promise<
     }
     if (a === '_history' && b === undefined) {
       if (m !== 'GET') throw methodNotAllowed('_history is read with GET', 'GET');
+      if (req.access && req.access.role !== 'admin') throw forbidden('System history is for administrators');
       return history(req, deps);
     }
     if (a.startsWith('$')) throw notFound(`Operation ${a} is not defined at the system level`);
 
     const type = a;
     if (b === undefined) {
-      if (m === 'GET') return search(req, deps, type, req.query);
-      if (m === 'POST') return create(req, deps, type);
-      if (m === 'PUT') return conditionalUpdate(req, deps, type);
+      if (m === 'GET') {
+        allow(type, 's');
+        return search(req, deps, type, req.query);
+      }
+      if (m === 'POST') {
+        allow(type, 'c');
+        return create(req, deps, type);
+      }
+      if (m === 'PUT') {
+        allow(type, 'u');
+        return conditionalUpdate(req, deps, type);
+      }
       throw methodNotAllowed(`${m} is not supported on /${type}`, 'GET, POST, PUT');
     }
     if (b === '_search' && c === undefined) {
       if (m !== 'POST') throw methodNotAllowed('_search is used with POST', 'POST');
       const form = (req.body ?? {}) as Record<string, string | string[]>;
+      allow(type, 's');
       return search(req, deps, type, mergeQueries(req.query, form));
     }
     if (b === '_history' && c === undefined) {
       if (m !== 'GET') throw methodNotAllowed('_history is read with GET', 'GET');
+      if (req.access?.role === 'his') throw forbidden('Type history is not available to hospital systems');
+      allow(type, 'r');
       return history(req, deps, type);
     }
     if (b === '$validate' && c === undefined) {
@@ -63,9 +88,18 @@ export function createDispatcher(deps: FhirDeps): (req: FhirRequest) => Promise<
 
     const id = b;
     if (c === undefined) {
-      if (m === 'GET') return read(req, deps, type, id);
-      if (m === 'PUT') return update(req, deps, type, id);
-      if (m === 'DELETE') return remove(req, deps, type, id);
+      if (m === 'GET') {
+        allow(type, 'r');
+        return read(req, deps, type, id);
+      }
+      if (m === 'PUT') {
+        allow(type, 'u');
+        return update(req, deps, type, id);
+      }
+      if (m === 'DELETE') {
+        allow(type, 'd');
+        return remove(req, deps, type, id);
+      }
       throw methodNotAllowed(`${m} is not supported on /${type}/${id}`, 'GET, PUT, DELETE');
     }
     if (c === '$validate' && d === undefined) {
@@ -74,6 +108,7 @@ export function createDispatcher(deps: FhirDeps): (req: FhirRequest) => Promise<
     }
     if (c === '_history') {
       if (m !== 'GET') throw methodNotAllowed('_history is read with GET', 'GET');
+      allow(type, 'r');
       return d === undefined ? history(req, deps, type, id) : vread(req, deps, type, id, d);
     }
     throw badRequest(`No FHIR interaction at /${req.segments.join('/')}`);

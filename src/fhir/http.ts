@@ -1,6 +1,9 @@
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import type { Logger } from '../log.js';
 import { createDispatcher } from './dispatch.js';
+import type { AuditFn } from '../audit/recorder.js';
+import { authenticate, createRateLimiter } from '../auth/bearer.js';
+import type { TokenDeps } from '../auth/tokens.js';
 import type { FhirDeps } from './interactions.js';
 import { error, OperationOutcomeError, outcome, issue, tooLarge, unsupportedMediaType } from './outcomes.js';
 import type { FhirRequest, FhirResponse } from './request.js';
@@ -10,25 +13,57 @@ export const FHIR_JSON = 'application/fhir+json';
 const JSON_TYPES = /^application\/(fhir\+)?json$/;
 const JSON_FORMATS = new Set(['json', 'application/json', 'application/fhir+json']);
 
-/** Express adapter for the FHIR layer: raw body → FhirRequest → dispatcher → FhirResponse → HTTP. */
-export function fhirRouter(deps: FhirDeps, baseUrlOf: (req: Request) => string): Router {
+export interface FhirHttpDeps extends FhirDeps {
+  auth: Pick<TokenDeps, 'keyRing' | 'issuer'>;
+  audit: AuditFn;
+}
+
+/**
+ * Express adapter for the FHIR layer: raw body → caller (bearer token) → FhirRequest → dispatcher → FhirResponse →
+ * HTTP. Every request but `GET /metadata` needs a token; every one that touches patient data is audited.
+ */
+export function fhirRouter(deps: FhirHttpDeps, baseUrlOf: (req: Request) => string): Router {
   const router = express.Router();
   const dispatch = createDispatcher(deps);
+  const rateLimit = createRateLimiter(deps.config.rateLimitPerMinute);
 
   router.use(express.raw({ type: () => true, limit: deps.config.maxBodyBytes }));
   router.use(async (req: Request, res: Response, next: NextFunction) => {
+    let fhirReq: FhirRequest | undefined;
     try {
       negotiate(req);
-      const fhirReq: FhirRequest = {
+      const segments = pathSegments(req.path);
+      const isPublic = req.method === 'GET' && segments.length === 1 && segments[0] === 'metadata';
+      const access = isPublic ? undefined : await authenticate(req, deps.auth);
+      if (access) {
+        const limit = rateLimit(access.clientId);
+        if (!limit.allowed) {
+          throw error(429, 'throttled', 'Too many requests from this client; slow down', undefined, {
+            'Retry-After': String(limit.retryAfterSeconds),
+          });
+        }
+      }
+      fhirReq = {
         method: req.method === 'HEAD' ? 'GET' : req.method,
-        segments: pathSegments(req.path),
+        segments,
         query: req.query as Record<string, string | string[]>,
         headers: req.headers as Record<string, string | undefined>,
-        body: parseBody(req),
+        body: parseBody(req, deps.config.maxJsonDepth),
         baseUrl: baseUrlOf(req),
+        access,
+        requestId: String(res.getHeader('X-Request-Id') ?? ''),
       };
-      send(req, res, await dispatch(fhirReq));
+      const out = await dispatch(fhirReq);
+      if (access) await deps.audit(fhirReq, out.status, out.body, out.headers?.Location);
+      send(req, res, out);
     } catch (err) {
+      try {
+        // Refused and failed accesses are part of the audit trail too.
+        if (fhirReq?.access)
+          await deps.audit(fhirReq, err instanceof OperationOutcomeError ? err.status : 500, undefined);
+      } catch (auditErr) {
+        return next(auditErr);
+      }
       next(err);
     }
   });
@@ -66,7 +101,7 @@ function negotiate(req: Request): void {
   }
 }
 
-function parseBody(req: Request): unknown {
+function parseBody(req: Request, maxDepth: number): unknown {
   const raw = req.body as Buffer | undefined;
   if (!Buffer.isBuffer(raw) || raw.length === 0) {
     if (req.method === 'POST' || req.method === 'PUT') {
@@ -91,12 +126,30 @@ function parseBody(req: Request): unknown {
     );
   }
   const text = raw.toString('utf8');
+  let parsed: unknown;
   try {
-    return JSON.parse(text) as unknown;
+    parsed = JSON.parse(text) as unknown;
   } catch (err) {
     const detail = err instanceof SyntaxError ? err.message : 'invalid JSON';
     throw error(400, 'structure', `The body is not valid JSON: ${detail}`);
   }
+  if (depthOf(parsed) > maxDepth) {
+    throw error(400, 'too-costly', `The JSON body is nested deeper than ${maxDepth} levels`);
+  }
+  return parsed;
+}
+
+/** Nesting depth of a parsed JSON value, walked without recursion so a hostile body cannot exhaust the stack. */
+export function depthOf(value: unknown): number {
+  let max = 0;
+  const stack: [unknown, number][] = [[value, 1]];
+  while (stack.length) {
+    const [v, d] = stack.pop()!;
+    if (v === null || typeof v !== 'object') continue;
+    if (d > max) max = d;
+    for (const child of Object.values(v)) if (child !== null && typeof child === 'object') stack.push([child, d + 1]);
+  }
+  return max;
 }
 
 export function send(req: Request, res: Response, out: FhirResponse): void {

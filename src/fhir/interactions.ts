@@ -1,4 +1,5 @@
 import type { Bundle, BundleEntry, OperationOutcomeIssue, Resource } from 'fhir/r4';
+import type { AccessContext } from '../auth/tokens.js';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import type { AppliedWrite, Plan, ResourceStore } from '../store/resource-store.js';
@@ -28,11 +29,14 @@ import { ID_PATTERN, isClinicalType, isKnownType } from './types.js';
 import type { Validator } from './validation/validator.js';
 
 export interface FhirDeps {
+  /** Seen through the caller's tenancy (scopeStore) inside a request. */
   store: ResourceStore;
   validator: Validator;
   registry: SearchRegistry;
   config: Config;
   log: Logger;
+  /** Who is calling, inside a request. */
+  access?: AccessContext;
 }
 
 // ---- validation ----
@@ -453,7 +457,11 @@ export async function history(req: FhirRequest, deps: FhirDeps, type?: string, i
     const exists = await deps.store.findCurrent(type, id);
     if (!exists) throw notFound(`${type}/${id} is not known`);
   }
-  const page = await deps.store.history({ type, id }, { count, since, cursor });
+  // System history lists the data the broker holds; the audit trail has its own search (AuditEvent).
+  const page = await deps.store.history(
+    { type, id, excludeTypes: type ? undefined : ['AuditEvent'] },
+    { count, since, cursor },
+  );
   const path = [type, id, '_history'].filter(Boolean).join('/');
   const keep = withoutFormat(req.query);
   delete keep._cursor;

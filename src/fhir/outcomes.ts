@@ -58,7 +58,8 @@ export const methodNotAllowed = (diagnostics: string, allow: string) =>
 export const unsupportedMediaType = (diagnostics: string) => error(415, 'not-supported', diagnostics);
 export const tooLarge = (diagnostics: string) => error(413, 'too-costly', diagnostics);
 export const unauthorized = (diagnostics: string) => error(401, 'login', diagnostics);
-export const forbidden = (diagnostics: string) => error(403, 'forbidden', diagnostics);
+export const forbidden = (diagnostics: string, expression?: string | string[]) =>
+  error(403, 'forbidden', diagnostics, expression);
 
 export const allOk = (diagnostics = 'All OK'): OperationOutcome =>
   outcome(issue('information', 'informational', diagnostics));

@@ -1,4 +1,5 @@
 import type { Resource } from 'fhir/r4';
+import type { AccessContext } from '../auth/tokens.js';
 
 /** An HTTP request as the FHIR layer sees it: independent of Express (style.md, Medplum model). */
 export interface FhirRequest {
@@ -11,6 +12,10 @@ export interface FhirRequest {
   body: unknown;
   /** Absolute base URL of the FHIR endpoint, without trailing slash. */
   baseUrl: string;
+  /** Who is calling (from the bearer token); set for every request but `metadata`. */
+  access?: AccessContext;
+  /** The X-Request-Id of the HTTP request, for the audit trail. */
+  requestId?: string;
 }
 
 export interface FhirResponse {

@@ -12,7 +12,10 @@ export const CONFORMANCE_TYPES = [
   'Measure',
 ] as const;
 
-export const ALL_TYPES: readonly string[] = [...CLINICAL_TYPES, ...CONFORMANCE_TYPES];
+/** The audit trail: written by the broker itself, searchable by administrators. */
+export const AUDIT_TYPES = ['AuditEvent'] as const;
+
+export const ALL_TYPES: readonly string[] = [...CLINICAL_TYPES, ...CONFORMANCE_TYPES, ...AUDIT_TYPES];
 
 export const isClinicalType = (type: string) => (CLINICAL_TYPES as readonly string[]).includes(type);
 export const isKnownType = (type: string) => ALL_TYPES.includes(type);

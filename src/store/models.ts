@@ -17,6 +17,8 @@ export interface CurrentDoc {
   resource: Resource | null;
   sp: Record<string, unknown>;
   so: Record<string, unknown>;
+  /** Institutions the resource belongs to (`Organization/…`), for tenancy. */
+  owner?: string[];
   /** The ingest-log entry that wrote this version: makes replays idempotent. */
   txn: string;
 }
@@ -79,6 +81,7 @@ const currentSchema = new mongoose.Schema<CurrentDoc>(
     resource: mixed,
     sp: mixed,
     so: mixed,
+    owner: [String],
     txn: String,
   },
   { ...options, collection: 'resources' },
@@ -90,6 +93,7 @@ currentSchema.index({ type: 1, 'sp.subject': 1 });
 currentSchema.index({ type: 1, 'sp.identifier': 1 });
 currentSchema.index({ type: 1, 'sp.url': 1 });
 currentSchema.index({ type: 1, lastUpdated: 1 });
+currentSchema.index({ type: 1, owner: 1 });
 
 const historySchema = new mongoose.Schema<HistoryDoc>(
   {

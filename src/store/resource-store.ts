@@ -7,7 +7,11 @@ import type { Logger } from '../log.js';
 import type { ConditionalClaimDoc, CurrentDoc, HistoryDoc, IngestLogDoc, StoreModels, WriteOp } from './models.js';
 
 /** Computes the search (`sp`) and sort (`so`) values of a resource; supplied by the search layer. */
-export type IndexFn = (resource: Resource) => { sp: Record<string, unknown>; so: Record<string, unknown> };
+export type IndexFn = (resource: Resource) => {
+  sp: Record<string, unknown>;
+  so: Record<string, unknown>;
+  owner?: string[];
+};
 
 /** What a committed write produced. */
 export interface AppliedWrite {
@@ -111,11 +115,12 @@ export class ResourceStore {
    * stay stable while new versions arrive.
    */
   async history(
-    scope: { type?: string; id?: string },
+    scope: { type?: string; id?: string; excludeTypes?: string[] },
     options: { count: number; since?: Date; cursor?: { t: number; k: string } },
   ): Promise<HistoryPage> {
     const and: Filter<HistoryDoc>[] = [];
     if (scope.type) and.push({ type: scope.type });
+    if (scope.excludeTypes?.length) and.push({ type: { $nin: scope.excludeTypes } });
     if (scope.id) and.push({ id: scope.id });
     if (options.since) and.push({ lastUpdated: { $gte: options.since } });
     if (options.cursor) {
@@ -239,6 +244,46 @@ export class ResourceStore {
     await this.claims.deleteOne({ _id: `${type}?${condition}`, ref: `${type}/${id}` });
   }
 
+  /**
+   * Appends an immutable, server-written resource (an AuditEvent) as version 1 without the ingest log: one record,
+   * written once, never updated. History first, so a crash in between leaves it in vread at worst.
+   */
+  async append(resource: Resource & { id: string }, at: Date = this.clock()): Promise<void> {
+    const stored = withMeta(resource, 1, at);
+    const _id = `${resource.resourceType}/${resource.id}`;
+    const txn = `append:${_id}`;
+    await this.historyCol.insertOne({
+      _id: `${_id}/1`,
+      type: resource.resourceType,
+      id: resource.id,
+      vid: 1,
+      lastUpdated: at,
+      method: 'POST',
+      resource: stored,
+      txn,
+    });
+    const { sp, so, owner } = this.index(stored);
+    await this.current.insertOne({
+      _id,
+      type: resource.resourceType,
+      id: resource.id,
+      vid: 1,
+      lastUpdated: at,
+      deleted: false,
+      resource: stored,
+      sp,
+      so,
+      owner: owner ?? [],
+      txn,
+    });
+  }
+
+  /** Removes resources of a type last written before `before` (audit retention). Returns how many. */
+  async purgeOlderThan(type: string, before: Date): Promise<number> {
+    await this.historyCol.deleteMany({ type, lastUpdated: { $lt: before } });
+    return (await this.current.deleteMany({ type, lastUpdated: { $lt: before } })).deletedCount;
+  }
+
   // ---- committing writes ----
 
   /**
@@ -358,7 +403,7 @@ export class ResourceStore {
     for (let attempt = 0; attempt < 50; attempt++) {
       const cur = await this.current.findOne({ _id });
       if (cur && cur.vid >= target.vid) return;
-      const { sp, so } = target.resource ? this.index(target.resource) : { sp: {}, so: {} };
+      const { sp, so, owner } = target.resource ? this.index(target.resource) : { sp: {}, so: {}, owner: [] };
       const doc: CurrentDoc = {
         _id,
         type: target.type,
@@ -369,6 +414,7 @@ export class ResourceStore {
         resource: target.resource,
         sp,
         so,
+        owner: owner ?? [],
         txn: target.txn,
       };
       if (!cur) {

@@ -1,6 +1,9 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, inject, test } from 'vitest';
+import { createClientAssertion } from '../../src/auth/assertion.js';
+import { readDemoClients } from '../../src/auth/demo-clients.js';
+import { TEST_DATA_DIR } from '../support/app.js';
 
 /** The real process as `npm start` runs it: config → database → app → listen, and graceful shutdown. */
 describe('server process', () => {
@@ -15,6 +18,7 @@ describe('server process', () => {
     const proc = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
       env: {
         ...process.env,
+        HUREN_DATA_DIR: TEST_DATA_DIR,
         HUREN_LOG_LEVEL: 'info',
         PORT: '0',
         HUREN_DB_NAME: `t_server_${randomBytes(4).toString('hex')}`,
@@ -48,13 +52,33 @@ describe('server process', () => {
     expect(meta.status).toBe(200);
     expect(((await meta.json()) as { fhirVersion: string }).fhirVersion).toBe('4.0.1');
 
+    // A hospital system's token, obtained as it would: a signed assertion posted to the token endpoint.
+    const his = readDemoClients(TEST_DATA_DIR).find((c) => c.clientId === 'demo-his-hospital-a')!;
+    const tokenUrl = server.base.replace(/\/fhir$/, '/auth/token');
+    const tokenRes = await fetch(tokenUrl, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({
+        grant_type: 'client_credentials',
+        client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
+        client_assertion: await createClientAssertion(his.clientId, his.privateJwk, tokenUrl),
+        scope: 'system/Patient.c',
+      }),
+    });
+    expect(tokenRes.status, await tokenRes.clone().text()).toBe(200);
+    const { access_token: token } = (await tokenRes.json()) as { access_token: string };
+
     const entries = Array.from({ length: 150 }, (_, i) => ({
-      resource: { resourceType: 'Patient', identifier: [{ system: 'urn:huren:test', value: `shutdown-${i}` }] },
+      resource: {
+        resourceType: 'Patient',
+        identifier: [{ system: 'urn:huren:test', value: `shutdown-${i}` }],
+        managingOrganization: { reference: his.organization },
+      },
       request: { method: 'POST', url: 'Patient' },
     }));
     const inFlight = fetch(`${server.base}`, {
       method: 'POST',
-      headers: { 'Content-Type': 'application/fhir+json', Prefer: 'return=minimal' },
+      headers: { 'Content-Type': 'application/fhir+json', Prefer: 'return=minimal', Authorization: `Bearer ${token}` },
       body: JSON.stringify({ resourceType: 'Bundle', type: 'transaction', entry: entries }),
     });
     await new Promise((r) => setTimeout(r, 100));

@@ -1,4 +1,3 @@
-import request from 'supertest';
 import type { Bundle, DiagnosticReport, Observation, Patient, Resource } from 'fhir/r4';
 import type { Db } from 'mongodb';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -54,9 +53,9 @@ const deleteOp = (type: string, id: string, prevVid: number): WriteOp => ({
 });
 
 /** What a client can see of one resource: its current answer and every version in its history. */
-async function snapshot(app: TestApp['app'], ref: string) {
-  const current = await request(app).get(`/fhir/${ref}`);
-  const history = await request(app).get(`/fhir/${ref}/_history`);
+async function snapshot(t: TestApp, ref: string) {
+  const current = await t.as('admin').get(`/fhir/${ref}`);
+  const history = await t.as('admin').get(`/fhir/${ref}/_history`);
   expect(history.status, `history of ${ref}`).toBe(200);
   return {
     status: current.status,
@@ -73,7 +72,7 @@ async function snapshot(app: TestApp['app'], ref: string) {
 describe('crash recovery: nothing accepted is lost', () => {
   let t: TestApp;
   const restarted: TestApp[] = [];
-  const api = () => request(t.app);
+  const api = () => t.as('admin');
   const db = (): Db => t.deps.connection.db!;
 
   /** A new broker process on the same database: createServices replays the ingest log before serving. */
@@ -129,30 +128,31 @@ describe('crash recovery: nothing accepted is lost', () => {
     );
 
     const after = await restart();
-    const patientNow = await snapshot(after.app, `Patient/${pid}`);
+    const patientNow = await snapshot(after, `Patient/${pid}`);
     expect(patientNow.etag).toBe('W/"2"');
     expect((patientNow.resource as Patient).gender).toBe('female');
     expect(patientNow.resource!.meta!.lastUpdated).toBe(acceptedAt.toISOString());
     expect(patientNow.versions.map((v) => v.vid)).toEqual(['W/"2"', 'W/"1"']);
 
-    const obsNow = await snapshot(after.app, `Observation/${newObs}`);
+    const obsNow = await snapshot(after, `Observation/${newObs}`);
     expect(obsNow.etag).toBe('W/"1"');
     expect((obsNow.resource as Observation).valueQuantity?.value).toBe(141);
     expect(obsNow.versions).toHaveLength(1);
 
-    const reportNow = await snapshot(after.app, `DiagnosticReport/${rid}`);
+    const reportNow = await snapshot(after, `DiagnosticReport/${rid}`);
     expect(reportNow.etag).toBe('W/"1"');
     expect((reportNow.resource as DiagnosticReport).result?.[0].reference).toBe(`Observation/${newObs}`);
     expect(reportNow.versions).toHaveLength(1);
 
-    const deleted = await snapshot(after.app, `Observation/${oldObs}`);
+    const deleted = await snapshot(after, `Observation/${oldObs}`);
     expect(deleted.status).toBe(410);
     expect(deleted.versions.map((v) => [v.method, v.vid])).toEqual([
       ['DELETE', 'W/"2"'],
       ['PUT', 'W/"1"'],
     ]);
 
-    const search = await request(after.app)
+    const search = await after
+      .as('admin')
       .get('/fhir/Observation')
       .query({ subject: `Patient/${pid}` });
     expect(((search.body as Bundle).entry ?? []).map((e) => e.resource?.id)).toEqual([newObs]);
@@ -161,16 +161,16 @@ describe('crash recovery: nothing accepted is lost', () => {
         .collection('ingest_log')
         .countDocuments({ _id: entry._id as never }),
     ).toBe(0);
-    const metrics = await request(after.app).get('/metrics');
+    const metrics = await after.as('admin').get('/metrics');
     expect(metrics.text).toMatch(/^huren_ingest_replayed_total 1$/m);
 
     // A crash after projecting but before the log entry was removed replays it once more: nothing changes.
     await leaveInLog(entry.ops, acceptedAt, entry._id);
     const again = await restart();
     for (const ref of [`Patient/${pid}`, `Observation/${newObs}`, `DiagnosticReport/${rid}`, `Observation/${oldObs}`]) {
-      expect(await snapshot(again.app, ref), ref).toEqual(await snapshot(after.app, ref));
+      expect(await snapshot(again, ref), ref).toEqual(await snapshot(after, ref));
     }
-    expect(patientNow).toEqual(await snapshot(again.app, `Patient/${pid}`));
+    expect(patientNow).toEqual(await snapshot(again, `Patient/${pid}`));
     expect(await db().collection('ingest_log').countDocuments()).toBe(0);
   });
 
@@ -211,7 +211,7 @@ describe('crash recovery: nothing accepted is lost', () => {
     const refs = (res.body as Bundle).entry!.map(
       (e) => /\/fhir\/(\w+\/[\w.-]+)\/_history/.exec(e.response!.location!)![1],
     );
-    const before = await Promise.all(refs.map((ref) => snapshot(t.app, ref)));
+    const before = await Promise.all(refs.map((ref) => snapshot(t, ref)));
 
     // Rebuild the crash: the transaction's log entry is back, its first op fully projected, the second one written
     // to `resources` but not yet to `history`, the last two not projected at all.
@@ -230,18 +230,20 @@ describe('crash recovery: nothing accepted is lost', () => {
     expect((await api().get(`/fhir/${refs[3]}`)).status).toBe(404); // what a crash would have left
 
     const after = await restart();
-    const now = await Promise.all(refs.map((ref) => snapshot(after.app, ref)));
+    const now = await Promise.all(refs.map((ref) => snapshot(after, ref)));
     expect(now).toEqual(before);
     for (const s of now) {
       expect(s.etag).toBe('W/"1"');
       expect(s.versions).toHaveLength(1);
     }
-    const patients = await request(after.app)
+    const patients = await after
+      .as('admin')
       .get('/fhir/Patient')
       .query({ identifier: `${RESIDENT_ID}|${residentId}` });
     expect(((patients.body as Bundle).entry ?? []).map((e) => `Patient/${e.resource?.id}`)).toEqual([refs[0]]);
     for (const value of [hgb, plt]) {
-      const found = await request(after.app)
+      const found = await after
+        .as('admin')
         .get('/fhir/Observation')
         .query({ identifier: `${RESULT_ID}|${value}` });
       expect((found.body as Bundle).entry ?? [], value).toHaveLength(1);
@@ -258,7 +260,7 @@ describe('crash recovery: nothing accepted is lost', () => {
     await put(newPatient(pid, residentId, { gender: 'other' }));
 
     const after = await restart();
-    const now = await snapshot(after.app, `Patient/${pid}`);
+    const now = await snapshot(after, `Patient/${pid}`);
     expect(now.versions.map((v) => v.vid)).toEqual(['W/"3"', 'W/"2"', 'W/"1"']);
     expect(now.versions.map((v) => (v.resource as Patient).gender)).toEqual(['female', 'other', 'male']);
     expect(now.etag).toBe('W/"3"');
@@ -280,7 +282,7 @@ describe('crash recovery: nothing accepted is lost', () => {
     expect([a.headers.etag, b.headers.etag].sort()).toEqual(['W/"2"', 'W/"3"']);
     const last = a.headers.etag === 'W/"3"' ? a : b;
 
-    const now = await snapshot(t.app, `Patient/${pid}`);
+    const now = await snapshot(t, `Patient/${pid}`);
     expect(now.versions.map((v) => v.vid)).toEqual(['W/"3"', 'W/"2"', 'W/"1"']);
     expect(new Set(now.versions.slice(0, 2).map((v) => (v.resource as Patient).gender))).toEqual(
       new Set(['female', 'other']),
@@ -304,7 +306,7 @@ describe('crash recovery: nothing accepted is lost', () => {
     expect(responses.map((r) => r.status)).toEqual([200, 200, 200, 200, 200]);
     expect(responses.map((r) => r.headers.etag).sort()).toEqual(['W/"2"', 'W/"3"', 'W/"4"', 'W/"5"', 'W/"6"']);
 
-    const now = await snapshot(t.app, `Patient/${pid}`);
+    const now = await snapshot(t, `Patient/${pid}`);
     expect(now.versions.map((v) => v.vid)).toEqual(['W/"6"', 'W/"5"', 'W/"4"', 'W/"3"', 'W/"2"', 'W/"1"']);
     // Every accepted name is in history under the version its writer was told.
     for (const r of responses) {

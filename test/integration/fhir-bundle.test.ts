@@ -1,4 +1,3 @@
-import request from 'supertest';
 import type { Bundle, BundleEntry, DiagnosticReport, Observation, OperationOutcome, Patient, Resource } from 'fhir/r4';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { hemoglobin, hurenObservation, labReport, organization, patient } from '../fixtures/validation/resources.js';
@@ -63,7 +62,7 @@ function refOf(location: string | undefined): string {
 
 describe('transaction and batch Bundles', () => {
   let t: TestApp;
-  const api = () => request(t.app);
+  const api = () => t.as('admin');
 
   const postBundle = (body: unknown) =>
     api()
@@ -535,7 +534,8 @@ describe('transaction and batch Bundles', () => {
       const small = await createTestApp('fhir-bundle-limit', { HUREN_MAX_BUNDLE_ENTRIES: '3' });
       try {
         const ids = [unique('res'), unique('res'), unique('res'), unique('res')];
-        const over = await request(small.app)
+        const over = await small
+          .as('admin')
           .post('/fhir')
           .set('Content-Type', FHIR_JSON)
           .send(
@@ -546,10 +546,11 @@ describe('transaction and batch Bundles', () => {
           );
         expect(over.status).toBe(413);
         expect(expectOutcome(over.body).issue[0].diagnostics).toMatch(/4 entries.*at most 3/);
-        const search = await request(small.app).get('/fhir/Patient').query({ _total: 'accurate' });
+        const search = await small.as('admin').get('/fhir/Patient').query({ _total: 'accurate' });
         expect(search.body.total).toBe(0);
 
-        const within = await request(small.app)
+        const within = await small
+          .as('admin')
           .post('/fhir')
           .set('Content-Type', FHIR_JSON)
           .send(

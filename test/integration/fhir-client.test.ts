@@ -129,7 +129,7 @@ beforeAll(async () => {
     const s = t.app.listen(0, '127.0.0.1', () => resolve(s));
   });
   const { port } = server.address() as AddressInfo;
-  client = new Client({ baseUrl: `http://127.0.0.1:${port}/fhir` });
+  client = new Client({ baseUrl: `http://127.0.0.1:${port}/fhir`, bearerToken: t.tokens.admin });
 });
 
 afterAll(async () => {

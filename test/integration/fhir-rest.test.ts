@@ -1,4 +1,3 @@
-import request from 'supertest';
 import type { Observation, Patient } from 'fhir/r4';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createTestApp, type TestApp } from '../support/app.js';
@@ -24,7 +23,7 @@ function observation(overrides: Partial<Observation> = {}): Observation {
 
 describe('FHIR REST interactions', () => {
   let t: TestApp;
-  const api = () => request(t.app);
+  const api = () => t.as('admin');
 
   beforeAll(async () => {
     t = await createTestApp('fhir-rest');

@@ -9,7 +9,6 @@ import type {
   Resource,
   ServiceRequest,
 } from 'fhir/r4';
-import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createTestApp, type TestApp } from '../support/app.js';
 
@@ -252,7 +251,8 @@ let t: TestApp;
 type Query = Record<string, string> | [string, string][];
 
 function get(type: string, query: Query, headers: Record<string, string> = {}) {
-  return request(t.app)
+  return t
+    .as('admin')
     .get(`/fhir/${type}?${new URLSearchParams(query).toString()}`)
     .set(headers);
 }
@@ -285,11 +285,12 @@ const nextLink = (bundle: Bundle): string | undefined => bundle.link?.find((l) =
 /** Follows a link.next URL as a client would (the test app's base URL is not a real host). */
 function follow(url: string) {
   expect(url.startsWith(`${BASE}/`)).toBe(true);
-  return request(t.app).get(url.slice(BASE.length - '/fhir'.length));
+  return t.as('admin').get(url.slice(BASE.length - '/fhir'.length));
 }
 
 async function put<T extends Resource>(resource: T): Promise<T> {
-  const res = await request(t.app)
+  const res = await t
+    .as('admin')
     .put(`/fhir/${resource.resourceType}/${resource.id}`)
     .set('Content-Type', 'application/fhir+json')
     .send(resource);
@@ -303,7 +304,7 @@ async function transaction(resources: Resource[]): Promise<void> {
     type: 'transaction',
     entry: resources.map((r) => ({ resource: r, request: { method: 'PUT', url: `${r.resourceType}/${r.id}` } })),
   };
-  const res = await request(t.app).post('/fhir').set('Content-Type', 'application/fhir+json').send(bundle);
+  const res = await t.as('admin').post('/fhir').set('Content-Type', 'application/fhir+json').send(bundle);
   expect(res.status, JSON.stringify(res.body)).toBe(200);
 }
 
@@ -453,7 +454,7 @@ describe('codes and other tokens', () => {
     expect(await ids('Observation', { code: '4548-4', patient: 'pat-ouyang' })).toEqual([]);
     expect(await ids('Observation', { code: '6690-2', patient: 'pat-ouyang' })).toEqual(['obs-corrected']);
     expect(await ids('Observation', { 'value-quantity': '5.4||%' })).toEqual([]);
-    await request(t.app).delete('/fhir/Observation/obs-corrected').expect(200);
+    await t.as('admin').delete('/fhir/Observation/obs-corrected').expect(200);
   });
 
   test(':not excludes a code, keeping resources without it', async () => {
@@ -494,7 +495,7 @@ describe('dates', () => {
     expect(await ids('DiagnosticReport', { date: '2024-03-05T23:30:00+08:00' })).toEqual(['dr-cbc-zhang']);
     expect(await ids('DiagnosticReport', { date: '2024-03-05T23:30+08:00' })).toEqual(['dr-cbc-zhang']);
     // Typed into a URL unencoded, the + of the zone arrives as a space; it still means +08:00.
-    const typed = await request(t.app).get('/fhir/DiagnosticReport?date=ge2024-03-05T23:30:00+08:00');
+    const typed = await t.as('admin').get('/fhir/DiagnosticReport?date=ge2024-03-05T23:30:00+08:00');
     expect(matchIds(typed.body as Bundle)).toEqual(['dr-cbc-ouyang', 'dr-cbc-zhang']);
   });
 
@@ -913,7 +914,7 @@ describe('deleted resources', () => {
     await put({ ...reports[2]!, result: [...reports[2]!.result!, { reference: 'Observation/obs-wbc-ouyang' }] });
     expect(await ids('Observation', { patient: 'pat-ouyang' })).toEqual(['obs-hgb-ouyang', 'obs-wbc-ouyang']);
 
-    const del = await request(t.app).delete('/fhir/Observation/obs-wbc-ouyang');
+    const del = await t.as('admin').delete('/fhir/Observation/obs-wbc-ouyang');
     expect(del.status).toBe(200);
 
     expect(await ids('Observation', { patient: 'pat-ouyang' })).toEqual(['obs-hgb-ouyang']);

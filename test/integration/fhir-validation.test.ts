@@ -1,4 +1,3 @@
-import request from 'supertest';
 import type {
   Bundle,
   CapabilityStatement,
@@ -64,7 +63,7 @@ const errorsOf = (oo: OperationOutcome) => oo.issue.filter((i) => i.severity ===
 
 describe('validation through the REST API', () => {
   let t: TestApp;
-  const api = () => request(t.app);
+  const api = () => t.as('admin');
 
   async function storedWith(identifierValue: string): Promise<number> {
     const res = await api()
@@ -184,15 +183,16 @@ describe('validation through the REST API', () => {
       const small = await createTestApp('fhir-validation-body', { HUREN_MAX_BODY: '2kb' });
       try {
         const body = result({ note: [{ text: '血常规复查建议。'.repeat(300) }] });
-        const res = await request(small.app).post('/fhir/Observation').set('Content-Type', FHIR_JSON).send(body);
+        const res = await small.as('admin').post('/fhir/Observation').set('Content-Type', FHIR_JSON).send(body);
         const oo = expectRefusal(res, 413);
         expect(oo.issue[0].diagnostics).toMatch(/exceeds the limit of 2 KiB/);
-        const search = await request(small.app)
+        const search = await small
+          .as('admin')
           .get('/fhir/Observation')
           .query({ identifier: `${RESULT_ID}|${body.identifier[0].value}` });
         expect((search.body as Bundle).entry ?? []).toHaveLength(0);
         // Under the limit, the same server accepts a result.
-        const fits = await request(small.app).post('/fhir/Observation').set('Content-Type', FHIR_JSON).send(result());
+        const fits = await small.as('admin').post('/fhir/Observation').set('Content-Type', FHIR_JSON).send(result());
         expect(fits.status).toBe(201);
       } finally {
         await small.close();

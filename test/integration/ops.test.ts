@@ -1,4 +1,3 @@
-import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createTestApp, type TestApp } from '../support/app.js';
 
@@ -15,15 +14,15 @@ describe('operations endpoints and logs', () => {
   });
 
   test('healthz answers ok and readyz confirms the database is reachable', async () => {
-    expect((await request(t.app).get('/healthz')).body).toEqual({ status: 'ok' });
-    const ready = await request(t.app).get('/readyz');
+    expect((await t.as('admin').get('/healthz')).body).toEqual({ status: 'ok' });
+    const ready = await t.as('admin').get('/readyz');
     expect(ready.status).toBe(200);
     expect(ready.body.database).toBe('reachable');
   });
 
   test('metrics are Prometheus text counting requests by route without resource ids', async () => {
-    await request(t.app).get('/fhir/Observation/some-id-123');
-    const res = await request(t.app).get('/metrics');
+    await t.as('admin').get('/fhir/Observation/some-id-123');
+    const res = await t.as('admin').get('/metrics');
     expect(res.status).toBe(200);
     expect(res.headers['content-type']).toContain('text/plain');
     expect(res.text).toMatch(
@@ -34,14 +33,14 @@ describe('operations endpoints and logs', () => {
   });
 
   test('every response carries a request id, and a caller-supplied one is kept', async () => {
-    const generated = await request(t.app).get('/healthz');
+    const generated = await t.as('admin').get('/healthz');
     expect(generated.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
-    const kept = await request(t.app).get('/healthz').set('X-Request-Id', 'his-trace-42');
+    const kept = await t.as('admin').get('/healthz').set('X-Request-Id', 'his-trace-42');
     expect(kept.headers['x-request-id']).toBe('his-trace-42');
   });
 
   test('security headers are set', async () => {
-    const res = await request(t.app).get('/fhir/metadata');
+    const res = await t.as('admin').get('/fhir/metadata');
     expect(res.headers['x-content-type-options']).toBe('nosniff');
     expect(res.headers['x-powered-by']).toBeUndefined();
   });
@@ -53,18 +52,21 @@ describe('operations endpoints and logs', () => {
       name: [{ text: NAME }],
       birthDate: '1990-01-01',
     };
-    const created = await request(t.app)
+    const created = await t
+      .as('admin')
       .post('/fhir/Patient')
       .set('Content-Type', 'application/fhir+json')
       .send(patient);
     expect(created.status).toBe(201);
-    await request(t.app).get(`/fhir/Patient?identifier=urn:oid:2.16.156.10011.1.1|${ID_NUMBER}`);
-    await request(t.app).get(`/fhir/Patient?name=${encodeURIComponent(NAME)}&bogus=${ID_NUMBER}`);
-    await request(t.app)
+    await t.as('admin').get(`/fhir/Patient?identifier=urn:oid:2.16.156.10011.1.1|${ID_NUMBER}`);
+    await t.as('admin').get(`/fhir/Patient?name=${encodeURIComponent(NAME)}&bogus=${ID_NUMBER}`);
+    await t
+      .as('admin')
       .post('/fhir/Patient')
       .set('Content-Type', 'application/fhir+json')
       .send({ ...patient, gender: 'nonsense' });
-    await request(t.app)
+    await t
+      .as('admin')
       .post('/fhir')
       .set('Content-Type', 'application/fhir+json')
       .send({

@@ -1,4 +1,10 @@
 import { randomBytes } from 'node:crypto';
+import os from 'node:os';
+import path from 'node:path';
+import request from 'supertest';
+import TestAgent from 'supertest/lib/agent.js';
+import { createClientAssertion } from '../../src/auth/assertion.js';
+import { readDemoClients } from '../../src/auth/demo-clients.js';
 import { Writable } from 'node:stream';
 import { inject } from 'vitest';
 import type { Express } from 'express';
@@ -14,8 +20,23 @@ export interface TestApp {
   logLines: string[];
   /** The database this app uses; pass it as `dbName` to build a second app on the same data (a restart). */
   dbName: string;
+  /** Access tokens of the demo clients, obtained through the real token endpoint, by role and by client id. */
+  tokens: Record<string, string>;
+  /** A supertest agent calling as a demo client: `t.as('his')`, `t.as('demo-his-hospital-b')`. */
+  as(who: string): TestAgent;
   close(): Promise<void>;
 }
+
+/** The demo client each role name stands for in tests. */
+export const ROLE_CLIENTS: Record<string, string> = {
+  his: 'demo-his-hospital-a',
+  clinician: 'demo-clinician-hospital-b',
+  bureau: 'demo-bureau',
+  admin: 'demo-admin',
+};
+
+/** Where test apps keep their demo client keys (generated once, shared by the test files). */
+export const TEST_DATA_DIR = path.join(os.tmpdir(), 'huren-test-data');
 
 export interface TestAppOptions {
   /**
@@ -33,7 +54,12 @@ export async function createTestApp(
   env: Record<string, string> = {},
   options: TestAppOptions = {},
 ): Promise<TestApp> {
-  const config: Config = loadConfig({ NODE_ENV: 'test', HUREN_BASE_URL: 'http://huren.test/fhir', ...env });
+  const config: Config = loadConfig({
+    NODE_ENV: 'test',
+    HUREN_BASE_URL: 'http://huren.test/fhir',
+    HUREN_DATA_DIR: TEST_DATA_DIR,
+    ...env,
+  });
   const logLines: string[] = [];
   const stream = new Writable({
     write(chunk: Buffer, _enc, done) {
@@ -45,11 +71,43 @@ export async function createTestApp(
   const dbName = options.dbName ?? `t_${name.replace(/\W/g, '_')}_${randomBytes(4).toString('hex')}`;
   const deps = await createServices(config, log, inject('mongoUri'), dbName);
   const app = createApp(deps);
+  const tokens: Record<string, string> = {};
+  // The assertion's aud is the token endpoint as the client addresses it: the configured base URL, or else the
+  // address of a listening server (supertest's throw-away servers change port with every request).
+  const server = config.baseUrl ? undefined : app.listen(0, '127.0.0.1');
+  if (server) await new Promise((resolve) => server.once('listening', resolve));
+  const address = server?.address();
+  const origin = config.baseUrl
+    ? config.baseUrl.replace(/\/fhir$/, '')
+    : `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
+  const tokenUrl = `${origin}/auth/token`;
+  for (const client of readDemoClients(config.dataDir)) {
+    const assertion = await createClientAssertion(client.clientId, client.privateJwk, tokenUrl);
+    const res = await request(server ?? app)
+      .post('/auth/token')
+      .type('form')
+      .send({
+        grant_type: 'client_credentials',
+        client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
+        client_assertion: assertion,
+        scope: client.scopes,
+      });
+    if (res.status !== 200) throw new Error(`token for ${client.clientId}: ${res.status} ${JSON.stringify(res.body)}`);
+    tokens[client.clientId] = res.body.access_token as string;
+  }
+  if (server) await new Promise((resolve) => server.close(resolve));
+  for (const [role, clientId] of Object.entries(ROLE_CLIENTS)) tokens[role] = tokens[clientId];
   return {
     app,
     deps,
     logLines,
     dbName,
+    tokens,
+    as: (who: string) => {
+      const token = tokens[who];
+      if (!token) throw new Error(`no demo client '${who}'`);
+      return request.agent(app).set('Authorization', `Bearer ${token}`);
+    },
     close: async () => {
       if (!options.keepDatabase) await deps.connection.dropDatabase();
       await deps.connection.close();

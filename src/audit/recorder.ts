@@ -1,0 +1,89 @@
+import type { Bundle, Resource } from 'fhir/r4';
+import type { FhirRequest } from '../fhir/request.js';
+import { isClinicalType } from '../fhir/types.js';
+import type { Logger } from '../log.js';
+import type { ResourceStore } from '../store/resource-store.js';
+import { auditEvent, patientsOf, type AuditRecord } from './audit.js';
+
+export type AuditFn = (
+  req: FhirRequest,
+  status: number,
+  body: Resource | undefined,
+  location?: string,
+) => Promise<void>;
+
+/**
+ * Records one AuditEvent for each FHIR request that touches patient data (clinical types and bundles), whether it
+ * succeeded or was refused. Written before the response is sent: no access goes unrecorded.
+ */
+export function createAuditRecorder(store: ResourceStore, log: Logger, clock: () => Date = () => new Date()): AuditFn {
+  return async (req, status, body, location) => {
+    const what = classify(req);
+    if (!what) return;
+    const resources = new Set<string>();
+    const patients = new Set<string>();
+    const add = (r: Resource | undefined) => {
+      if (!r || !r.id || r.resourceType === 'OperationOutcome') return;
+      resources.add(`${r.resourceType}/${r.id}`);
+      for (const p of patientsOf(r as Parameters<typeof patientsOf>[0])) patients.add(p);
+    };
+    if (body?.resourceType === 'Bundle') {
+      for (const e of (body as Bundle).entry ?? []) {
+        add(e.resource);
+        const ref = refFromLocation(e.response?.location);
+        if (ref) resources.add(ref);
+      }
+    } else add(body);
+    const ref = refFromLocation(location);
+    if (ref) resources.add(ref);
+    if (what.target) resources.add(what.target);
+    if (what.target?.startsWith('Patient/')) patients.add(what.target);
+    const record: AuditRecord = {
+      ...what,
+      status,
+      access: req.access,
+      resources: [...resources],
+      patients: [...patients],
+      requestId: req.requestId,
+      recorded: clock(),
+    };
+    try {
+      const event = auditEvent(record);
+      await store.append(event as typeof event & { id: string });
+    } catch (err) {
+      // An access that cannot be audited must not be answered as if it had been.
+      log.error('Audit event could not be written', { error: (err as Error).message, requestId: req.requestId });
+      throw err;
+    }
+  };
+}
+
+function refFromLocation(location: string | undefined): string | undefined {
+  const m = location && /\/([A-Z][A-Za-z]+)\/([A-Za-z0-9\-.]{1,64})\/_history\//.exec(location);
+  return m ? `${m[1]}/${m[2]}` : undefined;
+}
+
+type Classified = Pick<AuditRecord, 'interaction' | 'action' | 'query'> & { target?: string };
+
+/** Which interaction a request is, or undefined when it touches no patient data. */
+function classify(req: FhirRequest): Classified | undefined {
+  const [type, b, c] = req.segments;
+  const m = req.method;
+  if (type === undefined) return m === 'POST' ? { interaction: 'transaction', action: 'E' } : undefined;
+  if (!isClinicalType(type)) return undefined;
+  if (b === '$validate' || c === '$validate') return undefined;
+  if (b === undefined || b === '_search') {
+    if (m === 'GET' || b === '_search') {
+      const params = Object.keys(req.query).filter((k) => !k.startsWith('_format'));
+      return { interaction: 'search-type', action: 'R', query: { type, params } };
+    }
+    return m === 'POST' ? { interaction: 'create', action: 'C' } : { interaction: 'update', action: 'U' };
+  }
+  if (b === '_history') return { interaction: 'history-type', action: 'R' };
+  const target = `${type}/${b}`;
+  if (c === '_history') return { interaction: req.segments[3] ? 'vread' : 'history-instance', action: 'R', target };
+  if (m === 'GET') return { interaction: 'read', action: 'R', target };
+  if (m === 'PUT') return { interaction: 'update', action: 'U', target };
+  if (m === 'DELETE') return { interaction: 'delete', action: 'D', target };
+  return undefined;
+}

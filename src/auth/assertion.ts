@@ -1,0 +1,26 @@
+import { randomUUID } from 'node:crypto';
+import { importJWK, SignJWT, type JWK } from 'jose';
+
+/**
+ * A SMART Backend Services client assertion (private_key_jwt), as a hospital system builds it: iss = sub = client_id,
+ * aud = the token endpoint, a short exp and a unique jti. Used by `huren token` and by the tests.
+ */
+export async function createClientAssertion(
+  clientId: string,
+  privateJwk: JWK,
+  tokenUrl: string,
+  overrides: { jti?: string; expiresInSeconds?: number; now?: Date } = {},
+): Promise<string> {
+  const alg = privateJwk.alg ?? (privateJwk.kty === 'RSA' ? 'RS384' : 'ES384');
+  const key = await importJWK(privateJwk, alg);
+  const now = Math.floor((overrides.now ?? new Date()).getTime() / 1000);
+  return new SignJWT({})
+    .setProtectedHeader({ alg, kid: privateJwk.kid, typ: 'JWT' })
+    .setIssuer(clientId)
+    .setSubject(clientId)
+    .setAudience(tokenUrl)
+    .setJti(overrides.jti ?? randomUUID())
+    .setIssuedAt(now)
+    .setExpirationTime(now + (overrides.expiresInSeconds ?? 240))
+    .sign(key);
+}

@@ -1,0 +1,115 @@
+import type { Resource } from 'fhir/r4';
+import type { Document, Filter } from 'mongodb';
+import { forbidden } from '../fhir/outcomes.js';
+import { isClinicalType } from '../fhir/types.js';
+import type { CurrentDoc, WriteOp } from '../store/models.js';
+import { allows, parseScopes, type Permission } from './scopes.js';
+import type { AccessContext } from './tokens.js';
+
+/**
+ * Who may do what. Roles (issue 3): `his` writes and reads its own institution's data; `clinician` reads (audited);
+ * `bureau` sees aggregates only, never patient-level resources; `admin` manages everything. Within a role, the
+ * token's SMART scopes decide per type and interaction.
+ */
+
+const toRef = (r: { reference?: string } | undefined) =>
+  typeof r?.reference === 'string' && r.reference.startsWith('Organization/') ? [r.reference] : [];
+
+/** The institutions a resource belongs to: whoever produced it (performer), requested it, or manages it. */
+export function ownersOf(resource: Resource): string[] {
+  const r = resource as unknown as Record<string, unknown>;
+  const out: string[] = [];
+  switch (resource.resourceType) {
+    case 'DiagnosticReport':
+    case 'Observation':
+      for (const p of (r.performer as { reference?: string }[] | undefined) ?? []) out.push(...toRef(p));
+      break;
+    case 'ServiceRequest':
+      out.push(...toRef(r.requester as { reference?: string }));
+      for (const p of (r.performer as { reference?: string }[] | undefined) ?? []) out.push(...toRef(p));
+      break;
+    case 'Patient':
+      out.push(...toRef(r.managingOrganization as { reference?: string }));
+      break;
+    case 'Organization':
+      if (resource.id) out.push(`Organization/${resource.id}`);
+      out.push(...toRef(r.partOf as { reference?: string }));
+      break;
+  }
+  return [...new Set(out)];
+}
+
+/** Scope and role check for one interaction on one type; throws 403 with what is missing. */
+export function assertAllowed(
+  access: AccessContext | undefined,
+  type: string,
+  permission: Permission,
+  where?: string,
+): void {
+  if (!access) return; // unauthenticated calls never get here (the HTTP layer answers 401)
+  if (type === 'AuditEvent') {
+    if (access.role !== 'admin' || (permission !== 'r' && permission !== 's')) {
+      throw forbidden('The audit trail is read by administrators only', where);
+    }
+    return;
+  }
+  // The broker's conformance resources are public knowledge; writing them is refused as read-only (405) later.
+  if (!isClinicalType(type)) return;
+  if (access.role === 'bureau') {
+    throw forbidden('The bureau role sees aggregate reports only, never patient-level resources', where);
+  }
+  if (access.role === 'clinician' && permission !== 'r' && permission !== 's') {
+    throw forbidden('The clinician role reads results; writing them is for hospital systems (his)', where);
+  }
+  if (!allows(parseScopes(access.scope), type, permission)) {
+    throw forbidden(`The token's scopes do not allow this: it needs system/${type}.${permission}`, where);
+  }
+}
+
+/** A `his` client sees only its own institution's resources; other roles are not narrowed. */
+export function tenantFilter(access: AccessContext | undefined): Filter<Document> | undefined {
+  return access?.role === 'his' ? { owner: access.organization } : undefined;
+}
+
+export function isReadable(access: AccessContext | undefined, doc: Pick<CurrentDoc, 'type' | 'owner'>): boolean {
+  if (access?.role !== 'his' || !isClinicalType(doc.type)) return true;
+  return (doc.owner ?? []).includes(access.organization);
+}
+
+export function assertReadable(
+  access: AccessContext | undefined,
+  doc: Pick<CurrentDoc, 'type' | 'id' | 'owner'>,
+): void {
+  if (!isReadable(access, doc)) {
+    throw forbidden(
+      `${doc.type}/${doc.id} belongs to another institution; prior results of other hospitals are reached through $reuse-check`,
+    );
+  }
+}
+
+/**
+ * Tenancy of writes: a `his` client may create or change only resources that belong to its own organization, and
+ * may not take over another institution's resource. Checked op by op (entry by entry in bundles).
+ */
+export function assertWritable(
+  access: AccessContext | undefined,
+  op: WriteOp,
+  current: Pick<CurrentDoc, 'owner' | 'deleted'> | null,
+  where?: string,
+): void {
+  if (access?.role !== 'his') return;
+  const org = access.organization;
+  if (current && !current.deleted && !(current.owner ?? []).includes(org)) {
+    throw forbidden(`${op.type}/${op.id} belongs to another institution and cannot be changed by ${org}`, where);
+  }
+  if (op.resource && !ownersOf(op.resource).includes(org)) {
+    throw forbidden(
+      `A ${op.type} written by this client must belong to ${org} (${ownerElement(op.type)} = ${org})`,
+      where ? `${where}.${ownerElement(op.type)}` : `${op.type}.${ownerElement(op.type)}`,
+    );
+  }
+}
+
+function ownerElement(type: string): string {
+  return { Patient: 'managingOrganization', ServiceRequest: 'requester', Organization: 'id' }[type] ?? 'performer';
+}

@@ -1,0 +1,52 @@
+import express, { type Request, type Response, type Router } from 'express';
+import { issueToken, OAuthError, type TokenDeps } from './tokens.js';
+
+/**
+ * SMART Backend Services endpoints: discovery (`/.well-known/smart-configuration`, SMART App Launch 2.0 §Conformance)
+ * and the token endpoint. Errors are OAuth errors (RFC 6749 §5.2), not OperationOutcomes.
+ */
+export function authRouter(deps: TokenDeps, publicOrigin: (req: Request) => string): Router {
+  const router = express.Router();
+
+  router.get('/.well-known/smart-configuration', (req, res) => {
+    const origin = publicOrigin(req);
+    res.json({
+      issuer: deps.issuer,
+      token_endpoint: `${origin}/auth/token`,
+      jwks_uri: `${origin}/auth/jwks`,
+      grant_types_supported: ['client_credentials'],
+      token_endpoint_auth_methods_supported: ['private_key_jwt'],
+      token_endpoint_auth_signing_alg_values_supported: ['RS384', 'ES384'],
+      scopes_supported: ['system/*.cruds', 'system/*.rs', 'system/DiagnosticReport.cu', 'system/Observation.cu'],
+      capabilities: ['client-confidential-asymmetric', 'permission-v2', 'permission-v1'],
+    });
+  });
+
+  router.get('/auth/jwks', async (_req, res) => {
+    res.json({ keys: await deps.keyRing.publicKeys() });
+  });
+
+  router.post(
+    '/auth/token',
+    express.urlencoded({ extended: false, limit: '64kb' }),
+    async (req: Request, res: Response) => {
+      res.setHeader('Cache-Control', 'no-store');
+      res.setHeader('Pragma', 'no-cache');
+      if (!req.is('application/x-www-form-urlencoded')) {
+        res.status(400).json({ error: 'invalid_request', error_description: 'Send application/x-www-form-urlencoded' });
+        return;
+      }
+      try {
+        const form = req.body as Record<string, string | undefined>;
+        res.json(await issueToken(form, `${publicOrigin(req)}/auth/token`, deps));
+      } catch (err) {
+        if (err instanceof OAuthError) {
+          res.status(err.status).json({ error: err.error, error_description: err.description });
+          return;
+        }
+        throw err;
+      }
+    },
+  );
+  return router;
+}

@@ -1,0 +1,210 @@
+import { randomUUID } from 'node:crypto';
+import {
+  createLocalJWKSet,
+  createRemoteJWKSet,
+  decodeJwt,
+  decodeProtectedHeader,
+  errors as joseErrors,
+  jwtVerify,
+  SignJWT,
+  type JSONWebKeySet,
+  type JWTVerifyGetKey,
+} from 'jose';
+import type { Collection } from 'mongodb';
+import type { KeyRing } from './keys.js';
+import { isCoveredBy, parseScope, parseScopes } from './scopes.js';
+
+export type Role = 'his' | 'clinician' | 'bureau' | 'admin';
+export const ROLES: readonly Role[] = ['his', 'clinician', 'bureau', 'admin'];
+
+/** A registered system client (SMART Backend Services). */
+export interface ClientDoc {
+  _id: string; // client_id
+  name: string;
+  /** `Organization/{id}` the client acts for. */
+  organization: string;
+  role: Role;
+  /** Space-separated SMART scopes the client may be granted. */
+  scopes: string;
+  jwks?: JSONWebKeySet;
+  jwksUri?: string;
+  active: boolean;
+  /** Seeded for the demo; never present in production mode. */
+  demo?: boolean;
+}
+
+/** Assertion `jti`s already used, so a replayed assertion is refused (SMART Backend Services §Authenticating). */
+export interface SeenJtiDoc {
+  _id: string; // `${client_id} ${jti}`
+  expiresAt: Date;
+}
+
+/** An OAuth 2.0 error response (RFC 6749 §5.2). */
+export class OAuthError extends Error {
+  constructor(
+    readonly status: number,
+    readonly error: 'invalid_request' | 'invalid_client' | 'invalid_grant' | 'unsupported_grant_type' | 'invalid_scope',
+    readonly description: string,
+  ) {
+    super(description);
+  }
+}
+
+export interface AccessContext {
+  clientId: string;
+  organization: string;
+  role: Role;
+  scope: string;
+  /** The access token's id, recorded in audit events. */
+  jti: string;
+}
+
+export interface TokenDeps {
+  clients: Collection<ClientDoc>;
+  seenJti: Collection<SeenJtiDoc>;
+  keyRing: KeyRing;
+  /** The broker's own identifier, `iss` and `aud` of its access tokens. */
+  issuer: string;
+  tokenLifetimeSeconds: number;
+  clock?: () => Date;
+}
+
+const ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
+const ASSERTION_ALGS = ['RS384', 'ES384'];
+const MAX_ASSERTION_LIFETIME_S = 300;
+const CLOCK_SKEW_S = 30;
+
+/**
+ * `POST /auth/token` for SMART Backend Services: client_credentials with a private_key_jwt client assertion.
+ * `tokenUrl` is the audience the assertion must carry.
+ */
+export async function issueToken(
+  form: Record<string, string | undefined>,
+  tokenUrl: string,
+  deps: TokenDeps,
+): Promise<{ access_token: string; token_type: 'bearer'; expires_in: number; scope: string }> {
+  const now = (deps.clock ?? (() => new Date()))();
+  if (form.grant_type !== 'client_credentials') {
+    throw new OAuthError(400, 'unsupported_grant_type', 'grant_type must be client_credentials');
+  }
+  if (form.client_assertion_type !== ASSERTION_TYPE) {
+    throw new OAuthError(400, 'invalid_request', `client_assertion_type must be ${ASSERTION_TYPE}`);
+  }
+  const assertion = form.client_assertion;
+  if (!assertion) throw new OAuthError(400, 'invalid_request', 'client_assertion is required');
+  if (!form.scope) throw new OAuthError(400, 'invalid_scope', 'scope is required, e.g. system/Observation.rs');
+
+  let claimedIssuer: string | undefined;
+  try {
+    decodeProtectedHeader(assertion);
+    claimedIssuer = decodeJwt(assertion).iss;
+  } catch {
+    throw new OAuthError(401, 'invalid_client', 'client_assertion is not a JWT');
+  }
+  const client = claimedIssuer ? await deps.clients.findOne({ _id: claimedIssuer }) : null;
+  if (!client || !client.active) throw new OAuthError(401, 'invalid_client', 'Unknown or inactive client (iss)');
+
+  const keys: JWTVerifyGetKey | undefined = client.jwks
+    ? createLocalJWKSet(client.jwks)
+    : client.jwksUri
+      ? createRemoteJWKSet(new URL(client.jwksUri))
+      : undefined;
+  if (!keys) throw new OAuthError(401, 'invalid_client', 'The client has no registered keys');
+
+  let payload;
+  try {
+    ({ payload } = await jwtVerify(assertion, keys, {
+      issuer: client._id,
+      subject: client._id,
+      audience: tokenUrl,
+      algorithms: ASSERTION_ALGS,
+      clockTolerance: CLOCK_SKEW_S,
+      currentDate: now,
+      requiredClaims: ['exp', 'jti'],
+    }));
+  } catch (err) {
+    throw new OAuthError(401, 'invalid_client', assertionProblem(err, tokenUrl));
+  }
+  const nowS = Math.floor(now.getTime() / 1000);
+  if (payload.exp! > nowS + MAX_ASSERTION_LIFETIME_S + CLOCK_SKEW_S) {
+    throw new OAuthError(401, 'invalid_client', 'The assertion exp is more than 5 minutes in the future');
+  }
+  try {
+    await deps.seenJti.insertOne({
+      _id: `${client._id} ${payload.jti}`,
+      expiresAt: new Date((payload.exp! + CLOCK_SKEW_S) * 1000),
+    });
+  } catch (err) {
+    if ((err as { code?: number }).code === 11000) {
+      throw new OAuthError(401, 'invalid_client', 'The assertion jti was already used (replay)');
+    }
+    throw err;
+  }
+
+  const allowed = parseScopes(client.scopes);
+  const requested = form.scope.split(/\s+/).filter(Boolean);
+  for (const text of requested) {
+    const scope = parseScope(text);
+    if (!scope)
+      throw new OAuthError(400, 'invalid_scope', `'${text}' is not a SMART system scope such as system/Observation.rs`);
+    if (!isCoveredBy(scope, allowed)) {
+      throw new OAuthError(
+        400,
+        'invalid_scope',
+        `'${text}' is not allowed for this client (allowed: ${client.scopes})`,
+      );
+    }
+  }
+  const granted = requested.join(' ');
+  const { kid, key } = await deps.keyRing.signingKey();
+  const accessToken = await new SignJWT({ scope: granted, org: client.organization, role: client.role })
+    .setProtectedHeader({ alg: 'ES256', kid, typ: 'at+jwt' })
+    .setIssuer(deps.issuer)
+    .setAudience(deps.issuer)
+    .setSubject(client._id)
+    .setJti(randomUUID())
+    .setIssuedAt(nowS)
+    .setExpirationTime(nowS + deps.tokenLifetimeSeconds)
+    .sign(key);
+  return { access_token: accessToken, token_type: 'bearer', expires_in: deps.tokenLifetimeSeconds, scope: granted };
+}
+
+function assertionProblem(err: unknown, tokenUrl: string): string {
+  if (err instanceof joseErrors.JWTExpired) return 'The assertion has expired';
+  if (err instanceof joseErrors.JWTClaimValidationFailed) {
+    if (err.claim === 'aud') return `The assertion aud must be the token endpoint ${tokenUrl}`;
+    return `The assertion claim '${err.claim}' is invalid (${err.reason}): iss and sub must be the client_id, exp and jti are required`;
+  }
+  if (err instanceof joseErrors.JOSEAlgNotAllowed) return 'The assertion must be signed with RS384 or ES384';
+  if (err instanceof joseErrors.JWSSignatureVerificationFailed || err instanceof joseErrors.JWKSNoMatchingKey) {
+    return 'The assertion signature does not match any key registered for the client';
+  }
+  return 'The assertion could not be verified';
+}
+
+/** Checks a bearer access token issued by this broker; returns who is calling, or undefined when invalid. */
+export async function verifyAccessToken(
+  token: string,
+  deps: Pick<TokenDeps, 'keyRing' | 'issuer' | 'clock'>,
+): Promise<AccessContext | undefined> {
+  try {
+    const { kid } = decodeProtectedHeader(token);
+    if (!kid) return undefined;
+    const key = await deps.keyRing.verificationKey(kid);
+    if (!key) return undefined;
+    const { payload } = await jwtVerify(token, key, {
+      issuer: deps.issuer,
+      audience: deps.issuer,
+      algorithms: ['ES256'],
+      currentDate: (deps.clock ?? (() => new Date()))(),
+      typ: 'at+jwt',
+    });
+    const { sub, scope, org, role, jti } = payload as Record<string, unknown>;
+    if (typeof sub !== 'string' || typeof scope !== 'string' || typeof org !== 'string' || typeof jti !== 'string')
+      return undefined;
+    if (!ROLES.includes(role as Role)) return undefined;
+    return { clientId: sub, scope, organization: org, role: role as Role, jti };
+  } catch {
+    return undefined;
+  }
+}
