@@ -25,6 +25,14 @@ async function main(): Promise<void> {
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
   const base = config.baseUrl ?? `http://localhost:${port}/fhir`;
+  if (config.mode === 'demo') {
+    log.info(
+      'Demo mode: demo clients are seeded; get a bearer token with `npm run token -- --role his|clinician|bureau|admin`',
+      {
+        clientKeys: `${config.dataDir}/demo-clients`,
+      },
+    );
+  }
   log.info('Huren is listening', {
     port,
     mode: config.mode,
