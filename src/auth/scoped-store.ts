@@ -24,10 +24,8 @@ export function scopeStore(store: ResourceStore, access: AccessContext | undefin
       store.find(and(filter), sort, limit),
     count: (filter: Filter<Document>) => store.count(and(filter)),
     findByRefs: async (refs: string[]) => (await store.findByRefs(refs)).filter((d) => isReadable(access, d)),
-    findCurrent: async (type: string, id: string) => {
-      const doc = await store.findCurrent(type, id);
-      return doc && isReadable(access, doc) ? doc : null;
-    },
+    // findCurrent is deliberately not narrowed: planning must see another institution's resource so that writing over
+    // it is refused (commit) rather than taken for a create.
     read: async (type: string, id: string): Promise<Resource> => {
       const doc = await store.findCurrent(type, id);
       if (doc) assertReadable(access, doc);
@@ -51,7 +49,8 @@ export function scopeStore(store: ResourceStore, access: AccessContext | undefin
       store.releaseClaim(type, tenantCondition(condition), id),
     commit: async (ops: WriteOp[]) => {
       for (const op of ops) {
-        const current: CurrentDoc | null = op.prevVid > 0 ? await store.findCurrent(op.type, op.id) : null;
+        // Always the real current version: planning may have seen none, yet another institution's may exist.
+        const current: CurrentDoc | null = await store.findCurrent(op.type, op.id);
         assertWritable(access, op, current);
       }
       return store.commit(ops);

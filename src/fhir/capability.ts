@@ -1,7 +1,7 @@
 import type { CapabilityStatement, CapabilityStatementRestResource, StructureDefinition } from 'fhir/r4';
 import type { FhirDeps } from './interactions.js';
 import { supportedSearchParams } from './search/index.js';
-import { CLINICAL_TYPES, CONFORMANCE_TYPES } from './types.js';
+import { AUDIT_TYPES, CLINICAL_TYPES, CONFORMANCE_TYPES } from './types.js';
 
 const VERSION = '0.1.0';
 
@@ -47,7 +47,7 @@ export function capabilityStatement(deps: FhirDeps, baseUrl: string): Capability
     searchParam: searchParams(type),
     operation: [{ name: 'validate', definition: 'http://hl7.org/fhir/OperationDefinition/Resource-validate' }],
   }));
-  const conformance: CapabilityStatementRestResource[] = CONFORMANCE_TYPES.map((type) => ({
+  const conformance: CapabilityStatementRestResource[] = [...CONFORMANCE_TYPES, ...AUDIT_TYPES].map((type) => ({
     type,
     profile: `http://hl7.org/fhir/StructureDefinition/${type}`,
     interaction: ['read', 'vread', 'history-instance', 'search-type'].map((code) => ({ code: code as 'read' })),
@@ -71,6 +71,24 @@ export function capabilityStatement(deps: FhirDeps, baseUrl: string): Capability
       {
         mode: 'server',
         documentation: `Search result parameters: ${RESULT_PARAMS}. Unknown search parameters are rejected (400) unless Prefer: handling=lenient. Paging follows link.next; no total unless _total=accurate.`,
+        security: {
+          cors: deps.config.corsOrigins.length > 0,
+          service: [
+            {
+              coding: [
+                { system: 'http://terminology.hl7.org/CodeSystem/restful-security-service', code: 'SMART-on-FHIR' },
+              ],
+            },
+          ],
+          description:
+            'SMART Backend Services: POST a private_key_jwt client assertion to the token endpoint; send the access token as Authorization: Bearer. AuditEvent is readable by the admin role only.',
+          extension: [
+            {
+              url: 'http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris',
+              extension: [{ url: 'token', valueUri: `${baseUrl.replace(/\/fhir$/, '')}/auth/token` }],
+            },
+          ],
+        },
         resource: [...clinical, ...conformance],
         interaction: [{ code: 'transaction' }, { code: 'batch' }, { code: 'history-system' }],
       },
