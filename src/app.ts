@@ -9,7 +9,7 @@ import type { TokenDeps } from './auth/tokens.js';
 import type { FhirHttpDeps } from './fhir/http.js';
 import { notFound } from './fhir/outcomes.js';
 import type { Logger } from './log.js';
-import type { Metrics } from './ops/metrics.js';
+import { routeLabel, type Metrics } from './ops/metrics.js';
 
 export interface AppDeps extends FhirHttpDeps {
   auth: TokenDeps;
@@ -39,7 +39,8 @@ export function createApp(deps: AppDeps): Express {
     const requestId = typeof incoming === 'string' && /^[\w.-]{1,64}$/.test(incoming) ? incoming : randomUUID();
     res.setHeader('X-Request-Id', requestId);
     const started = process.hrtime.bigint();
-    const path = req.path; // before routers strip their mount point
+    // The route label, not the raw path: a path may carry whatever a client typed, identifiers included.
+    const path = routeLabel(req.path); // taken before routers strip their mount point
     res.on('finish', () => {
       // Paths carry resource ids only, never identifiers; query strings may carry identifiers and are not logged.
       deps.log.info('Request served', {

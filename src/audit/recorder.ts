@@ -34,10 +34,24 @@ export function createAuditRecorder(store: ResourceStore, log: Logger, clock: ()
         if (ref) resources.add(ref);
       }
     } else add(body);
+    const addPatientsOf = (r: unknown) => {
+      if (r && typeof r === 'object')
+        for (const p of patientsOf(r as Parameters<typeof patientsOf>[0])) patients.add(p);
+    };
+    // With Prefer: return=minimal (or an OperationOutcome) the answer carries no resource: the patient is named in
+    // what was sent. A delete answers with an OperationOutcome: the patient is in the version it removed.
+    if (what.action === 'C' || what.action === 'U') addPatientsOf(req.body);
+    if (what.action === 'D' && what.target && status < 400) {
+      const [type, id] = what.target.split('/');
+      const { entries } = await store.history({ type, id }, { count: 2 });
+      addPatientsOf(entries.find((e) => e.resource)?.resource);
+    }
     const ref = refFromLocation(location);
-    if (ref) resources.add(ref);
-    if (what.target) resources.add(what.target);
-    if (what.target?.startsWith('Patient/')) patients.add(what.target);
+    for (const r of [ref, what.target]) {
+      if (!r) continue;
+      resources.add(r);
+      if (r.startsWith('Patient/')) patients.add(r);
+    }
     const record: AuditRecord = {
       ...what,
       status,
@@ -69,7 +83,13 @@ type Classified = Pick<AuditRecord, 'interaction' | 'action' | 'query'> & { targ
 function classify(req: FhirRequest): Classified | undefined {
   const [type, b, c] = req.segments;
   const m = req.method;
-  if (type === undefined) return m === 'POST' ? { interaction: 'transaction', action: 'E' } : undefined;
+  if (type === undefined) {
+    if (m !== 'POST') return undefined;
+    const isBatch = (req.body as { type?: unknown } | undefined)?.type === 'batch';
+    return { interaction: isBatch ? 'batch' : 'transaction', action: 'E' };
+  }
+  // System history lists every version of every clinical resource.
+  if (type === '_history' && b === undefined) return { interaction: 'history-system', action: 'R' };
   if (!isClinicalType(type)) return undefined;
   if (b === '$validate' || c === '$validate') return undefined;
   if (b === undefined || b === '_search') {

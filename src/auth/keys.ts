@@ -20,6 +20,9 @@ export interface SigningKeyDoc {
   verifyUntil: Date;
 }
 
+/** How long a process trusts its cached view of the keys before reading them again. */
+const CACHE_MS = 60_000;
+
 export interface KeyRingOptions {
   rotationMs: number;
   tokenLifetimeMs: number;
@@ -27,8 +30,8 @@ export interface KeyRingOptions {
 }
 
 export class KeyRing {
-  private signing: { kid: string; key: CryptoKey; signUntil: number } | undefined;
-  private readonly verifying = new Map<string, { key: CryptoKey; verifyUntil: number }>();
+  private signing: { kid: string; key: CryptoKey; signUntil: number; checkedAt: number } | undefined;
+  private readonly verifying = new Map<string, { key: CryptoKey; verifyUntil: number; checkedAt: number }>();
   private readonly clock: () => Date;
 
   constructor(
@@ -41,7 +44,8 @@ export class KeyRing {
   /** The key to sign with now, creating (rotating to) a new one when none is current. */
   async signingKey(): Promise<{ kid: string; key: CryptoKey }> {
     const now = this.clock().getTime();
-    if (this.signing && this.signing.signUntil > now) return this.signing;
+    // Re-read at least every minute: another process may have rotated the key (see rotate()).
+    if (this.signing && this.signing.signUntil > now && now - this.signing.checkedAt < CACHE_MS) return this.signing;
     let doc = await this.keys
       .find({ signUntil: { $gt: new Date(now) } })
       .sort({ createdAt: -1 })
@@ -52,6 +56,7 @@ export class KeyRing {
       kid: doc._id,
       key: (await importJWK(doc.privateJwk, doc.alg)) as CryptoKey,
       signUntil: doc.signUntil.getTime(),
+      checkedAt: now,
     };
     return this.signing;
   }
@@ -60,11 +65,11 @@ export class KeyRing {
   async verificationKey(kid: string): Promise<CryptoKey | undefined> {
     const now = this.clock().getTime();
     const cached = this.verifying.get(kid);
-    if (cached) return cached.verifyUntil > now ? cached.key : undefined;
+    if (cached && now - cached.checkedAt < CACHE_MS) return cached.verifyUntil > now ? cached.key : undefined;
     const doc = await this.keys.findOne({ _id: kid });
     if (!doc || doc.verifyUntil.getTime() <= now) return undefined;
     const key = (await importJWK(doc.publicJwk, doc.alg)) as CryptoKey;
-    this.verifying.set(kid, { key, verifyUntil: doc.verifyUntil.getTime() });
+    this.verifying.set(kid, { key, verifyUntil: doc.verifyUntil.getTime(), checkedAt: now });
     return key;
   }
 
@@ -74,11 +79,18 @@ export class KeyRing {
     return docs.map((d) => ({ ...d.publicJwk, kid: d._id, alg: d.alg, use: 'sig' }));
   }
 
-  /** Starts signing with a fresh key now (e.g. after a suspected leak); old keys keep verifying until expiry. */
+  /**
+   * Starts signing with a fresh key now (e.g. after a suspected leak). Old keys keep verifying only as long as the
+   * tokens they signed until now live: a leaked key must not mint valid tokens until its planned retirement.
+   */
   async rotate(): Promise<string> {
     const now = this.clock().getTime();
-    await this.keys.updateMany({ signUntil: { $gt: new Date(now) } }, { $set: { signUntil: new Date(now) } });
+    await this.keys.updateMany(
+      { signUntil: { $gt: new Date(now) } },
+      { $set: { signUntil: new Date(now), verifyUntil: new Date(now + this.options.tokenLifetimeMs + 60_000) } },
+    );
     this.signing = undefined;
+    this.verifying.clear();
     return (await this.createKey(now))._id;
   }
 

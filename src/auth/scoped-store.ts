@@ -3,21 +3,45 @@ import type { Document, Filter } from 'mongodb';
 import { notFound } from '../fhir/outcomes.js';
 import type { CurrentDoc, WriteOp } from '../store/models.js';
 import type { ResourceStore } from '../store/resource-store.js';
-import { assertReadable, assertWritable, isReadable, tenantFilter } from './policy.js';
+import { assertAllowed, assertReadable, assertWritable, isReadable, ownersOf, tenantFilter } from './policy.js';
+import type { Permission } from './scopes.js';
 import type { AccessContext } from './tokens.js';
 
 /**
  * The store as one caller may see it: tenancy applied at the single place every FHIR interaction goes through, so
  * read, search, include, history, conditional interactions and every write of a bundle are narrowed the same way.
- * Roles other than `his` see the store unchanged.
+ * Roles other than `his` see the store unnarrowed; every role's writes are checked against its role and scopes.
  */
 export function scopeStore(store: ResourceStore, access: AccessContext | undefined): ResourceStore {
+  if (!access) return store;
+  // Transaction entries are planned and committed without passing the dispatcher's per-interaction check, so the
+  // role and scopes of every write are checked again where all writes meet.
+  const assertMayWrite = (op: WriteOp) => assertAllowed(access, op.type, WRITE_PERMISSION[op.method]);
   const narrow = tenantFilter(access);
-  if (!narrow || !access) return store;
+  if (!narrow) {
+    return Object.assign(Object.create(store) as ResourceStore, {
+      commit: async (ops: WriteOp[]) => {
+        for (const op of ops) assertMayWrite(op);
+        return store.commit(ops);
+      },
+    } satisfies Partial<ResourceStore>);
+  }
   const and = (filter: Filter<Document>): Filter<Document> => ({ $and: [filter, narrow] });
   const scoped = Object.create(store) as ResourceStore;
   // A condition (If-None-Exist, conditional update) is claimed per institution: each hospital has its own copy.
   const tenantCondition = (condition: string) => `${condition}#${access.organization}`;
+  // A deleted resource still belongs to whoever deleted it (its current document names no owner): its earlier versions
+  // stay theirs to read, and its id is not another institution's to re-create and so reach those versions.
+  const owned = async (doc: CurrentDoc | null): Promise<CurrentDoc | null> => {
+    if (!doc?.deleted) return doc;
+    const { entries } = await store.history({ type: doc.type, id: doc.id }, { count: 2 });
+    const last = entries.find((e) => e.resource)?.resource;
+    return { ...doc, owner: last ? ownersOf(last) : [] };
+  };
+  const current = async (type: string, id: string) => owned(await store.findCurrent(type, id));
+  // Writing over a deleted resource is writing over the institution it last belonged to.
+  const assertMayReplace = (op: WriteOp, doc: CurrentDoc | null) =>
+    assertWritable(access, op, doc?.deleted && doc.owner?.length ? { ...doc, deleted: false } : doc);
 
   return Object.assign(scoped, {
     find: (filter: Filter<Document>, sort: Record<string, 1 | -1>, limit: number) =>
@@ -27,19 +51,19 @@ export function scopeStore(store: ResourceStore, access: AccessContext | undefin
     // findCurrent is deliberately not narrowed: planning must see another institution's resource so that writing over
     // it is refused (commit) rather than taken for a create.
     read: async (type: string, id: string): Promise<Resource> => {
-      const doc = await store.findCurrent(type, id);
+      const doc = await current(type, id);
       if (doc) assertReadable(access, doc);
       return store.read(type, id);
     },
     vread: async (type: string, id: string, vid: string): Promise<Resource> => {
-      const doc = await store.findCurrent(type, id);
+      const doc = await current(type, id);
       if (doc) assertReadable(access, doc);
       return store.vread(type, id, vid);
     },
     history: async (...args: Parameters<ResourceStore['history']>) => {
       const [scope] = args;
       if (!scope.type || !scope.id) throw notFound('History across resources is not available to this client');
-      const doc = await store.findCurrent(scope.type, scope.id);
+      const doc = await current(scope.type, scope.id);
       if (doc) assertReadable(access, doc);
       return store.history(...args);
     },
@@ -47,13 +71,22 @@ export function scopeStore(store: ResourceStore, access: AccessContext | undefin
       store.claimCondition(type, tenantCondition(condition), search),
     releaseClaim: (type: string, condition: string, id: string) =>
       store.releaseClaim(type, tenantCondition(condition), id),
+    planUpdate: async (resource: Resource, id: string, ifMatch?: string) => {
+      // Checked before planning: an update that changes nothing is answered without a commit, and If-Match must
+      // not tell another institution's version numbers.
+      const doc = await current(resource.resourceType, id);
+      assertMayReplace({ type: resource.resourceType, id, prevVid: doc?.vid ?? 0, method: 'PUT', resource }, doc);
+      return store.planUpdate(resource, id, ifMatch);
+    },
     commit: async (ops: WriteOp[]) => {
       for (const op of ops) {
+        assertMayWrite(op);
         // Always the real current version: planning may have seen none, yet another institution's may exist.
-        const current: CurrentDoc | null = await store.findCurrent(op.type, op.id);
-        assertWritable(access, op, current);
+        assertMayReplace(op, await current(op.type, op.id));
       }
       return store.commit(ops);
     },
   } satisfies Partial<ResourceStore>);
 }
+
+const WRITE_PERMISSION: Record<WriteOp['method'], Permission> = { POST: 'c', PUT: 'u', DELETE: 'd' };

@@ -101,7 +101,8 @@ export async function issueToken(
   } catch {
     throw new OAuthError(401, 'invalid_client', 'client_assertion is not a JWT');
   }
-  const client = claimedIssuer ? await deps.clients.findOne({ _id: claimedIssuer }) : null;
+  // Only a string may reach the query: an `iss` such as {"$regex": "^demo-"} would probe which clients exist.
+  const client = typeof claimedIssuer === 'string' ? await deps.clients.findOne({ _id: claimedIssuer }) : null;
   if (!client || !client.active) throw new OAuthError(401, 'invalid_client', 'Unknown or inactive client (iss)');
 
   const keys: JWTVerifyGetKey | undefined = client.jwks

@@ -243,7 +243,14 @@ async function transaction(
   }
 
   // 4. accept all at once, then answer in the order of the request.
-  const applied = await deps.store.commit(ops);
+  let applied: AppliedWrite[];
+  try {
+    applied = await deps.store.commit(ops);
+  } catch (err) {
+    // Refused at commit (tenancy, a lost If-Match race): nothing was written under the claims.
+    for (const c of claims) await deps.store.releaseClaim(c.type, c.condition, c.id);
+    throw err;
+  }
   const responseEntries: BundleEntry[] = [];
   for (const e of entries) {
     if (e.method === 'GET') {

@@ -157,10 +157,19 @@ export async function planCreate(
 export async function create(req: FhirRequest, deps: FhirDeps, type: string): Promise<FhirResponse> {
   assertType(type, true);
   const resource = assertValid(deps, req.body, type);
-  const plan = await planCreate(deps, resource, header(req, 'if-none-exist'));
+  const ifNoneExist = header(req, 'if-none-exist');
+  const plan = await planCreate(deps, resource, ifNoneExist);
   if ('unchanged' in plan) return writeResponse(req, plan.unchanged, 200);
-  const [applied] = await deps.store.commit([plan.op]);
-  return writeResponse(req, applied, 201);
+  try {
+    const [applied] = await deps.store.commit([plan.op]);
+    return writeResponse(req, applied, 201);
+  } catch (err) {
+    // Refused at commit (e.g. tenancy): give the condition back so a corrected retry is served at once.
+    if (ifNoneExist !== undefined) {
+      await deps.store.releaseClaim(type, canonicalQuery(parseQueryString(ifNoneExist, 'If-None-Exist')), plan.op.id);
+    }
+    throw err;
+  }
 }
 
 export async function update(req: FhirRequest, deps: FhirDeps, type: string, id: string): Promise<FhirResponse> {

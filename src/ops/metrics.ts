@@ -1,4 +1,5 @@
 import client from 'prom-client';
+import { isKnownType } from '../fhir/types.js';
 import type { NextFunction, Request, Response } from 'express';
 
 /** Prometheus metrics of one app instance (its own registry, so tests can build several apps). */
@@ -38,15 +39,30 @@ export function createMetrics() {
 
 export type Metrics = ReturnType<typeof createMetrics>;
 
-/** A low-cardinality route label: resource ids and version ids are replaced by placeholders. */
+/**
+ * A low-cardinality route label: known resource types and operations are kept, ids become placeholders, anything
+ * else is a constant (a path may carry anything a client typed, identifiers included).
+ */
 export function routeLabel(path: string): string {
   const parts = path.split('/').filter(Boolean);
-  if (parts[0] !== 'fhir') return '/' + parts.slice(0, 2).join('/');
-  const [, type, id, hist, vid] = parts;
-  const out = ['fhir'];
-  if (type) out.push(type.startsWith('$') || type.startsWith('_') || type === 'metadata' ? type : type);
-  if (id) out.push(id.startsWith('$') || id.startsWith('_') ? id : ':id');
-  if (hist) out.push(hist);
+  if (parts[0] !== 'fhir') return KNOWN_ROOTS.has(`/${parts.join('/')}`) ? `/${parts.join('/')}` : '/(other)';
+  const [, type, id, hist, vid, ...rest] = parts;
+  if (type === undefined) return '/fhir';
+  if (rest.length || !(isKnownType(type) || FHIR_WORDS.has(type))) return '/fhir/(other)';
+  const out = ['fhir', type];
+  if (id) out.push(id.startsWith('$') || id.startsWith('_') ? (FHIR_WORDS.has(id) ? id : '(other)') : ':id');
+  if (hist) out.push(FHIR_WORDS.has(hist) ? hist : '(other)');
   if (vid) out.push(':vid');
   return '/' + out.join('/');
 }
+
+const FHIR_WORDS = new Set(['metadata', '_history', '_search', '$validate']);
+const KNOWN_ROOTS = new Set([
+  '/healthz',
+  '/readyz',
+  '/metrics',
+  '/auth/token',
+  '/auth/jwks',
+  '/.well-known/smart-configuration',
+  '/',
+]);

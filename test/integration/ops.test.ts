@@ -29,6 +29,12 @@ describe('operations endpoints and logs', () => {
       /huren_http_requests_total\{method="GET",route="\/fhir\/Observation\/:id",status="404"\} 1/,
     );
     expect(res.text).not.toContain('some-id-123');
+    // A path can carry anything a client typed: unknown segments never become label values.
+    await t.as('admin').get(`/fhir/${ID_NUMBER}`);
+    await t.as('admin').get(`/patients/${ID_NUMBER}`);
+    const after = await t.as('admin').get('/metrics');
+    expect(after.text).not.toContain(ID_NUMBER);
+    expect(after.text).toContain('route="/fhir/(other)"');
     expect(res.text).toContain('process_resident_memory_bytes');
   });
 

@@ -46,6 +46,8 @@ export interface TestAppOptions {
   dbName?: string;
   /** Close only the connection, leaving the database for another app built with `dbName`. */
   keepDatabase?: boolean;
+  /** Fetch the demo clients' tokens at creation (default true); production mode has no demo clients to ask for. */
+  fetchTokens?: boolean;
 }
 
 /** A fresh app on its own database (one per test file), against the run's real database server. */
@@ -81,7 +83,8 @@ export async function createTestApp(
     ? config.baseUrl.replace(/\/fhir$/, '')
     : `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
   const tokenUrl = `${origin}/auth/token`;
-  for (const client of readDemoClients(config.dataDir)) {
+  const demoClients = options.fetchTokens === false ? [] : readDemoClients(config.dataDir);
+  for (const client of demoClients) {
     const assertion = await createClientAssertion(client.clientId, client.privateJwk, tokenUrl);
     const res = await request(server ?? app)
       .post('/auth/token')
