@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import type { JSONWebKeySet } from 'jose';
 import mongoose from 'mongoose';
-import { createClientAssertion } from './auth/assertion.js';
+import { requestToken } from './auth/assertion.js';
 import { readDemoClients } from './auth/demo-clients.js';
 import { parseScope } from './auth/scopes.js';
 import { ROLES, type ClientDoc, type Role } from './auth/tokens.js';
@@ -49,18 +49,14 @@ async function token(args: string[]): Promise<void> {
   const discovery = await fetch(`${base}/.well-known/smart-configuration`).catch(() => undefined);
   if (!discovery?.ok) fail(`No broker answers at ${base}; start it with npm start, or pass --url`);
   const { token_endpoint: tokenUrl } = (await discovery.json()) as { token_endpoint: string };
-  const res = await fetch(tokenUrl, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({
-      grant_type: 'client_credentials',
-      client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
-      client_assertion: await createClientAssertion(client.clientId, client.privateJwk, tokenUrl),
-      scope: values.scope ?? client.scopes,
-    }),
-  });
-  const body = (await res.json()) as { access_token?: string; error?: string; error_description?: string };
-  if (!res.ok || !body.access_token) fail(`Token refused: ${body.error ?? res.status} ${body.error_description ?? ''}`);
+  const { status, body } = await requestToken(
+    tokenUrl,
+    client.clientId,
+    client.privateJwk,
+    values.scope ?? client.scopes,
+  );
+  if (status !== 200 || !body.access_token)
+    fail(`Token refused: ${body.error ?? status} ${body.error_description ?? ''}`);
   console.error(`# ${client.clientId} (${client.role}, ${client.organization}); valid for 5 minutes`);
   console.log(body.access_token);
 }

@@ -24,3 +24,23 @@ export async function createClientAssertion(
     .setExpirationTime(now + (overrides.expiresInSeconds ?? 240))
     .sign(key);
 }
+
+/** Obtains an access token from a token endpoint with a client assertion (SMART Backend Services). */
+export async function requestToken(
+  tokenUrl: string,
+  clientId: string,
+  privateJwk: JWK,
+  scope: string,
+): Promise<{ status: number; body: { access_token?: string; error?: string; error_description?: string } }> {
+  const res = await fetch(tokenUrl, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({
+      grant_type: 'client_credentials',
+      client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
+      client_assertion: await createClientAssertion(clientId, privateJwk, tokenUrl),
+      scope,
+    }),
+  });
+  return { status: res.status, body: (await res.json()) as { access_token?: string } };
+}

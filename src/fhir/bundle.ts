@@ -12,7 +12,7 @@ import {
   type FhirDeps,
 } from './interactions.js';
 import { badRequest, error, OperationOutcomeError, outcome, tooLarge } from './outcomes.js';
-import { preferReturn, type FhirRequest, type FhirResponse } from './request.js';
+import { pathSegments, preferReturn, type FhirRequest, type FhirResponse } from './request.js';
 import { ID_PATTERN, isClinicalType, isKnownType } from './types.js';
 
 type Dispatch = (req: FhirRequest) => Promise<FhirResponse>;
@@ -367,16 +367,7 @@ function entryRequest(req: FhirRequest, e: ParsedEntry): FhirRequest {
   if (e.entry.request?.ifNoneExist) headers['if-none-exist'] = e.entry.request.ifNoneExist;
   return {
     method: e.method,
-    segments: path
-      .split('/')
-      .filter(Boolean)
-      .map((segment) => {
-        try {
-          return decodeURIComponent(segment);
-        } catch {
-          throw badRequest(`'${segment}' is not valid percent-encoded UTF-8`, `Bundle.entry[${e.index}].request.url`);
-        }
-      }),
+    segments: pathSegments(path, `Bundle.entry[${e.index}].request.url`),
     query: qs ? parseQueryString(qs, `Bundle.entry[${e.index}].request.url`) : {},
     headers,
     body: e.resource,

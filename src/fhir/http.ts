@@ -6,7 +6,7 @@ import { authenticate, createRateLimiter } from '../auth/bearer.js';
 import type { TokenDeps } from '../auth/tokens.js';
 import type { FhirDeps } from './interactions.js';
 import { error, OperationOutcomeError, outcome, issue, tooLarge, unsupportedMediaType } from './outcomes.js';
-import type { FhirRequest, FhirResponse } from './request.js';
+import { pathSegments, type FhirRequest, type FhirResponse } from './request.js';
 
 export const FHIR_JSON = 'application/fhir+json';
 
@@ -68,20 +68,6 @@ export function fhirRouter(deps: FhirHttpDeps, baseUrlOf: (req: Request) => stri
     }
   });
   return router;
-}
-
-/** The path below the FHIR base, split and URL-decoded; a malformed escape (`%E0%A4%A`) is the client's error. */
-export function pathSegments(path: string): string[] {
-  return path
-    .split('/')
-    .filter(Boolean)
-    .map((segment) => {
-      try {
-        return decodeURIComponent(segment);
-      } catch {
-        throw error(400, 'invalid', `The URL path segment '${segment}' is not valid percent-encoded UTF-8`);
-      }
-    });
 }
 
 /** Only JSON is spoken here: `_format`/Accept for XML or Turtle gets 406 (FHIR R4 §2.6.0 content types). */

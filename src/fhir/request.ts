@@ -1,5 +1,6 @@
 import type { Resource } from 'fhir/r4';
 import type { AccessContext } from '../auth/tokens.js';
+import { error } from './outcomes.js';
 
 /** An HTTP request as the FHIR layer sees it: independent of Express (style.md, Medplum model). */
 export interface FhirRequest {
@@ -37,4 +38,18 @@ export function preferReturn(req: FhirRequest): 'minimal' | 'representation' | '
 /** `Prefer: handling=lenient` makes unknown search parameters a warning instead of an error (FHIR R4 §3.1.1.5.1). */
 export function isLenient(req: FhirRequest): boolean {
   return /handling=lenient/.test(header(req, 'prefer') ?? '');
+}
+
+/** The path below the FHIR base, split and URL-decoded; a malformed escape (`%E0%A4%A`) is the client's error. */
+export function pathSegments(path: string, expression?: string): string[] {
+  return path
+    .split('/')
+    .filter(Boolean)
+    .map((segment) => {
+      try {
+        return decodeURIComponent(segment);
+      } catch {
+        throw error(400, 'invalid', `The URL path segment '${segment}' is not valid percent-encoded UTF-8`, expression);
+      }
+    });
 }

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, inject, test } from 'vitest';
-import { createClientAssertion } from '../../src/auth/assertion.js';
+import { requestToken } from '../../src/auth/assertion.js';
 import { readDemoClients } from '../../src/auth/demo-clients.js';
 import { TEST_DATA_DIR } from '../support/app.js';
 
@@ -55,18 +55,9 @@ describe('server process', () => {
     // A hospital system's token, obtained as it would: a signed assertion posted to the token endpoint.
     const his = readDemoClients(TEST_DATA_DIR).find((c) => c.clientId === 'demo-his-hospital-a')!;
     const tokenUrl = server.base.replace(/\/fhir$/, '/auth/token');
-    const tokenRes = await fetch(tokenUrl, {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({
-        grant_type: 'client_credentials',
-        client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
-        client_assertion: await createClientAssertion(his.clientId, his.privateJwk, tokenUrl),
-        scope: 'system/Patient.c',
-      }),
-    });
-    expect(tokenRes.status, await tokenRes.clone().text()).toBe(200);
-    const { access_token: token } = (await tokenRes.json()) as { access_token: string };
+    const { status, body } = await requestToken(tokenUrl, his.clientId, his.privateJwk, 'system/Patient.c');
+    expect(status, JSON.stringify(body)).toBe(200);
+    const token = body.access_token!;
 
     const entries = Array.from({ length: 150 }, (_, i) => ({
       resource: {
