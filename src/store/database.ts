@@ -192,7 +192,7 @@ async function startFerretDb(binary: string, options: StartDatabaseOptions): Pro
     uri: `mongodb://127.0.0.1:${port}/`,
     kind: 'ferretdb',
     description: options.memory
-      ? `embedded FerretDB 1.24 (SQLite, in memory) on 127.0.0.1:${port}`
+      ? `embedded FerretDB 1.24 (SQLite, throw-away data in a temporary directory) on 127.0.0.1:${port}`
       : `embedded FerretDB 1.24 (SQLite) on 127.0.0.1:${port}, data in ${dir}`,
     stop: stopper(child),
   };
