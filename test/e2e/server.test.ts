@@ -1,5 +1,6 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { MongoClient } from 'mongodb';
 import { afterEach, describe, expect, inject, test } from 'vitest';
 import { requestToken } from '../../src/auth/assertion.js';
 import { readDemoClients } from '../../src/auth/demo-clients.js';
@@ -85,4 +86,48 @@ describe('server process', () => {
   test('a configuration error stops the start with a message that says what to fix', async () => {
     await expect(start({ PORT: 'eighty' })).rejects.toThrow(/PORT must be an integer/);
   });
+
+  test('a process killed with SIGKILL after accepting a transaction applies all of it at the next start', async () => {
+    const dbName = `t_kill_${randomBytes(4).toString('hex')}`;
+    const env = { MONGODB_URI: inject('mongoUri'), HUREN_DB_NAME: dbName };
+    const first = await start(env);
+    const his = readDemoClients(TEST_DATA_DIR).find((c) => c.clientId === 'demo-his-hospital-a')!;
+    const tokenUrl = first.base.replace(/\/fhir$/, '/auth/token');
+    const token = (await requestToken(tokenUrl, his.clientId, his.privateJwk, 'system/Patient.crs')).body.access_token!;
+    const entries = Array.from({ length: 120 }, (_, i) => ({
+      resource: {
+        resourceType: 'Patient',
+        identifier: [{ system: 'urn:huren:test:kill', value: `kill-${i}` }],
+        managingOrganization: { reference: his.organization },
+      },
+      request: { method: 'POST', url: 'Patient' },
+    }));
+    const answer = fetch(first.base, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/fhir+json', Prefer: 'return=minimal', Authorization: `Bearer ${token}` },
+      body: JSON.stringify({ resourceType: 'Bundle', type: 'transaction', entry: entries }),
+    }).catch(() => 'connection lost');
+
+    // Kill the moment the transaction is accepted (its ingest-log entry exists), before it is fully projected: on
+    // FerretDB, the test database, projecting 120 resources takes seconds, so the kill always lands in between.
+    const db = await MongoClient.connect(inject('mongoUri'));
+    const log = db.db(dbName).collection('ingest_log');
+    for (let i = 0; i < 2000 && (await log.countDocuments({ 'ops.0.type': 'Patient' })) === 0; i++) {
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    child!.kill('SIGKILL');
+    expect(await answer).toBe('connection lost'); // the client never heard back…
+    const projected = await db.db(dbName).collection('resources').countDocuments({ type: 'Patient' });
+    expect(projected).toBeLessThan(120); // …and the crash left the bundle half projected,
+
+    const second = await start(env); // until the restart replays it: all of it, once.
+    const res = await fetch(`${second.base}/Patient?identifier=urn:huren:test:kill|&_summary=count`, {
+      headers: { Authorization: `Bearer ${token}` },
+    });
+    expect(((await res.json()) as { total: number }).total).toBe(120);
+    expect(await db.db(dbName).collection('history').countDocuments({ type: 'Patient' })).toBe(120);
+    expect(await log.countDocuments()).toBe(0);
+    expect(second.output()).toContain('Replayed unfinished ingest-log entries');
+    await db.close();
+  }, 120_000);
 });
