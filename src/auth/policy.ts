@@ -99,7 +99,10 @@ export function assertWritable(
 ): void {
   if (access?.role !== 'his') return;
   const org = access.organization;
-  if (current && !current.deleted && !(current.owner ?? []).includes(org)) {
+  // A deleted resource still belongs to its institution (its tombstone keeps the owners): its id is not another's to
+  // re-create, which would reach its earlier versions.
+  const owners = current?.owner ?? [];
+  if (current && !owners.includes(org) && !(current.deleted && owners.length === 0)) {
     throw forbidden(`${op.type}/${op.id} belongs to another institution and cannot be changed by ${org}`, where);
   }
   if (op.resource && !ownersOf(op.resource).includes(org)) {

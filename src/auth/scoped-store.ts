@@ -1,9 +1,9 @@
 import type { Resource } from 'fhir/r4';
 import type { Document, Filter } from 'mongodb';
 import { notFound } from '../fhir/outcomes.js';
-import type { CurrentDoc, WriteOp } from '../store/models.js';
+import type { WriteOp } from '../store/models.js';
 import type { ResourceStore } from '../store/resource-store.js';
-import { assertAllowed, assertReadable, assertWritable, isReadable, ownersOf, tenantFilter } from './policy.js';
+import { assertAllowed, assertReadable, assertWritable, isReadable, tenantFilter } from './policy.js';
 import type { Permission } from './scopes.js';
 import type { AccessContext } from './tokens.js';
 
@@ -30,18 +30,7 @@ export function scopeStore(store: ResourceStore, access: AccessContext | undefin
   const scoped = Object.create(store) as ResourceStore;
   // A condition (If-None-Exist, conditional update) is claimed per institution: each hospital has its own copy.
   const tenantCondition = (condition: string) => `${condition}#${access.organization}`;
-  // A deleted resource still belongs to whoever deleted it (its current document names no owner): its earlier versions
-  // stay theirs to read, and its id is not another institution's to re-create and so reach those versions.
-  const owned = async (doc: CurrentDoc | null): Promise<CurrentDoc | null> => {
-    if (!doc?.deleted) return doc;
-    const { entries } = await store.history({ type: doc.type, id: doc.id }, { count: 2 });
-    const last = entries.find((e) => e.resource)?.resource;
-    return { ...doc, owner: last ? ownersOf(last) : [] };
-  };
-  const current = async (type: string, id: string) => owned(await store.findCurrent(type, id));
-  // Writing over a deleted resource is writing over the institution it last belonged to.
-  const assertMayReplace = (op: WriteOp, doc: CurrentDoc | null) =>
-    assertWritable(access, op, doc?.deleted && doc.owner?.length ? { ...doc, deleted: false } : doc);
+  const current = (type: string, id: string) => store.findCurrent(type, id);
 
   return Object.assign(scoped, {
     find: (filter: Filter<Document>, sort: Record<string, 1 | -1>, limit: number) =>
@@ -75,14 +64,14 @@ export function scopeStore(store: ResourceStore, access: AccessContext | undefin
       // Checked before planning: an update that changes nothing is answered without a commit, and If-Match must
       // not tell another institution's version numbers.
       const doc = await current(resource.resourceType, id);
-      assertMayReplace({ type: resource.resourceType, id, prevVid: doc?.vid ?? 0, method: 'PUT', resource }, doc);
+      assertWritable(access, { type: resource.resourceType, id, prevVid: doc?.vid ?? 0, method: 'PUT', resource }, doc);
       return store.planUpdate(resource, id, ifMatch);
     },
     commit: async (ops: WriteOp[]) => {
       for (const op of ops) {
         assertMayWrite(op);
         // Always the real current version: planning may have seen none, yet another institution's may exist.
-        assertMayReplace(op, await current(op.type, op.id));
+        assertWritable(access, op, await current(op.type, op.id));
       }
       return store.commit(ops);
     },

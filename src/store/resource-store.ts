@@ -414,7 +414,8 @@ export class ResourceStore {
         resource: target.resource,
         sp,
         so,
-        owner: owner ?? [],
+        // A tombstone keeps the owners of the version it deleted: tenancy of its history and of its id outlives it.
+        owner: target.resource ? (owner ?? []) : (cur?.owner ?? []),
         txn: target.txn,
       };
       if (!cur) {
