@@ -427,12 +427,11 @@ export class ResourceStore {
       } else {
         await this.current.replaceOne({ _id, vid: cur.vid }, doc);
       }
-      const [newest] = await this.historyCol
-        .find({ type: version.type, id: version.id })
-        .sort({ vid: -1 })
-        .limit(1)
-        .toArray();
-      if (newest && newest.vid > target.vid) target = newest;
+      // Versions are claimed one after another (vid + 1, by unique insert), so a newer one exists exactly when the
+      // next number does: an _id lookup, which FerretDB answers without scanning the history.
+      const next = await this.historyCol.findOne({ _id: `${_id}/${target.vid + 1}` });
+      if (!next) return;
+      target = next;
     }
     throw conflict(`${_id} is being changed by too many writers at once; retry`);
   }
