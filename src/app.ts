@@ -10,6 +10,7 @@ import type { FhirHttpDeps } from './fhir/http.js';
 import { notFound } from './fhir/outcomes.js';
 import type { Logger } from './log.js';
 import { routeLabel, type Metrics } from './ops/metrics.js';
+import type { FactProjector } from './recognition/fact-store.js';
 
 export interface AppDeps extends FhirHttpDeps {
   auth: TokenDeps;
@@ -17,6 +18,8 @@ export interface AppDeps extends FhirHttpDeps {
   metrics: Metrics;
   config: Config;
   log: Logger;
+  /** The recognition fact index, kept up to date by the store. */
+  facts: FactProjector;
 }
 
 /** Express assembly without listen (tests drive it with supertest). */

@@ -1,3 +1,5 @@
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
 import path from 'node:path';
 
 /** Typed configuration, read once from the environment and validated at start-up (fail fast). */
@@ -32,7 +34,16 @@ export interface Config {
   maxJsonDepth: number;
   /** How long audit events are kept; at least 180 days (Cybersecurity Law: access logs ≥ 6 months). */
   auditRetentionDays: number;
+  /**
+   * Secret of the pseudonymous patient keys (HMAC-SHA256), at least 16 bytes. Unset in demo mode: then
+   * `patientKeySecretOf` generates one into `<dataDir>/patient-key-secret`. Required in production mode.
+   */
+  patientKeySecret: string | undefined;
 }
+
+/** The variable holding the patient key secret. */
+export const PATIENT_KEY_SECRET_VAR = 'HUREN_PATIENT_KEY_SECRET';
+const MIN_SECRET_BYTES = 16;
 
 type Env = Record<string, string | undefined>;
 
@@ -75,6 +86,16 @@ export function loadConfig(env: Env = process.env): Config {
   const defaultPageSize = integer(env, 'HUREN_PAGE_SIZE', 50, 1, 1000);
   const maxPageSize = integer(env, 'HUREN_MAX_PAGE_SIZE', 1000, 1, 10000);
   if (defaultPageSize > maxPageSize) throw new ConfigError('HUREN_PAGE_SIZE must not exceed HUREN_MAX_PAGE_SIZE');
+  const patientKeySecret = env[PATIENT_KEY_SECRET_VAR] || undefined;
+  if (patientKeySecret !== undefined && Buffer.byteLength(patientKeySecret) < MIN_SECRET_BYTES) {
+    throw new ConfigError(`${PATIENT_KEY_SECRET_VAR} must have at least ${MIN_SECRET_BYTES} bytes (32 recommended)`);
+  }
+  if (patientKeySecret === undefined && mode === 'production') {
+    throw new ConfigError(
+      `${PATIENT_KEY_SECRET_VAR} is required in production mode: a random string of at least 32 bytes, kept ` +
+        'the same for the life of the database (the recognition index is keyed by it)',
+    );
+  }
   return {
     port: integer(env, 'PORT', 8080, 0, 65535),
     baseUrl,
@@ -97,5 +118,31 @@ export function loadConfig(env: Env = process.env): Config {
     rateLimitPerMinute: integer(env, 'HUREN_RATE_LIMIT', 1200, 1, 1_000_000),
     maxJsonDepth: integer(env, 'HUREN_MAX_JSON_DEPTH', 64, 8, 1000),
     auditRetentionDays: integer(env, 'HUREN_AUDIT_RETENTION_DAYS', 400, 180, 36500),
+    patientKeySecret,
   };
+}
+
+/**
+ * The patient key secret: the configured one, or in demo mode the one generated into `<dataDir>/patient-key-secret`
+ * at first start (mode 0600, created with 'wx' so that parallel first starts agree on the one that landed first).
+ */
+export function patientKeySecretOf(config: Config): string {
+  if (config.patientKeySecret !== undefined) return config.patientKeySecret;
+  if (config.mode === 'production') throw new ConfigError(`${PATIENT_KEY_SECRET_VAR} is required in production mode`);
+  const file = path.join(config.dataDir, 'patient-key-secret');
+  fs.mkdirSync(config.dataDir, { recursive: true });
+  try {
+    fs.writeFileSync(file, randomBytes(32).toString('base64url'), { flag: 'wx', mode: 0o600 });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  }
+  // Another process may have created the file an instant ago and not written it yet: wait for its content.
+  for (let attempt = 0; ; attempt++) {
+    const secret = fs.readFileSync(file, 'utf8').trim();
+    if (Buffer.byteLength(secret) >= MIN_SECRET_BYTES) return secret;
+    if (attempt >= 50) {
+      throw new ConfigError(`${file} holds no usable patient key secret (at least ${MIN_SECRET_BYTES} bytes)`);
+    }
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+  }
 }

@@ -1,7 +1,9 @@
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import mongoose from 'mongoose';
 import type { Resource } from 'fhir/r4';
 import type { AppDeps } from './app.js';
-import type { Config } from './config.js';
+import { patientKeySecretOf, type Config } from './config.js';
 import { createAuditRecorder } from './audit/recorder.js';
 import { removeDemoClients, seedDemoClients } from './auth/demo-clients.js';
 import { KeyRing, type SigningKeyDoc } from './auth/keys.js';
@@ -11,8 +13,13 @@ import { createSearchRegistry, extractSearchValues } from './fhir/search/index.j
 import { createValidator } from './fhir/validation/validator.js';
 import type { Logger } from './log.js';
 import { createMetrics } from './ops/metrics.js';
+import { FactProjector, FactStore, type RebuildProgress } from './recognition/fact-store.js';
+import { loadRecognitionRules } from './recognition/load.js';
 import { createModels, ensureIndexes } from './store/models.js';
 import { ResourceStore } from './store/resource-store.js';
+
+/** The recognition rules shipped with Huren (catalogue, local codes, institutions …). */
+export const SEED_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'seed');
 
 /**
  * Connects to the database and builds everything the app needs: indexes, compiled validators, the search registry,
@@ -24,10 +31,16 @@ export async function createServices(config: Config, log: Logger, uri: string, d
   await ensureIndexes(models);
   const registry = createSearchRegistry({ defaultTimeZone: config.defaultTimeZone });
   const validator = createValidator();
+  const rules = loadRecognitionRules(SEED_DIR);
+  const factStore = new FactStore(connection.db!);
+  await factStore.ensureIndexes();
+  const facts = new FactProjector(factStore, rules, patientKeySecretOf(config), log);
   const store = new ResourceStore(
     models,
     (r: Resource) => ({ ...extractSearchValues(registry, r), owner: ownersOf(r) }),
     log,
+    undefined,
+    { onVersion: facts.onVersion },
   );
   const metrics = createMetrics();
   const replayed = await store.replayPending();
@@ -54,7 +67,7 @@ export async function createServices(config: Config, log: Logger, uri: string, d
     tokenLifetimeSeconds: config.tokenLifetimeSeconds,
   };
   const audit = createAuditRecorder(store, log);
-  return { connection, metrics, config, log, store, validator, registry, auth, audit };
+  return { connection, metrics, config, log, store, validator, registry, auth, audit, facts };
 }
 
 /**
@@ -67,6 +80,14 @@ export async function runMaintenance(deps: AppDeps, now: Date = new Date()): Pro
   const cutoff = new Date(now.getTime() - deps.config.auditRetentionDays * 86400_000);
   const purged = await deps.store.purgeOlderThan('AuditEvent', cutoff);
   if (purged) deps.log.info('Audit events past retention removed', { count: purged });
+}
+
+/** Re-projects every stored DiagnosticReport and Observation into the fact index (for the CLI). */
+export async function rebuildFacts(
+  deps: Pick<AppDeps, 'facts' | 'store'>,
+  onProgress?: (p: RebuildProgress) => void,
+): Promise<RebuildProgress> {
+  return deps.facts.rebuild(deps.store, onProgress);
 }
 
 /** The broker's own profiles, code systems and value sets, stored under fixed ids (idempotent). */

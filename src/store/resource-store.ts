@@ -27,6 +27,17 @@ export interface AppliedWrite {
   unchanged?: boolean;
 }
 
+/**
+ * Called once a version is current (also on replay of the ingest log, and again when a replayed version was already
+ * current), with the current document as it stands: derived indexes (the recognition facts) follow every write.
+ * Its failure never fails the write: it is logged and the write stands.
+ */
+export type VersionHook = (doc: CurrentDoc, store: ResourceStore) => Promise<void>;
+
+export interface ResourceStoreOptions {
+  onVersion?: VersionHook;
+}
+
 /** A planned write, or the existing version when the plan turned out to change nothing. */
 export type Plan = { op: WriteOp; current: CurrentDoc | null } | { unchanged: AppliedWrite };
 
@@ -59,6 +70,7 @@ export class ResourceStore {
     private readonly index: IndexFn,
     private readonly log: Logger,
     private readonly clock: () => Date = () => new Date(),
+    private readonly options: ResourceStoreOptions = {},
   ) {
     this.current = models.current.collection as unknown as Collection<CurrentDoc>;
     this.historyCol = models.history.collection as unknown as Collection<HistoryDoc>;
@@ -99,6 +111,14 @@ export class ResourceStore {
       .sort(sort)
       .limit(limit)
       .toArray();
+  }
+
+  /** Every current document matching `filter`, in `_id` order, read in batches (for rebuilds of derived indexes). */
+  scan(filter: Filter<Document>): AsyncIterable<CurrentDoc> {
+    return this.current
+      .find(filter as Filter<CurrentDoc>)
+      .sort({ _id: 1 })
+      .batchSize(500);
   }
 
   async count(filter: Filter<Document>): Promise<number> {
@@ -402,7 +422,7 @@ export class ResourceStore {
     let target = version;
     for (let attempt = 0; attempt < 50; attempt++) {
       const cur = await this.current.findOne({ _id });
-      if (cur && cur.vid >= target.vid) return;
+      if (cur && cur.vid >= target.vid) return this.notifyVersion(cur);
       const { sp, so, owner } = target.resource ? this.index(target.resource) : { sp: {}, so: {}, owner: [] };
       const doc: CurrentDoc = {
         _id,
@@ -430,10 +450,25 @@ export class ResourceStore {
       // Versions are claimed one after another (vid + 1, by unique insert), so a newer one exists exactly when the
       // next number does: an _id lookup, which FerretDB answers without scanning the history.
       const next = await this.historyCol.findOne({ _id: `${_id}/${target.vid + 1}` });
-      if (!next) return;
+      if (!next) return this.notifyVersion(doc);
       target = next;
     }
     throw conflict(`${_id} is being changed by too many writers at once; retry`);
+  }
+
+  private async notifyVersion(doc: CurrentDoc): Promise<void> {
+    if (!this.options.onVersion) return;
+    try {
+      await this.options.onVersion(doc, this);
+    } catch (err) {
+      // Only ids and the error's kind: a message may quote the data.
+      this.log.error('Derived indexes not updated for a stored version; the write stands', {
+        ref: doc._id,
+        vid: doc.vid,
+        error: (err as Error)?.name,
+        code: (err as { code?: unknown })?.code,
+      });
+    }
   }
 }
 

@@ -758,7 +758,7 @@ describe('production mode', () => {
     await demo.close();
     t = await createTestApp(
       'auth-production',
-      { HUREN_MODE: 'production' },
+      { HUREN_MODE: 'production', HUREN_PATIENT_KEY_SECRET: 'production-test-secret-0123456789' },
       { dbName: demo.dbName, fetchTokens: false },
     );
   });

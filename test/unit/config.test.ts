@@ -25,6 +25,8 @@ describe('configuration', () => {
     [{ HUREN_DEFAULT_TIMEZONE: 'Asia/Shanghai' }, /UTC offset such as \+08:00/],
     [{ HUREN_PAGE_SIZE: '500', HUREN_MAX_PAGE_SIZE: '100' }, /must not exceed/],
     [{ HUREN_BASE_URL: 'ftp://x' }, /http\(s\) URL/],
+    [{ HUREN_MODE: 'production' }, /HUREN_PATIENT_KEY_SECRET is required in production mode/],
+    [{ HUREN_PATIENT_KEY_SECRET: 'too-short' }, /HUREN_PATIENT_KEY_SECRET must have at least 16 bytes/],
   ])('refuses %o with a message that says what to fix', (env, message) => {
     expect(() => loadConfig(env)).toThrow(ConfigError);
     expect(() => loadConfig(env)).toThrow(message);

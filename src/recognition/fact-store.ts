@@ -1,0 +1,181 @@
+/**
+ * The recognition fact index: the `facts` collection, kept up to date from the store. Every applied version of a
+ * DiagnosticReport or Observation (also on replay of the ingest log) replaces the facts of its source with the
+ * projection of the current version; a deletion removes them. A Patient's new version re-projects the results that
+ * name it as subject, so a corrected identifier moves its results to the right patient key.
+ *
+ * This is the only code that touches `facts`. Logs carry ids and counts, never identifiers or keys.
+ */
+import type { DiagnosticReport, Observation, Patient, Reference } from 'fhir/r4';
+import type { Collection, Db } from 'mongodb';
+import { normalizeReference } from '../fhir/search/extract.js';
+import type { Logger } from '../log.js';
+import type { CurrentDoc } from '../store/models.js';
+import type { ResourceStore } from '../store/resource-store.js';
+import { projectFacts, type Projection, type RecognitionFact } from './facts.js';
+import { patientKeysOf } from './identity.js';
+import type { RecognitionRules } from './load.js';
+
+/** A fact as stored: keyed by its id, with the effective time as a Date for range queries. */
+export type FactDoc = RecognitionFact & { _id: string; effectiveAt: Date };
+
+export const FACTS_COLLECTION = 'facts';
+/** Types whose versions are projected into facts. */
+export const PROJECTED_TYPES = ['DiagnosticReport', 'Observation'] as const;
+
+const PATIENT_REF = /^Patient\/([A-Za-z0-9\-.]{1,64})$/;
+
+export class FactStore {
+  readonly collection: Collection<FactDoc>;
+
+  constructor(db: Db) {
+    this.collection = db.collection<FactDoc>(FACTS_COLLECTION);
+  }
+
+  /**
+   * The recognition query: a patient's facts of some items, newest first. Only `patientKeys` is an array, as a
+   * compound index requires.
+   */
+  async ensureIndexes(): Promise<void> {
+    await this.collection.createIndex({ patientKeys: 1, item: 1, effectiveAt: -1 });
+    await this.collection.createIndex({ source: 1 });
+  }
+
+  /**
+   * Makes the facts of `projection.source` exactly `projection.facts`. Idempotent. Without multi-document
+   * transactions the order is what keeps it safe: the new facts are upserted first, then the stale ones deleted, so
+   * a crash in between leaves extra facts at worst (removed by the next projection or a rebuild), never none.
+   */
+  async replaceFacts(projection: Projection): Promise<{ upserted: number; removed: number }> {
+    const docs = projection.facts.map(toDoc);
+    if (docs.length > 0) {
+      await this.collection.bulkWrite(
+        docs.map((doc) => ({ replaceOne: { filter: { _id: doc._id }, replacement: doc, upsert: true } })),
+        { ordered: true },
+      );
+    }
+    const removed = await this.collection.deleteMany({
+      source: projection.source,
+      _id: { $nin: docs.map((d) => d._id) },
+    });
+    return { upserted: docs.length, removed: removed.deletedCount };
+  }
+
+  async removeSource(source: string): Promise<number> {
+    return (await this.collection.deleteMany({ source })).deletedCount;
+  }
+
+  async clear(): Promise<void> {
+    await this.collection.deleteMany({});
+  }
+}
+
+function toDoc(fact: RecognitionFact): FactDoc {
+  return { _id: fact.id, ...fact, effectiveAt: new Date(fact.effective) };
+}
+
+export interface RebuildProgress {
+  /** Results read so far. */
+  done: number;
+  total: number;
+  /** Facts written so far. */
+  facts: number;
+}
+
+/** Keeps the fact index in step with the store: give `onVersion` to the ResourceStore. */
+export class FactProjector {
+  constructor(
+    readonly facts: FactStore,
+    private readonly rules: RecognitionRules,
+    private readonly secret: string,
+    private readonly log: Logger,
+  ) {}
+
+  /** The ResourceStore hook: called with the current document after every applied version. */
+  readonly onVersion = async (doc: CurrentDoc, store: ResourceStore): Promise<void> => {
+    if ((PROJECTED_TYPES as readonly string[]).includes(doc.type)) {
+      await this.projectDoc(doc, store);
+    } else if (doc.type === 'Patient') {
+      await this.reprojectPatient(doc.id, store);
+    }
+  };
+
+  /** Projects one current document of a result (a tombstone removes its facts). */
+  async projectDoc(doc: CurrentDoc, store: ResourceStore): Promise<Projection> {
+    const source = `${doc.type}/${doc.id}`;
+    if (doc.deleted || !doc.resource) {
+      const removed = await this.facts.removeSource(source);
+      if (removed) this.log.info('Recognition facts removed', { source, vid: doc.vid, removed });
+      return { source, facts: [], notes: [] };
+    }
+    const resource = doc.resource as DiagnosticReport | Observation;
+    const keys = await this.subjectKeys(resource.subject, store);
+    const projection = projectFacts(resource, {
+      index: this.rules.index,
+      resolvePatientKeys: () => keys,
+      timeZone: this.rules.catalogue.timeZone,
+    });
+    const { upserted, removed } = await this.facts.replaceFacts(projection);
+    this.log.debug('Recognition facts projected', {
+      source,
+      vid: doc.vid,
+      facts: upserted,
+      removed,
+      skipped: projection.skipped?.reason,
+      notes: projection.notes.length,
+    });
+    return projection;
+  }
+
+  /** Re-projects the results whose subject is this Patient (its identifiers, hence keys, may have changed). */
+  async reprojectPatient(patientId: string, store: ResourceStore): Promise<number> {
+    let count = 0;
+    for await (const doc of store.scan({
+      type: { $in: [...PROJECTED_TYPES] },
+      'sp.subject': `Patient/${patientId}`,
+      deleted: false,
+    })) {
+      await this.projectDoc(doc, store);
+      count++;
+    }
+    if (count) this.log.info('Recognition facts re-projected for a changed Patient', { patient: patientId, count });
+    return count;
+  }
+
+  /**
+   * Re-projects every stored DiagnosticReport and Observation (after a catalogue change, or to repair the index).
+   * Facts of results that no longer exist are removed at the end.
+   */
+  async rebuild(store: ResourceStore, onProgress?: (p: RebuildProgress) => void): Promise<RebuildProgress> {
+    const filter = { type: { $in: [...PROJECTED_TYPES] }, deleted: false };
+    const progress: RebuildProgress = { done: 0, total: await store.count(filter), facts: 0 };
+    const seen = new Set<string>();
+    for await (const doc of store.scan(filter)) {
+      const projection = await this.projectDoc(doc, store);
+      seen.add(projection.source);
+      progress.done++;
+      progress.facts += projection.facts.length;
+      if (progress.done % 100 === 0) onProgress?.({ ...progress });
+    }
+    // Facts whose result is gone (a failed removal); a result written meanwhile projected itself and is kept.
+    for (const source of (await this.facts.collection.distinct('source')) as string[]) {
+      if (seen.has(source)) continue;
+      const [type, id] = source.split('/') as [string, string];
+      const cur = await store.findCurrent(type, id);
+      if (!cur || cur.deleted) await this.facts.removeSource(source);
+    }
+    onProgress?.({ ...progress });
+    this.log.info('Recognition facts rebuilt', { results: progress.done, facts: progress.facts });
+    return progress;
+  }
+
+  /** Keys of the stored Patient the subject references; none when it is not a stored, live Patient. */
+  private async subjectKeys(subject: Reference | undefined, store: ResourceStore): Promise<string[]> {
+    const ref = subject?.reference ? normalizeReference(subject.reference) : undefined;
+    const m = ref ? PATIENT_REF.exec(ref) : null;
+    if (!m) return [];
+    const patient = await store.findCurrent('Patient', m[1]!);
+    if (!patient || patient.deleted || !patient.resource) return [];
+    return patientKeysOf(this.secret, (patient.resource as Patient).identifier);
+  }
+}
