@@ -1,5 +1,5 @@
 import type { Bundle, Resource } from 'fhir/r4';
-import type { FhirRequest } from '../fhir/request.js';
+import type { AuditExtra, FhirRequest } from '../fhir/request.js';
 import { isClinicalType } from '../fhir/types.js';
 import type { Logger } from '../log.js';
 import type { ResourceStore } from '../store/resource-store.js';
@@ -10,6 +10,7 @@ export type AuditFn = (
   status: number,
   body: Resource | undefined,
   location?: string,
+  extra?: AuditExtra,
 ) => Promise<void>;
 
 /**
@@ -17,7 +18,7 @@ export type AuditFn = (
  * succeeded or was refused. Written before the response is sent: no access goes unrecorded.
  */
 export function createAuditRecorder(store: ResourceStore, log: Logger, clock: () => Date = () => new Date()): AuditFn {
-  return async (req, status, body, location) => {
+  return async (req, status, body, location, extra) => {
     const what = classify(req);
     if (!what) return;
     const resources = new Set<string>();
@@ -46,6 +47,8 @@ export function createAuditRecorder(store: ResourceStore, log: Logger, clock: ()
       const { entries } = await store.history({ type, id }, { count: 2 });
       addPatientsOf(entries.find((e) => e.resource)?.resource);
     }
+    for (const p of extra?.patients ?? []) patients.add(p);
+    for (const r of extra?.resources ?? []) resources.add(r);
     const ref = refFromLocation(location);
     for (const r of [ref, what.target]) {
       if (!r) continue;
@@ -88,6 +91,8 @@ function classify(req: FhirRequest): Classified | undefined {
     const isBatch = (req.body as { type?: unknown } | undefined)?.type === 'batch';
     return { interaction: isBatch ? 'batch' : 'transaction', action: 'E' };
   }
+  // $reuse-check reads other institutions' results of a patient: an operation, executed.
+  if (type === '$reuse-check' && b === undefined) return { interaction: 'operation', action: 'E' };
   // System history lists every version of every clinical resource.
   if (type === '_history' && b === undefined) return { interaction: 'history-system', action: 'R' };
   if (!isClinicalType(type)) return undefined;

@@ -1,6 +1,7 @@
 import type { CapabilityStatement, CapabilityStatementRestResource, StructureDefinition } from 'fhir/r4';
 import type { FhirDeps } from './interactions.js';
 import { supportedSearchParams } from './search/index.js';
+import { REUSE_CHECK_OPERATION_URL } from './reuse-check.js';
 import { AUDIT_TYPES, CLINICAL_TYPES, CONFORMANCE_TYPES } from './types.js';
 
 const VERSION = '0.1.0';
@@ -91,6 +92,14 @@ export function capabilityStatement(deps: FhirDeps, baseUrl: string): Capability
         },
         resource: [...clinical, ...conformance],
         interaction: [{ code: 'transaction' }, { code: 'batch' }, { code: 'history-system' }],
+        operation: [
+          {
+            name: 'reuse-check',
+            definition: REUSE_CHECK_OPERATION_URL,
+            documentation:
+              'POST a Parameters (patient, code or order, requester, at, context) or GET with query parameters: one outcome per requested item (reusable, reference-only, expired, none, not-recognized) with the rule path, and a check id.',
+          },
+        ],
       },
     ],
   };

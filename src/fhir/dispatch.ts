@@ -16,6 +16,7 @@ import { badRequest, forbidden, methodNotAllowed, notFound } from './outcomes.js
 import { assertAllowed } from '../auth/policy.js';
 import { scopeStore } from '../auth/scoped-store.js';
 import type { Permission } from '../auth/scopes.js';
+import { reuseCheck } from './reuse-check.js';
 import { isKnownType } from './types.js';
 import type { FhirRequest, FhirResponse } from './request.js';
 
@@ -49,6 +50,10 @@ export function createDispatcher(base: FhirDeps): (req: FhirRequest) => Promise<
       if (m !== 'GET') throw methodNotAllowed('_history is read with GET', 'GET');
       if (req.access && req.access.role !== 'admin') throw forbidden('System history is for administrators');
       return history(req, deps);
+    }
+    if (a === '$reuse-check' && b === undefined) {
+      if (m !== 'GET' && m !== 'POST') throw methodNotAllowed('$reuse-check is invoked with POST or GET', 'GET, POST');
+      return reuseCheck(req, deps, base.store);
     }
     if (a.startsWith('$')) throw notFound(`Operation ${a} is not defined at the system level`);
 

@@ -54,7 +54,7 @@ export function fhirRouter(deps: FhirHttpDeps, baseUrlOf: (req: Request) => stri
         requestId: String(res.getHeader('X-Request-Id') ?? ''),
       };
       const out = await dispatch(fhirReq);
-      if (access) await deps.audit(fhirReq, out.status, out.body, out.headers?.Location);
+      if (access) await deps.audit(fhirReq, out.status, out.body, out.headers?.Location, out.audit);
       send(req, res, out);
     } catch (err) {
       try {

@@ -2,6 +2,8 @@ import type { Bundle, BundleEntry, OperationOutcomeIssue, Resource } from 'fhir/
 import type { AccessContext } from '../auth/tokens.js';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
+import type { FactProjector } from '../recognition/fact-store.js';
+import type { ReuseCheckStore } from '../recognition/reuse-checks.js';
 import type { AppliedWrite, Plan, ResourceStore } from '../store/resource-store.js';
 import type { CurrentDoc } from '../store/models.js';
 import {
@@ -37,6 +39,10 @@ export interface FhirDeps {
   log: Logger;
   /** Who is calling, inside a request. */
   access?: AccessContext;
+  /** The recognition fact index and rules (for $reuse-check). */
+  facts?: FactProjector;
+  /** Where $reuse-check records its checks. */
+  reuseChecks?: ReuseCheckStore;
 }
 
 // ---- validation ----

@@ -23,6 +23,13 @@ export interface FhirResponse {
   status: number;
   body?: Resource;
   headers?: Record<string, string>;
+  /** What the audit trail should name besides the body (an operation's patients and the results it pointed to). */
+  audit?: AuditExtra;
+}
+
+export interface AuditExtra {
+  patients?: string[];
+  resources?: string[];
 }
 
 export function header(req: FhirRequest, name: string): string | undefined {

@@ -86,8 +86,9 @@ export interface RebuildProgress {
 export class FactProjector {
   constructor(
     readonly facts: FactStore,
-    private readonly rules: RecognitionRules,
-    private readonly secret: string,
+    readonly rules: RecognitionRules,
+    /** The patient key secret (identity.ts): a check computes the same keys as the projection. */
+    readonly secret: string,
     private readonly log: Logger,
   ) {}
 

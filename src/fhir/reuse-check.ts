@@ -1,0 +1,369 @@
+/**
+ * `POST|GET /fhir/$reuse-check` (design.md, external contracts): can a result of another institution be reused for
+ * what the requester is about to order? Parses and checks the input, reads the patient's facts (by pseudonymous
+ * key, within the longest validity window before `at`), asks the pure engine, stores the check and answers a
+ * Parameters with one `outcome` per requested item.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Coding, Identifier, Parameters, ParametersParameter, Reference, ServiceRequest } from 'fhir/r4';
+import { assertAllowed } from '../auth/policy.js';
+import { SYSTEMS } from '../recognition/vocabulary.js';
+import {
+  decideReuse,
+  requestedItemsFromServiceRequest,
+  type RequestedItem,
+  type ReuseOutcome,
+} from '../recognition/engine.js';
+import { RecognitionInputError } from '../recognition/errors.js';
+import type { FactDoc } from '../recognition/fact-store.js';
+import type { RecognitionFact } from '../recognition/facts.js';
+import { isMatchingIdentifierSystem, normalizeIdentifier, patientKey } from '../recognition/identity.js';
+import type { ReuseCheckDoc } from '../recognition/reuse-checks.js';
+import type { ResourceStore } from '../store/resource-store.js';
+import { parseFhirDateTime } from '../recognition/time.js';
+import { assertValid, type FhirDeps } from './interactions.js';
+import { badRequest, error, forbidden } from './outcomes.js';
+import type { FhirRequest, FhirResponse } from './request.js';
+import { ID_PATTERN } from './types.js';
+
+export const REUSE_CHECK_OPERATION_URL = 'https://huren.example.org/fhir/OperationDefinition/reuse-check';
+
+/** Days added to the longest validity window when reading facts (zone and day-boundary slack). */
+const WINDOW_MARGIN_DAYS = 2;
+/** Most items in one check. */
+const MAX_ITEMS = 100;
+/** Most Patient resources named in the audit event of one check. */
+const MAX_AUDIT_PATIENTS = 20;
+
+const PARAMETER_NAMES = ['patient', 'code', 'order', 'requester', 'at', 'context'] as const;
+type ParamName = (typeof PARAMETER_NAMES)[number];
+
+interface Input {
+  name: ParamName;
+  /** Expression of the value, for OperationOutcome.expression. */
+  where: string;
+  identifier?: Identifier;
+  coding?: Coding;
+  reference?: Reference;
+  dateTime?: string;
+  code?: string;
+  resource?: unknown;
+}
+
+const VALUE_FIELD: Record<ParamName, string> = {
+  patient: 'valueIdentifier',
+  code: 'valueCoding',
+  order: 'resource',
+  requester: 'valueReference',
+  at: 'valueDateTime',
+  context: 'valueCode',
+};
+
+function isParamName(name: unknown): name is ParamName {
+  return typeof name === 'string' && (PARAMETER_NAMES as readonly string[]).includes(name);
+}
+
+/** The parameters of a POSTed Parameters resource, each with the expression of its value. */
+function fromBody(body: unknown): Input[] {
+  const p = body as Parameters | undefined;
+  if (!p || typeof p !== 'object' || p.resourceType !== 'Parameters') {
+    throw badRequest(
+      '$reuse-check is invoked with a Parameters resource (or with GET and query parameters)',
+      'Parameters',
+    );
+  }
+  if (!Array.isArray(p.parameter) || p.parameter.length === 0) {
+    throw badRequest('The Parameters resource has no parameter', 'Parameters.parameter');
+  }
+  return p.parameter.map((param: ParametersParameter, i) => {
+    const at = `Parameters.parameter[${i}]`;
+    if (!isParamName(param?.name)) {
+      throw badRequest(
+        `Unknown parameter '${String(param?.name)}'; $reuse-check takes ${PARAMETER_NAMES.join(', ')}`,
+        `${at}.name`,
+      );
+    }
+    const name = param.name;
+    const field = VALUE_FIELD[name];
+    const where = `${at}.${field}`;
+    const value = (param as unknown as Record<string, unknown>)[field];
+    if (value === undefined || value === null) {
+      throw badRequest(`Parameter '${name}' must be given as ${field}`, where);
+    }
+    const input: Input = { name, where };
+    switch (name) {
+      case 'patient':
+        input.identifier = value as Identifier;
+        break;
+      case 'code':
+        input.coding = value as Coding;
+        break;
+      case 'order':
+        input.resource = value;
+        break;
+      case 'requester':
+        input.reference = value as Reference;
+        break;
+      case 'at':
+        input.dateTime = typeof value === 'string' ? value : '';
+        break;
+      case 'context':
+        input.code = typeof value === 'string' ? value : '';
+        break;
+    }
+    return input;
+  });
+}
+
+/** `system|value` of a query parameter (the value may itself contain `|` only after the first one). */
+function splitToken(raw: string): { system?: string; value: string } {
+  const bar = raw.indexOf('|');
+  if (bar < 0) return { value: raw };
+  return { system: raw.slice(0, bar) || undefined, value: raw.slice(bar + 1) };
+}
+
+/** The parameters of a GET: `patient=system|value&code=system|code&requester=Organization/x&at=…&context=…`. */
+function fromQuery(query: Record<string, string | string[]>): Input[] {
+  const out: Input[] = [];
+  for (const [key, raw] of Object.entries(query)) {
+    if (key === '_format' || key === '_pretty') continue;
+    if (!isParamName(key) || key === 'order') {
+      throw badRequest(
+        `Unknown query parameter '${key}'; with GET $reuse-check takes patient, code, requester, at, context`,
+        key,
+      );
+    }
+    for (const value of [raw].flat()) {
+      const input: Input = { name: key, where: key };
+      if (key === 'patient') {
+        const t = splitToken(value);
+        input.identifier = { system: t.system, value: t.value };
+      } else if (key === 'code') {
+        const t = splitToken(value);
+        input.coding = { system: t.system, code: t.value };
+      } else if (key === 'requester') input.reference = { reference: value };
+      else if (key === 'at') input.dateTime = value;
+      else input.code = value;
+      out.push(input);
+    }
+  }
+  return out;
+}
+
+function single(inputs: Input[], name: ParamName, required: boolean, fallbackWhere: string): Input | undefined {
+  const found = inputs.filter((i) => i.name === name);
+  if (found.length > 1) throw badRequest(`Parameter '${name}' may be given once`, found[1]!.where);
+  if (required && found.length === 0) throw badRequest(`Parameter '${name}' is required`, fallbackWhere);
+  return found[0];
+}
+
+/** Systems a requested code may be in: the catalogue's, the imaging facets', and the requester's local systems. */
+function knownSystems(deps: FhirDeps, requester: string): { known: Set<string>; othersLocal: Map<string, string> } {
+  const rules = deps.facts!.rules;
+  const known = new Set<string>([SYSTEMS.catalogue, SYSTEMS.dicom, SYSTEMS.bodyPart, SYSTEMS.imagingMethod]);
+  for (const item of rules.catalogue.items) for (const c of item.codes) known.add(c.system);
+  if (rules.catalogue.items.some((i) => i.nationalPriceCode)) known.add(SYSTEMS.nationalPriceCode);
+  const othersLocal = new Map<string, string>();
+  for (const map of rules.localCodes) {
+    if (map.institution === requester) known.add(map.system);
+    else othersLocal.set(map.system, map.institution);
+  }
+  return { known, othersLocal };
+}
+
+export async function reuseCheck(req: FhirRequest, deps: FhirDeps, lookup: ResourceStore): Promise<FhirResponse> {
+  const access = req.access;
+  if (access && access.role !== 'his' && access.role !== 'clinician') {
+    throw forbidden(
+      access.role === 'bureau'
+        ? 'The bureau role sees aggregate reports only; $reuse-check is for hospital systems and clinicians'
+        : '$reuse-check is asked by a hospital system or a clinician for their own institution',
+    );
+  }
+  // The answer names other institutions' results: the token must allow reading them.
+  assertAllowed(access, 'DiagnosticReport', 'r');
+  if (!deps.facts || !deps.reuseChecks) throw error(500, 'exception', 'The recognition service is not configured');
+  const rules = deps.facts.rules;
+  const isPost = req.method === 'POST';
+  const inputs = isPost ? fromBody(req.body) : fromQuery(req.query);
+  const where = (name: ParamName) => (isPost ? `Parameters.parameter` : name);
+
+  // Requester: a participating institution, and the caller's own.
+  const requesterIn = single(inputs, 'requester', true, where('requester'))!;
+  const ref = requesterIn.reference?.reference?.trim() ?? '';
+  const m = /^Organization\/(.+)$/.exec(ref);
+  if (!m || !ID_PATTERN.test(m[1]!)) {
+    throw badRequest(`requester must reference an Organization ('Organization/<id>'), not '${ref}'`, requesterIn.where);
+  }
+  const requester = m[1]!;
+  if (!rules.directory.byId.has(requester)) {
+    throw badRequest(`Organization/${requester} is not a participating institution`, requesterIn.where);
+  }
+  if (access && access.organization !== `Organization/${requester}`) {
+    throw forbidden(
+      `A check is asked for the caller's own institution (${access.organization}), not Organization/${requester}`,
+      requesterIn.where,
+    );
+  }
+
+  // Patient: a matching identifier, well formed.
+  const patientIn = single(inputs, 'patient', true, where('patient'))!;
+  const system = patientIn.identifier?.system?.trim() ?? '';
+  const value = patientIn.identifier?.value ?? '';
+  const idWhere = isPost ? patientIn.where : 'patient';
+  if (!isMatchingIdentifierSystem(system)) {
+    throw badRequest(
+      `Patients are matched on a resident ID card, e-health card or medical-insurance code; '${system || '(no system)'}' is not one of them`,
+      isPost ? `${idWhere}.system` : idWhere,
+    );
+  }
+  let normalized: { system: string; value: string };
+  try {
+    normalized = normalizeIdentifier(system, value);
+  } catch (e) {
+    if (e instanceof RecognitionInputError) throw badRequest(e.message, isPost ? `${idWhere}.value` : idWhere);
+    throw e;
+  }
+  const patientKeys = [patientKey(deps.facts.secret, normalized.system, normalized.value)];
+
+  // At and context.
+  const timeZone = rules.catalogue.timeZone;
+  const atIn = single(inputs, 'at', false, where('at'));
+  let at = new Date();
+  if (atIn) {
+    const parsed = parseFhirDateTime(atIn.dateTime ?? '', timeZone);
+    if (!parsed || parsed.assumedZone || !/^\d{4}-\d{2}-\d{2}/.test(atIn.dateTime ?? '')) {
+      throw badRequest(`at '${atIn.dateTime ?? ''}' is not a FHIR date or dateTime with a zone`, atIn.where);
+    }
+    at = new Date(parsed.ms);
+  }
+  const contextIn = single(inputs, 'context', false, where('context'));
+  const context = contextIn?.code?.trim() || 'routine';
+  if (!rules.index.contexts.has(context)) {
+    throw badRequest(
+      `context '${context}' is not one of ${[...rules.index.contexts.keys()].join(', ')}`,
+      contextIn?.where ?? where('context'),
+    );
+  }
+
+  // Requested items: codes and orders, in the order given.
+  const { known, othersLocal } = knownSystems(deps, requester);
+  const items: RequestedItem[] = [];
+  for (const input of inputs) {
+    if (input.name === 'code') {
+      const c = input.coding ?? {};
+      const s = typeof c.system === 'string' ? c.system.trim() : '';
+      const code = typeof c.code === 'string' ? c.code.trim() : '';
+      if (!s || !code) {
+        throw badRequest('A code needs both a system and a code', isPost ? input.where : 'code');
+      }
+      if (!known.has(s)) {
+        const owner = othersLocal.get(s);
+        throw badRequest(
+          owner
+            ? `'${s}' is a local code system of Organization/${owner}; only the requester's own local codes are mapped`
+            : `The code system '${s}' is not mapped by the recognition catalogue (LOINC, the catalogue, national price codes or the requester's local codes)`,
+          isPost ? `${input.where}.system` : 'code',
+        );
+      }
+      items.push({ coding: [{ system: s, code, ...(c.display ? { display: c.display } : {}) }] });
+    } else if (input.name === 'order') {
+      const order = assertValid(deps, input.resource, 'ServiceRequest', input.where) as ServiceRequest;
+      if (!order.code?.coding?.length) {
+        throw badRequest('The ServiceRequest has no code.coding to check', `${input.where}.code`);
+      }
+      items.push(...requestedItemsFromServiceRequest(order));
+    }
+  }
+  if (items.length === 0) {
+    throw badRequest('Give at least one code (valueCoding) or order (ServiceRequest) to check', where('code'));
+  }
+  if (items.length > MAX_ITEMS) throw badRequest(`At most ${MAX_ITEMS} items per check`, where('code'));
+
+  // The patient's facts younger than the longest window, then the engine.
+  const longest = Math.max(...rules.catalogue.items.map((i) => i.validityDays));
+  const from = new Date(at.getTime() - (longest + WINDOW_MARGIN_DAYS) * 86400_000);
+  const docs = await deps.facts.facts.collection
+    .find({ patientKeys: { $in: patientKeys }, effectiveAt: { $gte: from, $lte: at } })
+    .toArray();
+  const facts: RecognitionFact[] = docs.map(({ _id, effectiveAt, ...fact }: FactDoc) => {
+    void _id;
+    void effectiveAt;
+    return fact;
+  });
+  let outcomes: ReuseOutcome[];
+  try {
+    outcomes = decideReuse(
+      { patientKeys, requester, items, context },
+      facts,
+      rules.directory,
+      rules.index,
+      rules.matrix,
+      at,
+    );
+  } catch (e) {
+    if (e instanceof RecognitionInputError) throw badRequest(e.message, e.expression ?? 'Parameters');
+    throw e;
+  }
+
+  const checkId = randomUUID();
+  const doc: ReuseCheckDoc = {
+    _id: checkId,
+    requester,
+    ...(access ? { clientId: access.clientId } : {}),
+    patientKeys,
+    createdAt: new Date(),
+    at,
+    context,
+    outcomes: outcomes.map((o) => ({
+      requestIndex: o.requestIndex,
+      ...(o.item?.code ? { item: o.item.code } : {}),
+      decision: o.decision,
+      ...(o.fact ? { result: o.fact.source } : {}),
+      ...(o.fact?.sourceVersion ? { resultVersion: o.fact.sourceVersion } : {}),
+      ...(o.performer ? { performer: o.performer } : {}),
+      ...(o.effective ? { effective: o.effective } : {}),
+      ...(o.validUntil ? { validUntil: o.validUntil } : {}),
+      saving: o.saving.value,
+      currency: o.saving.currency,
+    })),
+  };
+  await deps.reuseChecks.insert(doc);
+
+  const body: Parameters = {
+    resourceType: 'Parameters',
+    parameter: [{ name: 'check', valueId: checkId }, ...outcomes.map(outcomeParameter)],
+  };
+  const patients = await patientsFor(lookup, normalized, value);
+  const results = outcomes.flatMap((o) => (o.fact ? [o.fact.source] : []));
+  return { status: 200, body, audit: { patients, resources: [...new Set(results)] } };
+}
+
+function outcomeParameter(o: ReuseOutcome): ParametersParameter {
+  const part: ParametersParameter[] = [];
+  if (o.item) part.push({ name: 'item', valueCoding: o.item });
+  else if (o.requested[0]) part.push({ name: 'requested', valueCoding: o.requested[0] });
+  part.push({ name: 'decision', valueCode: o.decision });
+  if (o.fact) part.push({ name: 'result', valueReference: { reference: o.fact.source } });
+  if (o.performer) part.push({ name: 'performer', valueReference: { reference: `Organization/${o.performer}` } });
+  if (o.effective) part.push({ name: 'effective', valueDateTime: o.effective });
+  if (o.validUntil) part.push({ name: 'validUntil', valueDateTime: o.validUntil });
+  part.push({ name: 'saving', valueMoney: { value: o.saving.value, currency: o.saving.currency } });
+  part.push({ name: 'reason', valueString: `${o.reason.zh}\n${o.reason.en}` });
+  return { name: 'outcome', part };
+}
+
+/** The broker's Patient resources with this identifier, for the audit trail (a server id, not the identifier). */
+async function patientsFor(
+  store: ResourceStore,
+  id: { system: string; value: string },
+  sent: string,
+): Promise<string[]> {
+  const tokens = [...new Set([`${id.system}|${id.value}`, `${id.system}|${sent.trim()}`])];
+  const out: string[] = [];
+  for await (const doc of store.scan({ type: 'Patient', deleted: false, 'sp.identifier': { $in: tokens } })) {
+    out.push(`Patient/${doc.id}`);
+    if (out.length >= MAX_AUDIT_PATIENTS) break;
+  }
+  return out;
+}

@@ -1,0 +1,56 @@
+/**
+ * The `reuse_checks` collection: one document per `$reuse-check`, so a later decision (`$reuse-decision`) and the
+ * savings reports can refer to what was proposed. It holds patient keys, never identifiers.
+ */
+import type { Collection, Db } from 'mongodb';
+import type { ReuseDecision } from './engine.js';
+
+export const REUSE_CHECKS_COLLECTION = 'reuse_checks';
+
+export interface StoredOutcome {
+  requestIndex: number;
+  /** Catalogue item code (absent for not-recognized). */
+  item?: string;
+  decision: ReuseDecision;
+  /** `DiagnosticReport/<id>` or `Observation/<id>` of the proposed result. */
+  result?: string;
+  resultVersion?: string;
+  performer?: string;
+  effective?: string;
+  validUntil?: string;
+  saving: number;
+  currency: 'CNY';
+}
+
+export interface ReuseCheckDoc {
+  _id: string;
+  /** Institution id of the requester. */
+  requester: string;
+  /** The client that asked (for the decisions ledger). */
+  clientId?: string;
+  patientKeys: string[];
+  createdAt: Date;
+  at: Date;
+  context: string;
+  outcomes: StoredOutcome[];
+}
+
+export class ReuseCheckStore {
+  readonly collection: Collection<ReuseCheckDoc>;
+
+  constructor(db: Db) {
+    this.collection = db.collection<ReuseCheckDoc>(REUSE_CHECKS_COLLECTION);
+  }
+
+  async ensureIndexes(): Promise<void> {
+    await this.collection.createIndex({ createdAt: -1 });
+  }
+
+  async insert(doc: ReuseCheckDoc): Promise<void> {
+    await this.collection.insertOne(doc);
+  }
+
+  async get(id: string): Promise<ReuseCheckDoc | null> {
+    return this.collection.findOne({ _id: id });
+  }
+}
