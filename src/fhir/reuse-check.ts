@@ -15,8 +15,7 @@ import {
   type ReuseOutcome,
 } from '../recognition/engine.js';
 import { RecognitionInputError } from '../recognition/errors.js';
-import type { FactDoc } from '../recognition/fact-store.js';
-import type { RecognitionFact } from '../recognition/facts.js';
+import type { RecognitionRules } from '../recognition/load.js';
 import { isMatchingIdentifierSystem, normalizeIdentifier, patientKey } from '../recognition/identity.js';
 import type { ReuseCheckDoc } from '../recognition/reuse-checks.js';
 import type { ResourceStore } from '../store/resource-store.js';
@@ -158,8 +157,10 @@ function single(inputs: Input[], name: ParamName, required: boolean, fallbackWhe
 }
 
 /** Systems a requested code may be in: the catalogue's, the imaging facets', and the requester's local systems. */
-function knownSystems(deps: FhirDeps, requester: string): { known: Set<string>; othersLocal: Map<string, string> } {
-  const rules = deps.facts!.rules;
+function knownSystems(
+  rules: RecognitionRules,
+  requester: string,
+): { known: Set<string>; othersLocal: Map<string, string> } {
   const known = new Set<string>([SYSTEMS.catalogue, SYSTEMS.dicom, SYSTEMS.bodyPart, SYSTEMS.imagingMethod]);
   for (const item of rules.catalogue.items) for (const c of item.codes) known.add(c.system);
   if (rules.catalogue.items.some((i) => i.nationalPriceCode)) known.add(SYSTEMS.nationalPriceCode);
@@ -247,7 +248,7 @@ export async function reuseCheck(req: FhirRequest, deps: FhirDeps, lookup: Resou
   }
 
   // Requested items: codes and orders, in the order given.
-  const { known, othersLocal } = knownSystems(deps, requester);
+  const { known, othersLocal } = knownSystems(rules, requester);
   const items: RequestedItem[] = [];
   for (const input of inputs) {
     if (input.name === 'code') {
@@ -283,14 +284,7 @@ export async function reuseCheck(req: FhirRequest, deps: FhirDeps, lookup: Resou
   // The patient's facts younger than the longest window, then the engine.
   const longest = Math.max(...rules.catalogue.items.map((i) => i.validityDays));
   const from = new Date(at.getTime() - (longest + WINDOW_MARGIN_DAYS) * 86400_000);
-  const docs = await deps.facts.facts.collection
-    .find({ patientKeys: { $in: patientKeys }, effectiveAt: { $gte: from, $lte: at } })
-    .toArray();
-  const facts: RecognitionFact[] = docs.map(({ _id, effectiveAt, ...fact }: FactDoc) => {
-    void _id;
-    void effectiveAt;
-    return fact;
-  });
+  const facts = await deps.facts.facts.findForPatient(patientKeys, from, at);
   let outcomes: ReuseOutcome[];
   try {
     outcomes = decideReuse(

@@ -41,6 +41,14 @@ export class FactStore {
     await this.collection.createIndex({ source: 1 });
   }
 
+  /** A patient's facts (by any of its pseudonymous keys) with an effective time in [from, until]. */
+  async findForPatient(patientKeys: string[], from: Date, until: Date): Promise<RecognitionFact[]> {
+    const docs = await this.collection
+      .find({ patientKeys: { $in: patientKeys }, effectiveAt: { $gte: from, $lte: until } })
+      .toArray();
+    return docs.map(({ _id: _unusedId, effectiveAt: _unusedAt, ...fact }) => fact);
+  }
+
   /**
    * Makes the facts of `projection.source` exactly `projection.facts`. Idempotent. Without multi-document
    * transactions the order is what keeps it safe: the new facts are upserted first, then the stale ones deleted, so
