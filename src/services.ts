@@ -15,6 +15,7 @@ import type { Logger } from './log.js';
 import { createMetrics } from './ops/metrics.js';
 import { FactProjector, FactStore, type RebuildProgress } from './recognition/fact-store.js';
 import { loadRecognitionRules } from './recognition/load.js';
+import { DecisionLedger } from './recognition/ledger.js';
 import { ReuseCheckStore } from './recognition/reuse-checks.js';
 import { createModels, ensureIndexes } from './store/models.js';
 import { ResourceStore } from './store/resource-store.js';
@@ -38,6 +39,8 @@ export async function createServices(config: Config, log: Logger, uri: string, d
   const facts = new FactProjector(factStore, rules, patientKeySecretOf(config), log);
   const reuseChecks = new ReuseCheckStore(connection.db!);
   await reuseChecks.ensureIndexes();
+  const ledger = new DecisionLedger(connection.db!);
+  await ledger.ensureIndexes();
   const store = new ResourceStore(
     models,
     (r: Resource) => ({ ...extractSearchValues(registry, r), owner: ownersOf(r) }),
@@ -70,7 +73,7 @@ export async function createServices(config: Config, log: Logger, uri: string, d
     tokenLifetimeSeconds: config.tokenLifetimeSeconds,
   };
   const audit = createAuditRecorder(store, log);
-  return { connection, metrics, config, log, store, validator, registry, auth, audit, facts, reuseChecks };
+  return { connection, metrics, config, log, store, validator, registry, auth, audit, facts, reuseChecks, ledger };
 }
 
 /**

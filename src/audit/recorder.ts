@@ -93,6 +93,8 @@ function classify(req: FhirRequest): Classified | undefined {
   }
   // $reuse-check reads other institutions' results of a patient: an operation, executed.
   if (type === '$reuse-check' && b === undefined) return { interaction: 'operation', action: 'E' };
+  // A doctor's decision about a patient's prior result: an operation, executed.
+  if (type === '$reuse-decision' && b === undefined) return { interaction: 'operation', action: 'E' };
   // System history lists every version of every clinical resource.
   if (type === '_history' && b === undefined) return { interaction: 'history-system', action: 'R' };
   if (!isClinicalType(type)) return undefined;

@@ -2,6 +2,7 @@ import type { CapabilityStatement, CapabilityStatementRestResource, StructureDef
 import type { FhirDeps } from './interactions.js';
 import { supportedSearchParams } from './search/index.js';
 import { REUSE_CHECK_OPERATION_URL } from './reuse-check.js';
+import { REUSE_DECISION_OPERATION_URL } from './reuse-decision.js';
 import { AUDIT_TYPES, CLINICAL_TYPES, CONFORMANCE_TYPES } from './types.js';
 
 const VERSION = '0.1.0';
@@ -98,6 +99,12 @@ export function capabilityStatement(deps: FhirDeps, baseUrl: string): Capability
             definition: REUSE_CHECK_OPERATION_URL,
             documentation:
               'POST a Parameters (patient, code or order, requester, at, context) or GET with query parameters: one outcome per requested item (reusable, reference-only, expired, none, not-recognized) with the rule path, and a check id.',
+          },
+          {
+            name: 'reuse-decision',
+            definition: REUSE_DECISION_OPERATION_URL,
+            documentation:
+              'POST a Parameters (check, item, decision accepted | declined | viewed, reason from the hr-decline-reason CodeSystem, reasonText, practitioner): recorded once per (check, item) in the decisions ledger; the same decision again answers 200, a different one 409.',
           },
         ],
       },

@@ -17,6 +17,7 @@ import { assertAllowed } from '../auth/policy.js';
 import { scopeStore } from '../auth/scoped-store.js';
 import type { Permission } from '../auth/scopes.js';
 import { reuseCheck } from './reuse-check.js';
+import { reuseDecision } from './reuse-decision.js';
 import { isKnownType } from './types.js';
 import type { FhirRequest, FhirResponse } from './request.js';
 
@@ -54,6 +55,10 @@ export function createDispatcher(base: FhirDeps): (req: FhirRequest) => Promise<
     if (a === '$reuse-check' && b === undefined) {
       if (m !== 'GET' && m !== 'POST') throw methodNotAllowed('$reuse-check is invoked with POST or GET', 'GET, POST');
       return reuseCheck(req, deps, base.store);
+    }
+    if (a === '$reuse-decision' && b === undefined) {
+      if (m !== 'POST') throw methodNotAllowed('$reuse-decision is invoked with POST', 'POST');
+      return reuseDecision(req, deps);
     }
     if (a.startsWith('$')) throw notFound(`Operation ${a} is not defined at the system level`);
 

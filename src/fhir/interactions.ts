@@ -3,6 +3,7 @@ import type { AccessContext } from '../auth/tokens.js';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import type { FactProjector } from '../recognition/fact-store.js';
+import type { DecisionLedger } from '../recognition/ledger.js';
 import type { ReuseCheckStore } from '../recognition/reuse-checks.js';
 import type { AppliedWrite, Plan, ResourceStore } from '../store/resource-store.js';
 import type { CurrentDoc } from '../store/models.js';
@@ -43,6 +44,8 @@ export interface FhirDeps {
   facts?: FactProjector;
   /** Where $reuse-check records its checks. */
   reuseChecks?: ReuseCheckStore;
+  /** The decisions ledger ($reuse-decision, prompts of $reuse-check). */
+  ledger?: DecisionLedger;
 }
 
 // ---- validation ----

@@ -17,6 +17,7 @@ import {
 import { RecognitionInputError } from '../recognition/errors.js';
 import type { RecognitionRules } from '../recognition/load.js';
 import { isMatchingIdentifierSystem, normalizeIdentifier, patientKey } from '../recognition/identity.js';
+import { promptEntries } from '../recognition/ledger.js';
 import type { ReuseCheckDoc } from '../recognition/reuse-checks.js';
 import type { ResourceStore } from '../store/resource-store.js';
 import { parseFhirDateTime } from '../recognition/time.js';
@@ -323,6 +324,10 @@ export async function reuseCheck(req: FhirRequest, deps: FhirDeps, lookup: Resou
     })),
   };
   await deps.reuseChecks.insert(doc);
+  if (deps.ledger) {
+    const categoryOf = (item: string) => rules.index.items.get(item)?.category ?? 'unknown';
+    await deps.ledger.recordPrompts(promptEntries(doc, categoryOf, timeZone));
+  }
 
   const body: Parameters = {
     resourceType: 'Parameters',

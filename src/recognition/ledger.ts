@@ -1,0 +1,261 @@
+/**
+ * The decisions ledger (`decisions` collection): what was proposed to a doctor and what the doctor did, one immutable
+ * entry per (check, item, event). Events form the funnel the bureau reads: `prompt` (a check offered a prior
+ * result: reusable or reference-only), `viewed` (the doctor opened it), then at most one decision, `accepted` or
+ * `declined` (with a reason from the decline-reason CodeSystem). The saving is counted only on `accepted`.
+ *
+ * Entries carry the report dimensions precomputed at write time (local day, month, year, institution, performer,
+ * category, item), so reports group with `$match` + `$group`/`$sum` only (design.md: FerretDB 1.24). Entries hold
+ * the pseudonymous patient key (for 互认人次, distinct patients), never an identifier.
+ */
+import type { Collection, Db } from 'mongodb';
+import type { DeclineReason } from './decline-reasons.js';
+import type { ReuseDecision } from './engine.js';
+import type { ReuseCheckDoc, StoredOutcome } from './reuse-checks.js';
+import { localDate } from './time.js';
+
+export const DECISIONS_COLLECTION = 'decisions';
+
+export type LedgerEvent = 'prompt' | 'viewed' | 'accepted' | 'declined';
+/** What a doctor (or the EHR on the doctor's behalf) records for an item of a check. */
+export type DoctorAction = 'viewed' | 'accepted' | 'declined';
+
+/** Outcomes a doctor is prompted about: there is a prior result to look at. */
+export const PROMPTED_DECISIONS: readonly ReuseDecision[] = ['reusable', 'reference-only'];
+
+export interface LedgerEntry {
+  /** `<check>|<item>|prompt`, `…|viewed`, `…|decision`: one of each per (check, item), enforced by the _id. */
+  _id: string;
+  check: string;
+  event: LedgerEvent;
+  /** Catalogue item code and its category. */
+  item: string;
+  category: string;
+  /** What the engine said about the item in the check. */
+  outcome: ReuseDecision;
+  /** Requesting (receiving) institution id: where the saving happens. */
+  institution: string;
+  /** Institution that performed the proposed result. */
+  performer?: string;
+  /** `DiagnosticReport/<id>` (or Observation) of the proposed result. */
+  result?: string;
+  patientKey: string;
+  context: string;
+  /** The saving this entry counts: the requester's price on `accepted`, 0 otherwise. */
+  saving: number;
+  /** The requester's price of the item, as offered by the check (for "saving offered"). */
+  offered: number;
+  currency: 'CNY';
+  reason?: string;
+  reasonText?: string;
+  /** False for declines whose reason is not counted as a decline ("images not received", "serial monitoring"). */
+  countsAsDecline?: boolean;
+  practitioner?: string;
+  clientId?: string;
+  /** Source of the record: the FHIR operation, a CDS Hooks card's feedback, the doctor view. */
+  channel: 'operation' | 'cds-feedback' | 'app' | 'check' | 'seed';
+  /** CDS Hooks card uuid when the decision came as feedback. */
+  card?: string;
+  recordedAt: Date;
+  /** Local calendar dimensions of recordedAt in the region's zone. */
+  day: string;
+  month: string;
+  year: string;
+}
+
+export interface DecisionInput {
+  check: ReuseCheckDoc;
+  item: string;
+  action: DoctorAction;
+  reason?: DeclineReason;
+  reasonText?: string;
+  practitioner?: string;
+  clientId?: string;
+  channel: LedgerEntry['channel'];
+  card?: string;
+  now: Date;
+  timeZone: string;
+  /** Category of the item (from the catalogue). */
+  category: string;
+}
+
+export type DecisionProblem =
+  | { kind: 'unknown-item'; message: string }
+  | { kind: 'nothing-to-decide'; message: string }
+  | { kind: 'reason-required'; message: string }
+  | { kind: 'reason-not-allowed'; message: string }
+  | { kind: 'text-required'; message: string };
+
+/** Local day/month/year of an instant. */
+export function dimensionsOf(at: Date, timeZone: string): Pick<LedgerEntry, 'day' | 'month' | 'year'> {
+  const day = localDate(at.getTime(), timeZone);
+  return { day, month: day.slice(0, 7), year: day.slice(0, 4) };
+}
+
+/** The outcome of a check for an item: the first one naming it (an item asked twice is one decision). */
+export function outcomeFor(check: ReuseCheckDoc, item: string): StoredOutcome | undefined {
+  return check.outcomes.find((o) => o.item === item);
+}
+
+function baseEntry(
+  check: ReuseCheckDoc,
+  outcome: StoredOutcome & { item: string },
+  category: string,
+  event: LedgerEvent,
+  now: Date,
+  timeZone: string,
+): LedgerEntry {
+  const suffix = event === 'accepted' || event === 'declined' ? 'decision' : event;
+  return {
+    _id: `${check._id}|${outcome.item}|${suffix}`,
+    check: check._id,
+    event,
+    item: outcome.item,
+    category,
+    outcome: outcome.decision,
+    institution: check.requester,
+    ...(outcome.performer ? { performer: outcome.performer } : {}),
+    ...(outcome.result ? { result: outcome.result } : {}),
+    patientKey: check.patientKeys[0] ?? '',
+    context: check.context,
+    saving: 0,
+    offered: outcome.saving,
+    currency: 'CNY',
+    ...(check.clientId ? { clientId: check.clientId } : {}),
+    channel: 'check',
+    recordedAt: now,
+    ...dimensionsOf(now, timeZone),
+  };
+}
+
+/**
+ * The prompt entries a check creates: one per distinct item with a prior result (reusable or reference-only).
+ * `categoryOf` maps an item code to its category.
+ */
+export function promptEntries(
+  check: ReuseCheckDoc,
+  categoryOf: (item: string) => string,
+  timeZone: string,
+): LedgerEntry[] {
+  const seen = new Set<string>();
+  const out: LedgerEntry[] = [];
+  for (const o of check.outcomes) {
+    if (!o.item || seen.has(o.item) || !PROMPTED_DECISIONS.includes(o.decision)) continue;
+    seen.add(o.item);
+    out.push(baseEntry(check, { ...o, item: o.item }, categoryOf(o.item), 'prompt', check.createdAt, timeZone));
+  }
+  return out;
+}
+
+/**
+ * The ledger entry for a doctor's action, or the problem that forbids it. Pure: the caller stores it.
+ * Rules: the item must be in the check with a prior result; `declined` needs a reason, `accepted`/`viewed` take
+ * none; a reason that requires text needs `reasonText`. The saving is the offered price, counted on `accepted`.
+ */
+export function decisionEntry(input: DecisionInput): LedgerEntry | DecisionProblem {
+  const outcome = outcomeFor(input.check, input.item);
+  if (!outcome) {
+    return { kind: 'unknown-item', message: `Item '${input.item}' was not asked in check ${input.check._id}` };
+  }
+  if (!PROMPTED_DECISIONS.includes(outcome.decision)) {
+    return {
+      kind: 'nothing-to-decide',
+      message: `Check ${input.check._id} found no prior result to reuse for item '${input.item}' (${outcome.decision}); there is nothing to accept or decline`,
+    };
+  }
+  if (input.action === 'declined' && !input.reason) {
+    return { kind: 'reason-required', message: 'A decline needs a reason from the decline-reason CodeSystem' };
+  }
+  if (input.action !== 'declined' && input.reason) {
+    return { kind: 'reason-not-allowed', message: `A reason is given only when declining, not when ${input.action}` };
+  }
+  if (input.reason?.requiresText && !input.reasonText?.trim()) {
+    return { kind: 'text-required', message: `The reason '${input.reason.code}' needs an explanation (reasonText)` };
+  }
+  const entry = baseEntry(
+    input.check,
+    { ...outcome, item: input.item },
+    input.category,
+    input.action,
+    input.now,
+    input.timeZone,
+  );
+  entry.channel = input.channel;
+  if (input.action === 'accepted') entry.saving = outcome.saving;
+  if (input.reason) {
+    entry.reason = input.reason.code;
+    entry.countsAsDecline = input.reason.countsAsDecline;
+  }
+  if (input.reasonText?.trim()) entry.reasonText = input.reasonText.trim();
+  if (input.practitioner) entry.practitioner = input.practitioner;
+  if (input.clientId) entry.clientId = input.clientId;
+  else delete entry.clientId;
+  if (input.card) entry.card = input.card;
+  return entry;
+}
+
+/** Whether a repeated action records the same thing as the stored entry (idempotent retry) or conflicts with it. */
+export function sameDecision(stored: LedgerEntry, wanted: LedgerEntry): boolean {
+  return (
+    stored.event === wanted.event &&
+    (stored.reason ?? '') === (wanted.reason ?? '') &&
+    (stored.reasonText ?? '') === (wanted.reasonText ?? '')
+  );
+}
+
+export type RecordResult =
+  | { status: 'created'; entry: LedgerEntry }
+  | { status: 'unchanged'; entry: LedgerEntry }
+  | { status: 'conflict'; entry: LedgerEntry };
+
+function isDuplicateKey(e: unknown): boolean {
+  return (e as { code?: number } | undefined)?.code === 11000;
+}
+
+export class DecisionLedger {
+  readonly collection: Collection<LedgerEntry>;
+
+  constructor(db: Db) {
+    this.collection = db.collection<LedgerEntry>(DECISIONS_COLLECTION);
+  }
+
+  /** Indexes for the report queries (period first, then the grouping dimensions) and per-check lookups. */
+  async ensureIndexes(): Promise<void> {
+    await this.collection.createIndex({ day: 1, event: 1 });
+    await this.collection.createIndex({ institution: 1, day: 1 });
+    await this.collection.createIndex({ check: 1 });
+  }
+
+  /** Stores the prompts of a check; a replay of the same check adds nothing. */
+  async recordPrompts(entries: LedgerEntry[]): Promise<void> {
+    if (entries.length === 0) return;
+    try {
+      await this.collection.insertMany(entries, { ordered: false });
+    } catch (e) {
+      const writeErrors = (e as { writeErrors?: { code?: number }[] }).writeErrors;
+      const onlyDuplicates = writeErrors?.length ? writeErrors.every((w) => w.code === 11000) : isDuplicateKey(e);
+      if (!onlyDuplicates) throw e;
+    }
+  }
+
+  /**
+   * Records an entry once. The _id makes it immutable and idempotent: a retry of the same action returns the stored
+   * entry unchanged; a different action for the same (check, item) is a conflict (corrections are new checks).
+   */
+  async record(entry: LedgerEntry): Promise<RecordResult> {
+    try {
+      await this.collection.insertOne(entry);
+      return { status: 'created', entry };
+    } catch (e) {
+      if (!isDuplicateKey(e)) throw e;
+    }
+    const stored = await this.collection.findOne({ _id: entry._id });
+    if (!stored) throw new Error(`ledger entry ${entry._id} vanished after a duplicate key`);
+    return { status: sameDecision(stored, entry) ? 'unchanged' : 'conflict', entry: stored };
+  }
+
+  /** Every entry of a check (for the doctor view and tests). */
+  async forCheck(check: string): Promise<LedgerEntry[]> {
+    return this.collection.find({ check }).sort({ _id: 1 }).toArray();
+  }
+}
