@@ -55,6 +55,9 @@ export function assertAllowed(
   }
   // The broker's conformance resources are public knowledge; writing them is refused as read-only (405) later.
   if (!isClinicalType(type)) return;
+  // The institution directory (Organizations, published from the recognition rules) is no patient data: every role
+  // reads it, whatever its scopes name.
+  if (isDirectoryRead(type, permission)) return;
   if (access.role === 'bureau') {
     throw forbidden('The bureau role sees aggregate reports only, never patient-level resources', where);
   }
@@ -66,13 +69,21 @@ export function assertAllowed(
   }
 }
 
-/** A `his` client sees only its own institution's resources; other roles are not narrowed. */
+const isDirectoryRead = (type: string, permission: Permission) =>
+  type === 'Organization' && (permission === 'r' || permission === 's');
+
+/** Types a `his` client reads only for its own institution: patient-level data, not the directory or conformance. */
+const TENANT_TYPES = ['DiagnosticReport', 'Observation', 'Patient', 'ServiceRequest'];
+
+/** A `his` client sees only its own institution's patient-level resources; other roles are not narrowed. */
 export function tenantFilter(access: AccessContext | undefined): Filter<Document> | undefined {
-  return access?.role === 'his' ? { owner: access.organization } : undefined;
+  return access?.role === 'his'
+    ? { $or: [{ owner: access.organization }, { type: { $nin: TENANT_TYPES } }] }
+    : undefined;
 }
 
 export function isReadable(access: AccessContext | undefined, doc: Pick<CurrentDoc, 'type' | 'owner'>): boolean {
-  if (access?.role !== 'his' || !isClinicalType(doc.type)) return true;
+  if (access?.role !== 'his' || !TENANT_TYPES.includes(doc.type)) return true;
   return (doc.owner ?? []).includes(access.organization);
 }
 
