@@ -222,6 +222,7 @@ export class DecisionLedger {
   /** Indexes for the report queries (period first, then the grouping dimensions) and per-check lookups. */
   async ensureIndexes(): Promise<void> {
     await this.collection.createIndex({ day: 1, event: 1 });
+    await this.collection.createIndex({ event: 1, day: 1 });
     await this.collection.createIndex({ institution: 1, day: 1 });
     await this.collection.createIndex({ check: 1 });
   }

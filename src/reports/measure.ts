@@ -1,0 +1,171 @@
+/**
+ * `GET /fhir/Measure/reuse-savings/$evaluate-measure?periodStart=&periodEnd=[&subject=Organization/…]` (FHIR R4
+ * Measure-evaluate-measure): the savings report as a summary MeasureReport of the Measure in
+ * profiles/Measure-reuse-savings.json. Scoring is continuous-variable: the measure population is the accepted
+ * entries (互认项次) and the measure observation their saving, aggregated as a sum, so the score is the saving in
+ * CNY. The other funnel figures are further populations coded in Huren's reuse-measure-population CodeSystem.
+ * Strata: by institution and by category. The figures are those of GET /reports/savings, from the same code.
+ */
+import type {
+  CodeableConcept,
+  MeasureReport,
+  MeasureReportGroup,
+  MeasureReportGroupPopulation,
+  MeasureReportGroupStratifierStratum,
+  Quantity,
+} from 'fhir/r4';
+import type { AccessContext } from '../auth/tokens.js';
+import type { FhirDeps } from '../fhir/interactions.js';
+import { badRequest, error, forbidden, notFound } from '../fhir/outcomes.js';
+import type { FhirRequest, FhirResponse } from '../fhir/request.js';
+import { HUREN_FHIR_BASE, SYSTEMS } from '../recognition/vocabulary.js';
+import {
+  assertKnownParams,
+  assertPeriod,
+  parseBound,
+  parseOrganization,
+  savingsReport,
+  single,
+  type Figures,
+  type SavingsQuery,
+  type SavingsReport,
+  type SavingsRow,
+} from './savings.js';
+
+export const MEASURE_ID = 'reuse-savings';
+export const MEASURE_URL = `${HUREN_FHIR_BASE}/Measure/${MEASURE_ID}`;
+export const POPULATION_SYSTEM = `${HUREN_FHIR_BASE}/CodeSystem/reuse-measure-population`;
+const HL7_POPULATION = 'http://terminology.hl7.org/CodeSystem/measure-population';
+const INSTITUTION_SYSTEM = `${HUREN_FHIR_BASE}/sid/organization-id`;
+
+const PARAMS = ['periodStart', 'periodEnd', 'subject', 'reportType', '_format', '_pretty'] as const;
+
+/** Who may read aggregate reports: the bureau, and administrators. */
+export function assertReportReader(access: AccessContext | undefined): void {
+  if (access && access.role !== 'bureau' && access.role !== 'admin') {
+    throw forbidden('Savings reports are for the health bureau (role bureau) and administrators');
+  }
+}
+
+/** Populations of the group and of each stratum, in this order; the code says which figure each one is. */
+const POPULATIONS: { figure: keyof Figures; code: CodeableConcept }[] = [
+  { figure: 'prompts', code: hl7('initial-population', 'Initial Population') },
+  { figure: 'accepted', code: hl7('measure-population', 'Measure Population') },
+  { figure: 'accepted', code: hl7('measure-observation', 'Measure Observation') },
+  { figure: 'offered', code: huren('reusable-offered', 'Reusable offered (eligible prompts)') },
+  { figure: 'viewed', code: huren('viewed', 'Viewed') },
+  { figure: 'declined', code: huren('declined', 'Declined') },
+  { figure: 'patients', code: huren('patients', '互认人次 (distinct patient visits)') },
+];
+
+function hl7(code: string, display: string): CodeableConcept {
+  return { coding: [{ system: HL7_POPULATION, code, display }] };
+}
+function huren(code: string, display: string): CodeableConcept {
+  return { coding: [{ system: POPULATION_SYSTEM, code, display }] };
+}
+
+function populations(f: Figures): MeasureReportGroupPopulation[] {
+  return POPULATIONS.map(({ figure, code }) => {
+    const count = f[figure];
+    // A suppressed count is left out (count is 0..1): absent is "not reported", never a misleading 0.
+    return typeof count === 'number' ? { code, count } : { code };
+  });
+}
+
+function money(value: number | null): Quantity | undefined {
+  return value === null ? undefined : { value, unit: 'CNY', system: 'urn:iso:std:iso:4217', code: 'CNY' };
+}
+
+function stratum(row: SavingsRow, value: CodeableConcept): MeasureReportGroupStratifierStratum {
+  const score = money(row.saving);
+  return { value, population: populations(row), ...(score ? { measureScore: score } : {}) };
+}
+
+/** The summary MeasureReport of two reports over the same period and filter: by organization and by category. */
+export function buildMeasureReport(
+  byOrganization: SavingsReport,
+  byCategory: SavingsReport,
+  now: Date,
+  subject?: string,
+): MeasureReport {
+  const totals = byOrganization.totals;
+  const group: MeasureReportGroup = {
+    code: { coding: [{ system: POPULATION_SYSTEM, code: 'reuse-savings', display: '互认节约费用 Reuse savings' }] },
+    population: populations(totals),
+    measureScore: money(totals.saving),
+    stratifier: [
+      {
+        code: [{ text: 'institution' }],
+        stratum: byOrganization.rows.map((row) =>
+          stratum(row, {
+            coding: [{ system: INSTITUTION_SYSTEM, code: row.organization!.code, display: row.organization!.name?.zh }],
+            text: row.organization!.reference,
+          }),
+        ),
+      },
+      {
+        code: [{ text: 'category' }],
+        stratum: byCategory.rows.map((row) =>
+          stratum(row, {
+            coding: [{ system: SYSTEMS.category, code: row.category!.code, display: row.category!.name?.zh }],
+            text: row.category!.name?.en ?? row.category!.code,
+          }),
+        ),
+      },
+    ],
+  };
+  return {
+    resourceType: 'MeasureReport',
+    status: 'complete',
+    type: 'summary',
+    measure: MEASURE_URL,
+    date: now.toISOString(),
+    period: { start: byOrganization.period.from, end: byOrganization.period.to },
+    // MeasureReport.subject cannot be an Organization in R4: the institution the figures are restricted to is
+    // given as the reporter, whose data they are.
+    ...(subject ? { reporter: { reference: `Organization/${subject}` } } : {}),
+    improvementNotation: {
+      coding: [{ system: 'http://terminology.hl7.org/CodeSystem/measure-improvement-notation', code: 'increase' }],
+    },
+    group: [group],
+  };
+}
+
+/** Parses the operation's parameters (FHIR R4 Measure-evaluate-measure: periodStart, periodEnd, subject, reportType). */
+export function parseEvaluateRequest(req: FhirRequest, deps: FhirDeps): SavingsQuery {
+  const rules = deps.facts!.rules;
+  assertKnownParams(req.query, PARAMS);
+  const from = parseBound(single(req.query, 'periodStart'), 'periodStart', 'start');
+  const to = parseBound(single(req.query, 'periodEnd'), 'periodEnd', 'end');
+  assertPeriod(from, to, { from: 'periodStart', to: 'periodEnd' });
+  const reportType = single(req.query, 'reportType');
+  if (reportType !== undefined && reportType !== 'summary') {
+    throw badRequest(
+      `reportType '${reportType}' is not supported: savings are aggregates only (summary)`,
+      'reportType',
+    );
+  }
+  const subject = single(req.query, 'subject');
+  if (subject !== undefined && !subject.startsWith('Organization/')) {
+    throw badRequest('subject is an Organization reference (Organization/<id>): the requesting institution', 'subject');
+  }
+  const organization = subject === undefined ? undefined : parseOrganization(subject, 'subject', rules);
+  return { from, to, by: [], ...(organization ? { organization } : {}) };
+}
+
+export async function evaluateMeasure(req: FhirRequest, deps: FhirDeps, id: string): Promise<FhirResponse> {
+  assertReportReader(req.access);
+  if (id !== MEASURE_ID)
+    throw notFound(`Measure/${id} cannot be evaluated here; Huren evaluates Measure/${MEASURE_ID}`);
+  if (!deps.ledger || !deps.facts) throw error(500, 'exception', 'The decisions ledger is not configured');
+  const query = parseEvaluateRequest(req, deps);
+  const rules = deps.facts.rules;
+  const options = { minCell: deps.config.reportMinCell };
+  const now = new Date();
+  const [byOrganization, byCategory] = await Promise.all([
+    savingsReport(deps.ledger.collection, rules, { ...query, by: ['organization'] }, options, now),
+    savingsReport(deps.ledger.collection, rules, { ...query, by: ['category'] }, options, now),
+  ]);
+  return { status: 200, body: buildMeasureReport(byOrganization, byCategory, now, query.organization) };
+}
