@@ -1,0 +1,27 @@
+/** What demo mode prints on start: how to get a token and ask the showcase's `$reuse-check`, ready to paste. */
+import { IDENTIFIER_SYSTEMS } from '../recognition/identity.js';
+import { SYSTEMS } from '../recognition/vocabulary.js';
+import { SHOWCASE } from './generator.js';
+
+/** The GET form of the showcase check (query string), asked by hospital B. */
+export function showcaseQuery(): string {
+  const params = [
+    `patient=${IDENTIFIER_SYSTEMS.residentIdCard}|${SHOWCASE.idNumber}`,
+    ...SHOWCASE.codes.map((c) => `code=${SYSTEMS.loinc}|${c.code}`),
+    `requester=Organization/${SHOWCASE.requester}`,
+  ];
+  return params.join('&');
+}
+
+export function demoInstructions(fhirBase: string): string {
+  const expected = SHOWCASE.codes.map((c) => `${c.display} → ${c.expected}`).join(', ');
+  return [
+    '',
+    `Demo: showcase patient, resident ID ${SHOWCASE.idNumber} (fictitious), results at Organization/${SHOWCASE.performer}.`,
+    `Ask what hospital B may reuse (${expected}):`,
+    '',
+    `  TOKEN=$(npm run -s token -- --role his --org ${SHOWCASE.requester})`,
+    `  curl -s -H "Authorization: Bearer $TOKEN" '${fhirBase}/$reuse-check?${showcaseQuery()}'`,
+    '',
+  ].join('\n');
+}
