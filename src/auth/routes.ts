@@ -1,24 +1,44 @@
 import express, { type Request, type Response, type Router } from 'express';
+import type { AppLaunches } from './app-launch.js';
 import { issueToken, OAuthError, type TokenDeps } from './tokens.js';
 
 /**
  * SMART Backend Services endpoints: discovery (`/.well-known/smart-configuration`, SMART App Launch 2.0 §Conformance)
  * and the token endpoint. Errors are OAuth errors (RFC 6749 §5.2), not OperationOutcomes.
  */
-export function authRouter(deps: TokenDeps, publicOrigin: (req: Request) => string): Router {
+export function authRouter(deps: TokenDeps, publicOrigin: (req: Request) => string, launches?: AppLaunches): Router {
   const router = express.Router();
 
-  router.get('/.well-known/smart-configuration', (req, res) => {
+  // At the origin (Backend Services) and at the FHIR base, where an EHR-launched app looks for it (`{iss}/.well-known`).
+  router.get(['/.well-known/smart-configuration', '/fhir/.well-known/smart-configuration'], (req, res) => {
     const origin = publicOrigin(req);
     res.json({
       issuer: deps.issuer,
       token_endpoint: `${origin}/auth/token`,
       jwks_uri: `${origin}/auth/jwks`,
-      grant_types_supported: ['client_credentials'],
-      token_endpoint_auth_methods_supported: ['private_key_jwt'],
+      grant_types_supported: ['client_credentials', ...(launches ? ['authorization_code'] : [])],
+      token_endpoint_auth_methods_supported: ['private_key_jwt', ...(launches ? ['none'] : [])],
       token_endpoint_auth_signing_alg_values_supported: ['RS384', 'ES384'],
-      scopes_supported: ['system/*.cruds', 'system/*.rs', 'system/DiagnosticReport.cu', 'system/Observation.cu'],
-      capabilities: ['client-confidential-asymmetric', 'permission-v2', 'permission-v1'],
+      scopes_supported: [
+        'system/*.cruds',
+        'system/*.rs',
+        'system/DiagnosticReport.cu',
+        'system/Observation.cu',
+        ...(launches ? ['launch', 'openid', 'fhirUser', 'user/*.rs'] : []),
+      ],
+      capabilities: [
+        'client-confidential-asymmetric',
+        'permission-v2',
+        'permission-v1',
+        ...(launches ? ['launch-ehr', 'client-public', 'context-ehr-patient', 'permission-user'] : []),
+      ],
+      ...(launches
+        ? {
+            authorization_endpoint: `${origin}/auth/authorize`,
+            code_challenge_methods_supported: ['S256'],
+            response_types_supported: ['code'],
+          }
+        : {}),
     });
   });
 
@@ -38,6 +58,10 @@ export function authRouter(deps: TokenDeps, publicOrigin: (req: Request) => stri
       }
       try {
         const form = req.body as Record<string, string | undefined>;
+        if (form.grant_type === 'authorization_code' && launches) {
+          res.json(await launches.exchange(form, deps));
+          return;
+        }
         res.json(await issueToken(form, `${publicOrigin(req)}/auth/token`, deps));
       } catch (err) {
         if (err instanceof OAuthError) {

@@ -86,12 +86,18 @@ describe('SMART Backend Services authorization', () => {
       const res = await request(t.app).get('/.well-known/smart-configuration');
       expect(res.status).toBe(200);
       expect(res.body.token_endpoint).toBe(TOKEN_URL);
-      expect(res.body.token_endpoint_auth_methods_supported).toEqual(['private_key_jwt']);
+      // private_key_jwt for systems; none (a public client with PKCE) for the doctor's view launched by the EHR.
+      expect(res.body.token_endpoint_auth_methods_supported).toEqual(['private_key_jwt', 'none']);
       expect(res.body.token_endpoint_auth_signing_alg_values_supported).toEqual(
         expect.arrayContaining(['RS384', 'ES384']),
       );
-      expect(res.body.grant_types_supported).toEqual(['client_credentials']);
-      expect(res.body.capabilities).toContain('client-confidential-asymmetric');
+      expect(res.body.grant_types_supported).toEqual(['client_credentials', 'authorization_code']);
+      expect(res.body.capabilities).toEqual(expect.arrayContaining(['client-confidential-asymmetric', 'launch-ehr']));
+      expect(res.body.code_challenge_methods_supported).toEqual(['S256']);
+      expect(res.body.authorization_endpoint).toBe(TOKEN_URL.replace(/token$/, 'authorize'));
+      // Also at the FHIR base, where an EHR-launched app looks for it.
+      const atBase = await request(t.app).get('/fhir/.well-known/smart-configuration');
+      expect(atBase.body).toEqual(res.body);
     });
 
     test('a hospital system with an ES384 key obtains a short-lived bearer token and reads the FHIR API with it', async () => {

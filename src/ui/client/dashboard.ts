@@ -1,0 +1,409 @@
+/**
+ * The bureau dashboard (/dashboard): headline figures, the prompt → viewed → accepted funnel, savings by month, by
+ * institution and by category, and decline reasons, for a period and optionally one institution. Every figure comes
+ * from GET /reports/savings (the same numbers as the JSON/CSV reports and the MeasureReport); nothing is computed
+ * here except layout.
+ */
+import type { EChartsOption, EChartsType } from 'echarts';
+import {
+  ApiError,
+  clearSession,
+  currentLang,
+  demoSignIn,
+  fetchWith,
+  formatCount,
+  formatRate,
+  formatYuan,
+  getJson,
+  h,
+  loadSession,
+  localToday,
+  sessionFromToken,
+  setLang,
+  translatePage,
+  type Lang,
+  type Session,
+} from './common.js';
+
+declare const echarts: typeof import('echarts');
+
+interface Bilingual {
+  zh: string;
+  en: string;
+}
+interface DimensionValue {
+  code: string;
+  name?: Bilingual;
+  reference?: string;
+}
+interface Figures {
+  prompts: number | null;
+  offered: number | null;
+  viewed: number | null;
+  accepted: number | null;
+  patients: number | null;
+  declined: number | null;
+  declinedByReason: Record<string, number | null>;
+  recognitionRate: number | null;
+  retrievalRate: number | null;
+  saving: number | null;
+}
+interface Row extends Figures {
+  organization?: DimensionValue;
+  category?: DimensionValue;
+  month?: DimensionValue;
+}
+interface Report {
+  period: { from: string; to: string };
+  rows: Row[];
+  totals: Figures;
+  declineReasons: { code: string; name: Bilingual; countsAsDecline: boolean }[];
+  generatedAt: string;
+  minCell: number;
+}
+
+const ROLE = 'bureau';
+
+const T: Record<string, Bilingual> = {
+  title: { zh: '检查检验结果互认监管看板', en: 'Result recognition dashboard' },
+  signOut: { zh: '退出', en: 'Sign out' },
+  signinTitle: { zh: '登录', en: 'Sign in' },
+  signinText: {
+    zh: '看板展示汇总数据，需卫生健康行政部门（bureau）角色的访问令牌。',
+    en: 'The dashboard shows aggregates only and needs an access token of the health bureau (bureau role).',
+  },
+  demoSignin: { zh: '以演示卫健委身份进入', en: 'Enter as the demo health bureau' },
+  tokenLabel: { zh: '访问令牌（Bearer）', en: 'Access token (Bearer)' },
+  useToken: { zh: '使用令牌', en: 'Use token' },
+  from: { zh: '开始日期', en: 'From' },
+  to: { zh: '结束日期', en: 'To' },
+  institution: { zh: '医疗机构', en: 'Institution' },
+  allInstitutions: { zh: '全部机构', en: 'All institutions' },
+  apply: { zh: '查询', en: 'Apply' },
+  downloadCsv: { zh: '下载 CSV', en: 'Download CSV' },
+  saving: { zh: '节约费用', en: 'Saving' },
+  accepted: { zh: '互认项次', en: 'Items reused' },
+  patients: { zh: '互认人次', en: 'Patient visits' },
+  recognitionRate: { zh: '互认率', en: 'Recognition rate' },
+  retrievalRate: { zh: '调阅率', en: 'Retrieval rate' },
+  prompts: { zh: '提醒次数', en: 'Prompts' },
+  offered: { zh: '可互认提醒', en: 'Reusable offered' },
+  viewed: { zh: '调阅', en: 'Viewed' },
+  declined: { zh: '不予互认', en: 'Declined' },
+  funnel: { zh: '提醒 → 调阅 → 互认', en: 'Prompt → viewed → reused' },
+  byMonth: { zh: '按月节约费用', en: 'Saving by month' },
+  byInstitution: { zh: '各机构节约费用', en: 'Saving by institution' },
+  byCategory: { zh: '各类别节约费用', en: 'Saving by category' },
+  declineReasons: { zh: '不予互认理由', en: 'Reasons for not reusing' },
+  tableTitle: { zh: '各机构明细', en: 'By institution' },
+  total: { zh: '合计', en: 'Total' },
+  notCounted: { zh: '（不计为拒绝）', en: ' (not counted as a decline)' },
+  generated: { zh: '数据生成于', en: 'Generated at' },
+  period: { zh: '统计期间', en: 'Period' },
+  noData: { zh: '该期间没有数据', en: 'No data for this period' },
+  expired: { zh: '登录已过期，请重新登录。', en: 'The session expired; sign in again.' },
+};
+
+let lang: Lang = currentLang();
+let session: Session | undefined;
+let lastReports: { org: Report; month: Report; category: Report } | undefined;
+const charts = new Map<string, EChartsType>();
+
+const $ = <E extends HTMLElement>(id: string) => document.getElementById(id) as E;
+const t = (key: string) => T[key]![lang];
+const nameOf = (v: DimensionValue | undefined) => (v ? (v.name?.[lang] ?? v.code) : '');
+
+function chart(id: string): EChartsType {
+  let c = charts.get(id);
+  if (!c) {
+    c = echarts.init($(id), undefined, { renderer: 'canvas' });
+    charts.set(id, c);
+  }
+  return c;
+}
+
+function query(by: string): string {
+  const q = new URLSearchParams({ from: $<HTMLInputElement>('from').value, to: $<HTMLInputElement>('to').value, by });
+  const org = $<HTMLSelectElement>('organization').value;
+  if (org) q.set('organization', org);
+  return q.toString();
+}
+
+async function load(): Promise<void> {
+  if (!session) return;
+  $('error').textContent = '';
+  try {
+    const [org, month, category] = await Promise.all(
+      ['organization', 'month', 'category'].map((by) => getJson<Report>(session!, `/reports/savings?${query(by)}`)),
+    );
+    lastReports = { org: org!, month: month!, category: category! };
+    fillInstitutions(org!);
+    render();
+  } catch (e) {
+    handleError(e);
+  }
+}
+
+function handleError(e: unknown): void {
+  if (e instanceof ApiError && e.status === 401) {
+    clearSession(ROLE);
+    session = undefined;
+    showSignIn(t('expired'));
+    return;
+  }
+  $('error').textContent = e instanceof Error ? e.message : String(e);
+}
+
+/** The institution filter lists the institutions of the unfiltered period (kept while a filter is applied). */
+function fillInstitutions(report: Report): void {
+  const select = $<HTMLSelectElement>('organization');
+  if (select.value) return;
+  const current = new Set([...select.options].map((o) => o.value));
+  for (const row of report.rows) {
+    const code = row.organization?.code;
+    if (code && !current.has(code)) select.append(h('option', { value: code }, nameOf(row.organization)));
+  }
+  for (const option of [...select.options]) {
+    const row = report.rows.find((r) => r.organization?.code === option.value);
+    if (row) option.textContent = nameOf(row.organization);
+  }
+}
+
+function render(): void {
+  if (!lastReports) return;
+  const { org, month, category } = lastReports;
+  const totals = org.totals;
+  $('h-saving').textContent = formatYuan(totals.saving, lang);
+  $('h-accepted').textContent = formatCount(totals.accepted, lang);
+  $('h-patients').textContent = formatCount(totals.patients, lang);
+  $('h-recognition').textContent = formatRate(totals.recognitionRate);
+  $('h-retrieval').textContent = formatRate(totals.retrievalRate);
+  $('h-prompts').textContent = formatCount(totals.prompts, lang);
+  $('period-note').textContent = `${t('period')}: ${org.period.from} – ${org.period.to}`;
+  $('generated').textContent =
+    `${t('generated')} ${new Date(org.generatedAt).toLocaleString(lang === 'zh' ? 'zh-CN' : 'en-GB')}`;
+
+  const base: EChartsOption = {
+    textStyle: { fontFamily: 'system-ui, "Noto Sans CJK SC", "Microsoft YaHei", sans-serif' },
+    tooltip: { trigger: 'item' },
+    animation: false,
+  };
+  chart('chart-funnel').setOption(
+    {
+      ...base,
+      series: [
+        {
+          type: 'funnel',
+          sort: 'none',
+          left: '10%',
+          width: '80%',
+          label: { show: true, position: 'inside', formatter: '{b}: {c}' },
+          color: ['#94a3b8', '#1d4ed8', '#0891b2', '#0f766e'],
+          data: [
+            { name: t('prompts'), value: totals.prompts ?? 0 },
+            { name: t('offered'), value: totals.offered ?? 0 },
+            { name: t('viewed'), value: totals.viewed ?? 0 },
+            { name: t('accepted'), value: totals.accepted ?? 0 },
+          ],
+        },
+      ],
+    },
+    true,
+  );
+  const months = [...month.rows].sort((a, b) => (a.month?.code ?? '').localeCompare(b.month?.code ?? ''));
+  chart('chart-month').setOption(
+    {
+      ...base,
+      tooltip: { trigger: 'axis' },
+      grid: { left: 70, right: 20, top: 20, bottom: 40 },
+      xAxis: { type: 'category', data: months.map((r) => r.month?.code ?? '') },
+      yAxis: { type: 'value', name: '¥' },
+      series: [
+        { type: 'bar', name: t('saving'), data: months.map((r) => r.saving ?? 0), itemStyle: { color: '#0f766e' } },
+      ],
+    },
+    true,
+  );
+  rankedBars('chart-organization', org.rows, (r) => nameOf(r.organization), base);
+  rankedBars('chart-category', category.rows, (r) => nameOf(r.category), base);
+
+  const reasons = org.declineReasons
+    .map((r) => ({ r, n: totals.declinedByReason[r.code] ?? 0 }))
+    .filter((x) => x.n > 0)
+    .sort((a, b) => b.n - a.n);
+  chart('chart-reasons').setOption(
+    {
+      ...base,
+      tooltip: { trigger: 'axis' },
+      grid: { left: 260, right: 40, top: 10, bottom: 30 },
+      xAxis: { type: 'value', minInterval: 1 },
+      yAxis: {
+        type: 'category',
+        inverse: true,
+        data: reasons.map((x) => `${x.r.name[lang]}${x.r.countsAsDecline ? '' : t('notCounted')}`),
+      },
+      series: [
+        {
+          type: 'bar',
+          name: t('declined'),
+          barMaxWidth: 26,
+          data: reasons.map((x) => ({ value: x.n, itemStyle: { color: x.r.countsAsDecline ? '#b45309' : '#94a3b8' } })),
+          label: { show: true, position: 'right' },
+        },
+      ],
+    },
+    true,
+  );
+  renderTable(org);
+}
+
+function rankedBars(id: string, rows: Row[], label: (r: Row) => string, base: EChartsOption): void {
+  const ranked = [...rows].sort((a, b) => (b.saving ?? 0) - (a.saving ?? 0));
+  chart(id).setOption(
+    {
+      ...base,
+      tooltip: { trigger: 'axis' },
+      grid: { left: 200, right: 70, top: 10, bottom: 30 },
+      xAxis: { type: 'value', name: '¥' },
+      yAxis: { type: 'category', inverse: true, data: ranked.map(label) },
+      series: [
+        {
+          type: 'bar',
+          name: t('saving'),
+          data: ranked.map((r) => r.saving ?? 0),
+          barMaxWidth: 26,
+          itemStyle: { color: '#1d4ed8' },
+          label: {
+            show: true,
+            position: 'right',
+            formatter: (p: { value?: unknown }) => formatYuan(Number(p.value), lang),
+          },
+        },
+      ],
+    },
+    true,
+  );
+}
+
+function renderTable(report: Report): void {
+  const cells = (f: Figures) => [
+    formatCount(f.prompts, lang),
+    formatCount(f.offered, lang),
+    formatCount(f.viewed, lang),
+    formatCount(f.accepted, lang),
+    formatCount(f.patients, lang),
+    formatCount(f.declined, lang),
+    formatRate(f.recognitionRate),
+    formatYuan(f.saving, lang),
+  ];
+  const body = $('table').querySelector('tbody')!;
+  body.replaceChildren(
+    ...(report.rows.length
+      ? [...report.rows]
+          .sort((a, b) => (b.saving ?? 0) - (a.saving ?? 0))
+          .map((r) =>
+            h(
+              'tr',
+              { 'data-organization': r.organization?.code ?? '' },
+              h('th', { scope: 'row' }, nameOf(r.organization)),
+              ...cells(r).map((c) => h('td', {}, c)),
+            ),
+          )
+      : [h('tr', {}, h('td', { colspan: '9' }, t('noData')))]),
+  );
+  $('table')
+    .querySelector('tfoot')!
+    .replaceChildren(
+      h(
+        'tr',
+        { id: 'totals-row' },
+        h('th', { scope: 'row' }, t('total')),
+        ...cells(report.totals).map((c) => h('td', {}, c)),
+      ),
+    );
+}
+
+async function downloadCsv(): Promise<void> {
+  if (!session) return;
+  try {
+    const res = await fetchWith(session, `/reports/savings?${query('organization,category,month')}&format=csv`);
+    const blob = await res.blob();
+    const a = h('a', {
+      href: URL.createObjectURL(blob),
+      download: `huren-savings-${$<HTMLInputElement>('from').value}-${$<HTMLInputElement>('to').value}.csv`,
+    });
+    document.body.append(a);
+    a.click();
+    a.remove();
+  } catch (e) {
+    handleError(e);
+  }
+}
+
+function showSignIn(message = ''): void {
+  $('signin').hidden = false;
+  $('main').hidden = true;
+  $('sign-out').hidden = true;
+  $('signin-error').textContent = message;
+}
+
+function showMain(): void {
+  $('signin').hidden = true;
+  $('main').hidden = false;
+  $('sign-out').hidden = false;
+  void load();
+}
+
+function applyLang(): void {
+  setLang(lang);
+  translatePage(T, lang);
+  $('lang').textContent = lang === 'zh' ? 'English' : '中文';
+  document.title = `互认 Huren · ${t('title')}`;
+  render();
+}
+
+async function start(): Promise<void> {
+  const today = localToday();
+  $<HTMLInputElement>('to').value = today;
+  $<HTMLInputElement>('from').value = `${String(Number(today.slice(0, 4)) - 1)}${today.slice(4, 7)}-01`;
+  applyLang();
+
+  $('lang').addEventListener('click', () => {
+    lang = lang === 'zh' ? 'en' : 'zh';
+    applyLang();
+  });
+  $('filters').addEventListener('submit', (e) => {
+    e.preventDefault();
+    void load();
+  });
+  $('csv').addEventListener('click', () => void downloadCsv());
+  $('sign-out').addEventListener('click', () => {
+    clearSession(ROLE);
+    session = undefined;
+    showSignIn();
+  });
+  $('token-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const token = $<HTMLInputElement>('token').value.trim();
+    if (!token) return;
+    session = sessionFromToken(token, ROLE);
+    showMain();
+  });
+  $('demo-signin').addEventListener('click', async () => {
+    try {
+      session = await demoSignIn('bureau');
+      showMain();
+    } catch (e) {
+      $('signin-error').textContent = e instanceof Error ? e.message : String(e);
+    }
+  });
+  window.addEventListener('resize', () => charts.forEach((c) => c.resize()));
+
+  const info = (await (await fetch('/ui/info')).json()) as { demo: boolean };
+  $('demo-signin').hidden = !info.demo;
+  session = loadSession(ROLE);
+  if (session) showMain();
+  else showSignIn();
+}
+
+void start();
