@@ -2,6 +2,7 @@
 // have a MongoDB wire-compatible database without downloading mongod.
 //
 // Usage: huren-ferretdb -listen 127.0.0.1:27017 -dir ./data/db   (or -memory for throw-away data in a temporary directory)
+// Or: huren-ferretdb -listen … -postgresql-url postgres://…/ferretdb   (PostgreSQL backend, for benchmarks at scale)
 // It prints "ready <addr>" on stdout once it accepts connections and stops on SIGINT/SIGTERM.
 package main
 
@@ -25,6 +26,7 @@ func main() {
 	dir := flag.String("dir", "", "SQLite data directory (created if missing)")
 	memory := flag.Bool("memory", false, "keep data in memory only")
 	logLevel := flag.String("log-level", "warn", "log level: debug, info, warn or error")
+	pgURL := flag.String("postgresql-url", "", "use the PostgreSQL backend at this URL instead of SQLite")
 	flag.Parse()
 
 	var level slog.Level
@@ -35,7 +37,9 @@ func main() {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
 	var url string
-	if *memory {
+	if *pgURL != "" {
+		// PostgreSQL pushes simple equality filters down to SQL; SQLite scans in FerretDB (docs/scale.md).
+	} else if *memory {
 		// Throw-away data in a temporary directory (on tmpfs where there is one). SQLite's own
 		// `?mode=memory` is not used: FerretDB 1.24 hangs on updates with it (a shared in-memory
 		// database locks across its connection pool).
@@ -63,12 +67,18 @@ func main() {
 		url = "file:" + abs + "/"
 	}
 
-	f, err := ferretdb.New(&ferretdb.Config{
+	config := &ferretdb.Config{
 		Listener:  ferretdb.ListenerConfig{TCP: *listen},
 		Logger:    logger,
 		Handler:   "sqlite",
 		SQLiteURL: url,
-	})
+	}
+	if *pgURL != "" {
+		config.Handler = "postgresql"
+		config.PostgreSQLURL = *pgURL
+		config.SQLiteURL = ""
+	}
+	f, err := ferretdb.New(config)
 	if err != nil {
 		fail(err)
 	}

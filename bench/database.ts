@@ -1,0 +1,148 @@
+/**
+ * The database a benchmark run uses, one for every side of every ratio:
+ * - `MONGODB_URI` when set (production runs MongoDB);
+ * - else `--db postgresql` (default): a throw-away PostgreSQL cluster in /dev/shm behind our FerretDB 1.24 launcher,
+ *   because FerretDB pushes equality filters down to PostgreSQL, while on SQLite every filter other than `_id` scans
+ *   the collection in Go (measured: 0.9 s for one patient's facts among 10 k, 7.5 s for a Patient by identifier
+ *   among 14 k resources), which no benchmark at 100 k results can wait for;
+ * - `--db sqlite`: the embedded FerretDB-SQLite of development (small --results only).
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { ensureFerretDb, startDatabase } from '../src/store/database.js';
+
+export interface BenchDatabase {
+  uri: string;
+  description: string;
+  /** Processes whose memory is the database's (for the RSS figures). */
+  pids: number[];
+  stop(): Promise<void>;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
+    });
+  });
+}
+
+function binDir(): string {
+  const root = '/usr/lib/postgresql';
+  const versions = fs.existsSync(root) ? fs.readdirSync(root).sort((a, b) => Number(b) - Number(a)) : [];
+  const dir = versions.map((v) => path.join(root, v, 'bin')).find((d) => fs.existsSync(path.join(d, 'initdb')));
+  if (!dir) throw new Error('PostgreSQL is not installed (apt-get install postgresql), or pass --db sqlite');
+  return dir;
+}
+
+/** initdb refuses to run as root: run the cluster as the `postgres` system user then. */
+function asClusterUser(command: string, args: string[]): [string, string[]] {
+  return process.getuid?.() === 0 ? ['runuser', ['-u', 'postgres', '--', command, ...args]] : [command, args];
+}
+
+function waitForLine(child: ChildProcess, line: RegExp, what: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`${what} not ready after 60 s: ${out.slice(-500)}`)), 60000);
+    child.stdout?.on('data', (b: Buffer) => {
+      out += b.toString();
+      if (line.test(out)) {
+        clearTimeout(timer);
+        child.stdout?.removeAllListeners('data');
+        child.stdout?.resume();
+        resolve();
+      }
+    });
+    child.stderr?.on('data', (b: Buffer) => (out += b.toString()));
+    child.once('exit', (code) => reject(new Error(`${what} exited (${code}): ${out.slice(-500)}`)));
+  });
+}
+
+async function startPostgresFerret(): Promise<BenchDatabase> {
+  const bin = binDir();
+  const base = fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir();
+  const dir = fs.mkdtempSync(path.join(base, 'huren-bench-pg-'));
+  fs.chmodSync(dir, 0o777);
+  const data = path.join(dir, 'data');
+  const pgPort = await freePort();
+  const run = (cmd: string, args: string[]) => {
+    const [c, a] = asClusterUser(path.join(bin, cmd), args);
+    execFileSync(c, a, { stdio: ['ignore', 'ignore', 'pipe'] });
+  };
+  run('initdb', ['-D', data, '-A', 'trust', '-U', 'ferretdb', '--no-sync']);
+  run('pg_ctl', [
+    '-D',
+    data,
+    '-l',
+    path.join(dir, 'postgres.log'),
+    '-w',
+    '-o',
+    `-p ${pgPort} -k ${dir} -c listen_addresses=127.0.0.1 -c shared_buffers=512MB -c synchronous_commit=off`,
+    'start',
+  ]);
+  const [c, a] = asClusterUser(path.join(bin, 'createdb'), [
+    '-h',
+    '127.0.0.1',
+    '-p',
+    String(pgPort),
+    '-U',
+    'ferretdb',
+    'ferretdb',
+  ]);
+  execFileSync(c, a);
+  const pgPid = Number(fs.readFileSync(path.join(data, 'postmaster.pid'), 'utf8').split('\n')[0]);
+
+  const binary = await ensureFerretDb((m) => process.stderr.write(`${m}\n`));
+  const port = await freePort();
+  const ferret = spawn(
+    binary,
+    [
+      '-listen',
+      `127.0.0.1:${port}`,
+      '-log-level',
+      'error',
+      '-postgresql-url',
+      `postgres://ferretdb@127.0.0.1:${pgPort}/ferretdb`,
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  await waitForLine(ferret, /^ready /m, 'FerretDB (PostgreSQL)');
+  return {
+    uri: `mongodb://127.0.0.1:${port}/`,
+    description: `FerretDB 1.24 (PostgreSQL ${path.basename(path.dirname(bin))} backend, throw-away cluster on ${base}, synchronous_commit=off)`,
+    pids: [ferret.pid!, pgPid],
+    stop: async () => {
+      ferret.kill('SIGTERM');
+      await new Promise((r) => ferret.once('exit', r));
+      run('pg_ctl', ['-D', data, '-m', 'fast', '-w', 'stop']);
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export async function startBenchDatabase(kind: string, dataDir: string): Promise<BenchDatabase> {
+  if (process.env.MONGODB_URI) {
+    const db = await startDatabase({ uri: process.env.MONGODB_URI, dataDir });
+    return { uri: db.uri, description: 'MongoDB at MONGODB_URI', pids: [], stop: () => db.stop() };
+  }
+  if (kind === 'postgresql') return startPostgresFerret();
+  if (kind !== 'sqlite') throw new Error(`--db must be postgresql or sqlite, not ${kind}`);
+  const db = await startDatabase({ dataDir, memory: true });
+  // The launcher is the only process: its pid is found by its port.
+  return { uri: db.uri, description: db.description, pids: pidsListening(new URL(db.uri).port), stop: () => db.stop() };
+}
+
+function pidsListening(port: string): number[] {
+  try {
+    const out = execFileSync('ss', ['-ltnpH', `sport = :${port}`], { encoding: 'utf8' });
+    return [...out.matchAll(/pid=(\d+)/g)].map((m) => Number(m[1]));
+  } catch {
+    return [];
+  }
+}
