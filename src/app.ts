@@ -4,13 +4,24 @@ import helmet from 'helmet';
 import type { Connection } from 'mongoose';
 import type { Config } from './config.js';
 import { fhirErrorHandler, fhirRouter } from './fhir/http.js';
+import type { AppLaunches } from './auth/app-launch.js';
 import { authRouter } from './auth/routes.js';
+import { appRouter } from './ui/app-routes.js';
+import { cdsRouter } from './cds/router.js';
 import type { TokenDeps } from './auth/tokens.js';
 import type { FhirHttpDeps } from './fhir/http.js';
 import { notFound } from './fhir/outcomes.js';
 import type { Logger } from './log.js';
 import { routeLabel, type Metrics } from './ops/metrics.js';
+import { uiAssetsRouter } from './ui/assets.js';
+import { demoSessionRouter } from './ui/demo-session.js';
+import { pagesRouter } from './ui/pages.js';
 import type { FactProjector } from './recognition/fact-store.js';
+import { syncRouter } from './sync/routes.js';
+import type { SyncService } from './sync/service.js';
+import type { RulesAdmin } from './admin/rules-admin.js';
+import { refreshRules, rulesRouter } from './admin/rules-routes.js';
+import { reportsRouter } from './reports/routes.js';
 
 export interface AppDeps extends FhirHttpDeps {
   auth: TokenDeps;
@@ -20,6 +31,12 @@ export interface AppDeps extends FhirHttpDeps {
   log: Logger;
   /** The recognition fact index, kept up to date by the store. */
   facts: FactProjector;
+  /** Hospital connectors: pull sync, its registry and status, subscription intake. */
+  sync: SyncService;
+  /** The recognition rules in the database: current version, edits, publication. */
+  rules: RulesAdmin;
+  /** SMART EHR launches of the doctor's view (/app). */
+  launches: AppLaunches;
 }
 
 /** Express assembly without listen (tests drive it with supertest). */
@@ -57,6 +74,7 @@ export function createApp(deps: AppDeps): Express {
     next();
   });
   app.use(deps.metrics.middleware);
+  app.use(refreshRules(deps.rules, deps.log));
 
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
@@ -80,7 +98,21 @@ export function createApp(deps: AppDeps): Express {
     });
   });
 
-  app.use(authRouter(deps.auth, (req) => publicOrigin(deps.config, req)));
+  app.use(authRouter(deps.auth, (req) => publicOrigin(deps.config, req), deps.launches));
+  app.use(pagesRouter());
+  app.use(appRouter(deps, (req) => publicOrigin(deps.config, req)));
+  app.use(
+    '/cds-services',
+    cdsRouter(deps, (req) => publicOrigin(deps.config, req)),
+  );
+  app.use(syncRouter(deps)); // before /admin's catch-all authentication and body parsing
+  app.use('/admin', rulesRouter(deps));
+  app.use('/reports', reportsRouter(deps));
+  app.use(
+    '/ui',
+    uiAssetsRouter(),
+    demoSessionRouter(deps.config, deps.auth, (req) => publicOrigin(deps.config, req)),
+  );
   app.use(
     '/fhir',
     fhirRouter(deps, (req) => baseUrlOf(deps.config, req)),

@@ -5,6 +5,14 @@
  *     (SMART Backend Services: a signed client assertion posted to the token endpoint). Demo mode only.
  *   client --id ID --org Organization/ID --role his|clinician|bureau|admin --scopes "…" (--jwks FILE | --jwks-uri URL)
  *     Registers (or replaces) a system client in the database at MONGODB_URI: how production clients are added.
+ *   import FILE|DIR [--rejects FILE] [--owner Organization/ID] [--page-size N]
+ *     Imports NDJSON / Bundle JSON files (a FHIR Bulk Data export); refused resources go to the rejects file.
+ *   sync [--hospital ID]…
+ *     Pulls new and changed results from the registered hospital FHIR servers once (all enabled ones by default).
+ *   cds-token [--service ID] [--feedback] [--url …], cds-client --iss URL --institution ID (--jwks FILE | --jwks-uri URL)
+ *     CDS Hooks: a demo EHR JWT for one call; registering an EHR (src/cds/cli.ts).
+ *   seed --patients N [--seed S]
+ *     Seeds N synthetic demo patients with results and a year of decisions (idempotent; src/demo/command.ts).
  */
 import fs from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -15,6 +23,10 @@ import { readDemoClients } from './auth/demo-clients.js';
 import { parseScope } from './auth/scopes.js';
 import { ROLES, type ClientDoc, type Role } from './auth/tokens.js';
 import { loadConfig } from './config.js';
+import { seedCommand } from './demo/command.js';
+import { cdsClient, CdsCliError, cdsToken } from './cds/cli.js';
+import { importCommand, UsageError } from './import/command.js';
+import { syncCommand } from './sync/command.js';
 
 async function token(args: string[]): Promise<void> {
   const { values } = parseArgs({
@@ -103,13 +115,41 @@ async function client(args: string[]): Promise<void> {
   console.log(`Client ${values.id} registered (${values.role}, ${values.org})`);
 }
 
+/** Runs a connector command (import, sync) and exits with its code; a usage mistake is printed without a stack. */
+async function connector(command: (args: string[]) => Promise<number>, args: string[]): Promise<void> {
+  try {
+    process.exit(await command(args));
+  } catch (err) {
+    if (err instanceof UsageError) fail(err.message);
+    throw err;
+  }
+}
+
+/** A CDS Hooks command (src/cds/cli.ts); a usage mistake is printed without a stack. */
+async function cds(command: (args: string[]) => Promise<void>, args: string[]): Promise<void> {
+  try {
+    await command(args);
+  } catch (err) {
+    if (err instanceof CdsCliError) fail(err.message);
+    throw err;
+  }
+}
+
 function fail(message: string): never {
   console.error(`huren: ${message}`);
   process.exit(1);
 }
 
 const [command, ...rest] = process.argv.slice(2);
-const commands: Record<string, (args: string[]) => Promise<void>> = { token, client };
+const commands: Record<string, (args: string[]) => Promise<void>> = {
+  token,
+  client,
+  import: (args) => connector(importCommand, args),
+  sync: (args) => connector(syncCommand, args),
+  'cds-token': (args) => cds(cdsToken, args),
+  'cds-client': (args) => cds(cdsClient, args),
+  seed: (args) => connector(seedCommand, args),
+};
 const run = command ? commands[command] : undefined;
 if (!run) fail(`usage: huren ${Object.keys(commands).join('|')} [options]  (unknown command '${command ?? ''}')`);
 else await run(rest);

@@ -22,6 +22,8 @@ export interface Config {
   defaultTimeZone: string;
   /** How long in-flight requests may take to finish on shutdown. */
   shutdownGraceMs: number;
+  /** How long a process holds a hospital's sync lease without renewing it (renewed after every page). */
+  syncLeaseSeconds: number;
   /** Lifetime of access tokens, at most 5 minutes (SMART Backend Services). */
   tokenLifetimeSeconds: number;
   /** How often the broker's token-signing key is replaced. */
@@ -34,11 +36,17 @@ export interface Config {
   maxJsonDepth: number;
   /** How long audit events are kept; at least 180 days (Cybersecurity Law: access logs ≥ 6 months). */
   auditRetentionDays: number;
+  /** How often at most a process asks the database whether the recognition rules changed (ms). */
+  rulesPollMs: number;
   /**
    * Secret of the pseudonymous patient keys (HMAC-SHA256), at least 16 bytes. Unset in demo mode: then
    * `patientKeySecretOf` generates one into `<dataDir>/patient-key-secret`. Required in production mode.
    */
   patientKeySecret: string | undefined;
+  /** Savings reports hide counts below this (small-cell suppression); 0: off. */
+  reportMinCell: number;
+  /** Synthetic patients seeded at the first start in demo mode (with the showcase patient); 0: no demo data. */
+  demoPatients: number;
 }
 
 /** The variable holding the patient key secret. */
@@ -109,6 +117,7 @@ export function loadConfig(env: Env = process.env): Config {
     maxPageSize,
     defaultTimeZone: tz,
     shutdownGraceMs: integer(env, 'HUREN_SHUTDOWN_GRACE_MS', 10000, 0, 600000),
+    syncLeaseSeconds: integer(env, 'HUREN_SYNC_LEASE_SECONDS', 120, 5, 3600),
     tokenLifetimeSeconds: integer(env, 'HUREN_TOKEN_LIFETIME', 300, 30, 300),
     keyRotationHours: integer(env, 'HUREN_KEY_ROTATION_HOURS', 24, 1, 24 * 90),
     corsOrigins: (env.HUREN_CORS_ORIGINS ?? '')
@@ -118,7 +127,10 @@ export function loadConfig(env: Env = process.env): Config {
     rateLimitPerMinute: integer(env, 'HUREN_RATE_LIMIT', 1200, 1, 1_000_000),
     maxJsonDepth: integer(env, 'HUREN_MAX_JSON_DEPTH', 64, 8, 1000),
     auditRetentionDays: integer(env, 'HUREN_AUDIT_RETENTION_DAYS', 400, 180, 36500),
+    rulesPollMs: integer(env, 'HUREN_RULES_POLL_MS', 5000, 100, 600000),
     patientKeySecret,
+    reportMinCell: integer(env, 'HUREN_REPORT_MIN_CELL', 0, 0, 1000),
+    demoPatients: integer(env, 'HUREN_DEMO_PATIENTS', env.NODE_ENV === 'test' ? 0 : 12, 0, 100000),
   };
 }
 

@@ -3,6 +3,8 @@ import { createApp } from './app.js';
 import { ConfigError, loadConfig } from './config.js';
 import { createLogger } from './log.js';
 import { createServices, runMaintenance } from './services.js';
+import { demoInstructions } from './demo/instructions.js';
+import { refreshShowcase, seedDemoIfNeeded, seedDepsOf } from './demo/seed.js';
 import { DatabaseUnavailableError, startDatabase } from './store/database.js';
 
 /** Process entry: config → database → app → listen; graceful shutdown on SIGINT/SIGTERM. */
@@ -16,6 +18,9 @@ async function main(): Promise<void> {
   });
   log.info('Database started', { database: db.description });
   const deps = await createServices(config, log, db.uri, process.env.HUREN_DB_NAME ?? 'huren');
+  const withDemoData = config.mode === 'demo' && config.demoPatients > 0;
+  // The showcase's results are relative to today: refreshed before anything is served.
+  if (withDemoData) await refreshShowcase(seedDepsOf(deps));
   const app = createApp(deps);
   const server: Server = app.listen(config.port);
   await new Promise<void>((resolve, reject) => {
@@ -41,10 +46,19 @@ async function main(): Promise<void> {
     database: db.description,
   });
 
+  if (withDemoData) {
+    process.stdout.write(`${demoInstructions(base)}\n`);
+    // The demo population is seeded once, in the background, so that the first start is quick on FerretDB.
+    void seedDemoIfNeeded(seedDepsOf(deps), { patients: config.demoPatients }).catch((err: unknown) =>
+      log.warn('Demo data not seeded; it is resumed at the next start', { error: (err as Error).message }),
+    );
+  }
+
   const maintenance = setInterval(() => {
     runMaintenance(deps).catch((err: unknown) => log.error('Maintenance failed', { error: (err as Error).message }));
   }, 10 * 60_000);
   maintenance.unref();
+  const stopSync = deps.sync.startSchedule(); // scheduled pulls of hospital servers (leases keep one puller each)
   void runMaintenance(deps).catch((err: unknown) => log.error('Maintenance failed', { error: (err as Error).message }));
 
   let stopping = false;
@@ -52,6 +66,7 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     clearInterval(maintenance);
+    stopSync();
     log.info('Shutting down: finishing in-flight requests', { signal });
     const force = setTimeout(() => server.closeAllConnections(), config.shutdownGraceMs);
     server.closeIdleConnections();

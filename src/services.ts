@@ -5,7 +5,9 @@ import type { Resource } from 'fhir/r4';
 import type { AppDeps } from './app.js';
 import { patientKeySecretOf, type Config } from './config.js';
 import { createAuditRecorder } from './audit/recorder.js';
+import { AppLaunches } from './auth/app-launch.js';
 import { removeDemoClients, seedDemoClients } from './auth/demo-clients.js';
+import { cdsClients, removeDemoCdsClients, seedDemoCdsClient } from './cds/clients.js';
 import { KeyRing, type SigningKeyDoc } from './auth/keys.js';
 import { ownersOf } from './auth/policy.js';
 import type { ClientDoc, SeenJtiDoc, TokenDeps } from './auth/tokens.js';
@@ -14,11 +16,13 @@ import { createValidator } from './fhir/validation/validator.js';
 import type { Logger } from './log.js';
 import { createMetrics } from './ops/metrics.js';
 import { FactProjector, FactStore, type RebuildProgress } from './recognition/fact-store.js';
-import { loadRecognitionRules } from './recognition/load.js';
+import { RulesStore } from './recognition/rules-store.js';
+import { RulesAdmin } from './admin/rules-admin.js';
 import { DecisionLedger } from './recognition/ledger.js';
 import { ReuseCheckStore } from './recognition/reuse-checks.js';
 import { createModels, ensureIndexes } from './store/models.js';
 import { ResourceStore } from './store/resource-store.js';
+import { SyncService } from './sync/service.js';
 
 /** The recognition rules shipped with Huren (catalogue, local codes, institutions …). */
 export const SEED_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'seed');
@@ -33,10 +37,12 @@ export async function createServices(config: Config, log: Logger, uri: string, d
   await ensureIndexes(models);
   const registry = createSearchRegistry({ defaultTimeZone: config.defaultTimeZone });
   const validator = createValidator();
-  const rules = loadRecognitionRules(SEED_DIR);
+  // The recognition rules live in the database (version 1 from seed/ at the first start), editable by admins.
+  const rulesStore = new RulesStore(connection.db!, log, { seedDir: SEED_DIR, pollMs: config.rulesPollMs });
+  await rulesStore.init();
   const factStore = new FactStore(connection.db!);
   await factStore.ensureIndexes();
-  const facts = new FactProjector(factStore, rules, patientKeySecretOf(config), log);
+  const facts = new FactProjector(factStore, rulesStore.rules, patientKeySecretOf(config), log);
   const reuseChecks = new ReuseCheckStore(connection.db!);
   await reuseChecks.ensureIndexes();
   const ledger = new DecisionLedger(connection.db!);
@@ -52,6 +58,8 @@ export async function createServices(config: Config, log: Logger, uri: string, d
   const replayed = await store.replayPending();
   metrics.replayed.inc(replayed);
   await publishConformance(store, validator.conformanceResources());
+  const rules = new RulesAdmin(rulesStore, facts, store, validator, log);
+  await rules.publish();
 
   const db = connection.db!;
   const clients = db.collection<ClientDoc>('clients');
@@ -63,8 +71,13 @@ export async function createServices(config: Config, log: Logger, uri: string, d
     rotationMs: config.keyRotationHours * 3600_000,
     tokenLifetimeMs: config.tokenLifetimeSeconds * 1000,
   });
-  if (config.mode === 'demo') await seedDemoClients(clients, config.dataDir);
-  else await removeDemoClients(clients);
+  if (config.mode === 'demo') {
+    await seedDemoClients(clients, config.dataDir);
+    await seedDemoCdsClient(cdsClients(db), config.dataDir);
+  } else {
+    await removeDemoClients(clients);
+    await removeDemoCdsClients(cdsClients(db));
+  }
   const auth: TokenDeps = {
     clients,
     seenJti,
@@ -73,7 +86,29 @@ export async function createServices(config: Config, log: Logger, uri: string, d
     tokenLifetimeSeconds: config.tokenLifetimeSeconds,
   };
   const audit = createAuditRecorder(store, log);
-  return { connection, metrics, config, log, store, validator, registry, auth, audit, facts, reuseChecks, ledger };
+  const launches = new AppLaunches(db);
+  await launches.ensureIndexes();
+  const sync = await SyncService.create(
+    { db, store, validator, log, metrics, audit },
+    { leaseMs: config.syncLeaseSeconds * 1000 },
+  );
+  return {
+    connection,
+    metrics,
+    config,
+    log,
+    store,
+    validator,
+    registry,
+    auth,
+    audit,
+    facts,
+    reuseChecks,
+    ledger,
+    rules,
+    sync,
+    launches,
+  };
 }
 
 /**
@@ -83,6 +118,7 @@ export async function createServices(config: Config, log: Logger, uri: string, d
 export async function runMaintenance(deps: AppDeps, now: Date = new Date()): Promise<void> {
   await deps.auth.seenJti.deleteMany({ expiresAt: { $lt: now } });
   await deps.auth.keyRing.purgeExpired();
+  await deps.launches.purgeExpired(now);
   const cutoff = new Date(now.getTime() - deps.config.auditRetentionDays * 86400_000);
   const purged = await deps.store.purgeOlderThan('AuditEvent', cutoff);
   if (purged) deps.log.info('Audit events past retention removed', { count: purged });

@@ -95,6 +95,10 @@ function classify(req: FhirRequest): Classified | undefined {
   if (type === '$reuse-check' && b === undefined) return { interaction: 'operation', action: 'E' };
   // A doctor's decision about a patient's prior result: an operation, executed.
   if (type === '$reuse-decision' && b === undefined) return { interaction: 'operation', action: 'E' };
+  // A CDS Hooks call reads a patient's prior results (hook) or records a decision about them (feedback).
+  if (type === 'cds-services') return { interaction: 'operation', action: 'E' };
+  // The doctor's view reads a patient's prior results across institutions.
+  if (type === 'prior-results') return { interaction: 'operation', action: 'R' };
   // System history lists every version of every clinical resource.
   if (type === '_history' && b === undefined) return { interaction: 'history-system', action: 'R' };
   if (!isClinicalType(type)) return undefined;

@@ -54,6 +54,18 @@ export function capabilityStatement(deps: FhirDeps, baseUrl: string): Capability
     profile: `http://hl7.org/fhir/StructureDefinition/${type}`,
     interaction: ['read', 'vread', 'history-instance', 'search-type'].map((code) => ({ code: code as 'read' })),
     searchParam: searchParams(type),
+    ...(type === 'Measure'
+      ? {
+          operation: [
+            {
+              name: 'evaluate-measure',
+              definition: 'http://hl7.org/fhir/OperationDefinition/Measure-evaluate-measure',
+              documentation:
+                'GET /fhir/Measure/reuse-savings/$evaluate-measure?periodStart=&periodEnd=[&subject=Organization/…]: a summary MeasureReport of the savings (bureau and admin roles).',
+            },
+          ],
+        }
+      : {}),
   }));
 
   return {

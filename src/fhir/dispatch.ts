@@ -18,6 +18,7 @@ import { scopeStore } from '../auth/scoped-store.js';
 import type { Permission } from '../auth/scopes.js';
 import { reuseCheck } from './reuse-check.js';
 import { reuseDecision } from './reuse-decision.js';
+import { evaluateMeasure } from '../reports/measure.js';
 import { isKnownType } from './types.js';
 import type { FhirRequest, FhirResponse } from './request.js';
 
@@ -111,6 +112,10 @@ export function createDispatcher(base: FhirDeps): (req: FhirRequest) => Promise<
         return remove(req, deps, type, id);
       }
       throw methodNotAllowed(`${m} is not supported on /${type}/${id}`, 'GET, PUT, DELETE');
+    }
+    if (type === 'Measure' && c === '$evaluate-measure' && d === undefined) {
+      if (m !== 'GET') throw methodNotAllowed('$evaluate-measure is invoked with GET', 'GET');
+      return evaluateMeasure(req, deps, id);
     }
     if (c === '$validate' && d === undefined) {
       if (m !== 'POST') throw methodNotAllowed('$validate is invoked with POST', 'POST');

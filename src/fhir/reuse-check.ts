@@ -5,7 +5,7 @@
  * Parameters with one `outcome` per requested item.
  */
 import { randomUUID } from 'node:crypto';
-import type { Coding, Identifier, Parameters, ParametersParameter, Reference, ServiceRequest } from 'fhir/r4';
+import type { Coding, Identifier, Parameters, ParametersParameter, Patient, Reference, ServiceRequest } from 'fhir/r4';
 import { assertAllowed } from '../auth/policy.js';
 import { SYSTEMS } from '../recognition/vocabulary.js';
 import {
@@ -16,7 +16,16 @@ import {
 } from '../recognition/engine.js';
 import { RecognitionInputError } from '../recognition/errors.js';
 import type { RecognitionRules } from '../recognition/load.js';
-import { isMatchingIdentifierSystem, normalizeIdentifier, patientKey } from '../recognition/identity.js';
+import {
+  claimFromResidentId,
+  corroborateDemographics,
+  IDENTIFIER_SYSTEMS,
+  isMatchingIdentifierSystem,
+  normalizeIdentifier,
+  patientKey,
+  type Corroboration,
+  type DemographicClaim,
+} from '../recognition/identity.js';
 import { promptEntries } from '../recognition/ledger.js';
 import type { ReuseCheckDoc } from '../recognition/reuse-checks.js';
 import type { ResourceStore } from '../store/resource-store.js';
@@ -282,6 +291,56 @@ export async function reuseCheck(req: FhirRequest, deps: FhirDeps, lookup: Resou
   }
   if (items.length > MAX_ITEMS) throw badRequest(`At most ${MAX_ITEMS} items per check`, where('code'));
 
+  const { checkId, outcomes } = await runReuseCheck(deps, {
+    requester,
+    patientKeys,
+    items,
+    context,
+    at,
+    ...(access ? { clientId: access.clientId } : {}),
+  });
+
+  const { patients, claims } = await patientsFor(lookup, normalized, value);
+  const idClaim =
+    normalized.system === IDENTIFIER_SYSTEMS.residentIdCard ? claimFromResidentId(normalized.value) : undefined;
+  const identity = corroborateDemographics([...(idClaim ? [idClaim] : []), ...claims]);
+  const body: Parameters = {
+    resourceType: 'Parameters',
+    parameter: [
+      { name: 'check', valueId: checkId },
+      ...(identity.consistent ? [] : [identityParameter(identity)]),
+      ...outcomes.map(outcomeParameter),
+    ],
+  };
+  const results = outcomes.flatMap((o) => (o.fact ? [o.fact.source] : []));
+  return { status: 200, body, audit: { patients, resources: [...new Set(results)] } };
+}
+
+/** What a reuse check is asked about, already parsed and checked (by $reuse-check or a CDS Hooks service). */
+export interface ReuseCheckInput {
+  /** Institution id of the requester. */
+  requester: string;
+  patientKeys: string[];
+  items: RequestedItem[];
+  context: string;
+  at: Date;
+  /** The client that asked (for the decisions ledger). */
+  clientId?: string;
+}
+
+/**
+ * The core of every reuse check: reads the patient's facts younger than the longest window, asks the engine,
+ * stores the check and records the ledger's prompts. Shared by `$reuse-check` and the CDS Hooks services so both
+ * decide, store and count the same way.
+ */
+export async function runReuseCheck(
+  deps: FhirDeps,
+  input: ReuseCheckInput,
+): Promise<{ checkId: string; doc: ReuseCheckDoc; outcomes: ReuseOutcome[] }> {
+  if (!deps.facts || !deps.reuseChecks) throw error(500, 'exception', 'The recognition service is not configured');
+  const rules = deps.facts.rules;
+  const timeZone = rules.catalogue.timeZone;
+  const { requester, patientKeys, items, context, at } = input;
   // The patient's facts younger than the longest window, then the engine.
   const longest = Math.max(...rules.catalogue.items.map((i) => i.validityDays));
   const from = new Date(at.getTime() - (longest + WINDOW_MARGIN_DAYS) * 86400_000);
@@ -305,7 +364,7 @@ export async function reuseCheck(req: FhirRequest, deps: FhirDeps, lookup: Resou
   const doc: ReuseCheckDoc = {
     _id: checkId,
     requester,
-    ...(access ? { clientId: access.clientId } : {}),
+    ...(input.clientId ? { clientId: input.clientId } : {}),
     patientKeys,
     createdAt: new Date(),
     at,
@@ -329,13 +388,7 @@ export async function reuseCheck(req: FhirRequest, deps: FhirDeps, lookup: Resou
     await deps.ledger.recordPrompts(promptEntries(doc, categoryOf, timeZone));
   }
 
-  const body: Parameters = {
-    resourceType: 'Parameters',
-    parameter: [{ name: 'check', valueId: checkId }, ...outcomes.map(outcomeParameter)],
-  };
-  const patients = await patientsFor(lookup, normalized, value);
-  const results = outcomes.flatMap((o) => (o.fact ? [o.fact.source] : []));
-  return { status: 200, body, audit: { patients, resources: [...new Set(results)] } };
+  return { checkId, doc, outcomes };
 }
 
 function outcomeParameter(o: ReuseOutcome): ParametersParameter {
@@ -352,17 +405,46 @@ function outcomeParameter(o: ReuseOutcome): ParametersParameter {
   return { name: 'outcome', part };
 }
 
-/** The broker's Patient resources with this identifier, for the audit trail (a server id, not the identifier). */
+/**
+ * The identity warning of a check: institutions (or the ID number itself) disagree on the patient's sex or birth
+ * date. The broker never picks a side: the identifier may be mistyped or shared, and the doctor must verify it
+ * before reusing anything.
+ */
+function identityParameter(identity: Corroboration): ParametersParameter {
+  const describe = (c: Corroboration['conflicts'][number]) =>
+    `${c.field}: ${c.values.map((v) => `${v.value} (${v.sources.join(', ')})`).join(' ≠ ')}`;
+  return {
+    name: 'identity',
+    part: [
+      { name: 'consistent', valueBoolean: false },
+      ...identity.conflicts.map((c) => ({ name: 'conflict', valueString: describe(c) })),
+      {
+        name: 'advice',
+        valueString:
+          '患者身份信息在各机构间不一致，互认前请核实身份。\nThe institutions disagree about this patient: verify the identity before reusing a result.',
+      },
+    ],
+  };
+}
+
+/**
+ * The broker's Patient resources with this identifier: their ids for the audit trail (a server id, not the
+ * identifier), and what each institution's record says about sex and birth date (for corroboration).
+ */
 async function patientsFor(
   store: ResourceStore,
   id: { system: string; value: string },
   sent: string,
-): Promise<string[]> {
+): Promise<{ patients: string[]; claims: DemographicClaim[] }> {
   const tokens = [...new Set([`${id.system}|${id.value}`, `${id.system}|${sent.trim()}`])];
-  const out: string[] = [];
+  const patients: string[] = [];
+  const claims: DemographicClaim[] = [];
   for await (const doc of store.scan({ type: 'Patient', deleted: false, 'sp.identifier': { $in: tokens } })) {
-    out.push(`Patient/${doc.id}`);
-    if (out.length >= MAX_AUDIT_PATIENTS) break;
+    patients.push(`Patient/${doc.id}`);
+    const p = doc.resource as Patient;
+    const source = p.managingOrganization?.reference?.replace(/^Organization\//, '') ?? `Patient/${doc.id}`;
+    claims.push({ source, ...(p.gender ? { sex: p.gender } : {}), ...(p.birthDate ? { birthDate: p.birthDate } : {}) });
+    if (patients.length >= MAX_AUDIT_PATIENTS) break;
   }
-  return out;
+  return { patients, claims };
 }

@@ -48,7 +48,8 @@ describe('server process', () => {
   }
 
   test('serves the CapabilityStatement, then finishes an in-flight transaction on SIGTERM and exits cleanly', async () => {
-    const server = await start({ MONGODB_URI: inject('mongoUri') });
+    // A generous grace: on FerretDB (the test database) 150 creates take several seconds.
+    const server = await start({ MONGODB_URI: inject('mongoUri'), HUREN_SHUTDOWN_GRACE_MS: '60000' });
     const meta = await fetch(`${server.base}/metadata`);
     expect(meta.status).toBe(200);
     expect(((await meta.json()) as { fhirVersion: string }).fhirVersion).toBe('4.0.1');

@@ -124,7 +124,10 @@ function outcomesOf(body: Parameters): Outcome[] {
 }
 
 async function reuseCheck(...parameter: ParametersParameter[]): Promise<Parameters> {
-  return (await hospitalB.operation({ name: 'reuse-check', input: params(...parameter) })) as unknown as Parameters;
+  return (await hospitalB.operation({
+    name: 'reuse-check',
+    input: asFhir(params(...parameter)),
+  })) as unknown as Parameters;
 }
 
 const item = (code: string): ParametersParameter => ({
@@ -133,7 +136,10 @@ const item = (code: string): ParametersParameter => ({
 });
 
 async function decide(...parameter: ParametersParameter[]): Promise<Parameters> {
-  return (await hospitalB.operation({ name: 'reuse-decision', input: params(...parameter) })) as unknown as Parameters;
+  return (await hospitalB.operation({
+    name: 'reuse-decision',
+    input: asFhir(params(...parameter)),
+  })) as unknown as Parameters;
 }
 
 async function recordedCounts(): Promise<{ checks: number; decisions: number }> {
@@ -372,14 +378,41 @@ describe('recognition scenario over HTTP (fhir-kit-client)', () => {
     const foreign = await failure(
       hospitalA.operation({
         name: 'reuse-decision',
-        input: params({ name: 'check', valueId: checkId }, item('HR-LAB-CBC'), {
-          name: 'decision',
-          valueCode: 'accepted',
-        }),
+        input: asFhir(
+          params({ name: 'check', valueId: checkId }, item('HR-LAB-CBC'), { name: 'decision', valueCode: 'accepted' }),
+        ),
       }),
     );
     expect(foreign.status).toBe(403);
 
     expect(await recordedCounts()).toEqual(before);
+  });
+
+  test('when hospital B records the same ID number as a man, the check flags the identity conflict', async () => {
+    const before = await reuseCheck(patientParam(), codeParam('29252-4'), requester());
+    expect(before.parameter!.find((p) => p.name === 'identity')).toBeUndefined();
+
+    await hospitalB.update({
+      resourceType: 'Patient',
+      id: 'sc-patient-at-b',
+      body: asFhir({
+        resourceType: 'Patient',
+        id: 'sc-patient-at-b',
+        identifier: [{ system: ID_CARD, value: ID_NUMBER }],
+        gender: 'male',
+        birthDate: '1980-03-15',
+        managingOrganization: { reference: 'Organization/demo-hospital-b' },
+      }),
+    });
+    const answer = await reuseCheck(patientParam(), codeParam('29252-4'), requester());
+    const identity = answer.parameter!.find((p) => p.name === 'identity')!;
+    const parts = Object.fromEntries((identity.part ?? []).map((p) => [p.name, p]));
+    expect(parts.consistent!.valueBoolean).toBe(false);
+    expect(parts.conflict!.valueString).toBe(
+      'sex: female (resident-id-card, demo-hospital-a) ≠ male (demo-hospital-b)',
+    );
+    expect(parts.advice!.valueString).toMatch(/verify the identity/);
+    // Still answered: the doctor decides, the broker never merges or drops silently.
+    expect(outcomesOf(answer)[0]!.decision!.valueCode).toBe('reference-only');
   });
 });
