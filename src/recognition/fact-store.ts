@@ -46,9 +46,7 @@ export class FactStore {
     // One key (the usual case) as plain equality: FerretDB pushes equality down to PostgreSQL but never `$in`
     // (measured in bench/: every fact fetched and filtered in Go otherwise). Same matches on MongoDB.
     const keys = patientKeys.length === 1 ? patientKeys[0]! : { $in: patientKeys };
-    const docs = await this.collection
-      .find({ patientKeys: keys, effectiveAt: { $gte: from, $lte: until } })
-      .toArray();
+    const docs = await this.collection.find({ patientKeys: keys, effectiveAt: { $gte: from, $lte: until } }).toArray();
     return docs.map(({ _id: _unusedId, effectiveAt: _unusedAt, ...fact }) => fact);
   }
 
