@@ -14,6 +14,7 @@ export function showcaseQuery(): string {
 }
 
 export function demoInstructions(fhirBase: string): string {
+  const origin = fhirBase.replace(/\/fhir$/, '');
   const expected = SHOWCASE.codes.map((c) => `${c.display} → ${c.expected}`).join(', ');
   return [
     '',
@@ -22,6 +23,10 @@ export function demoInstructions(fhirBase: string): string {
     '',
     `  TOKEN=$(npm run -s token -- --role his --org ${SHOWCASE.requester})`,
     `  curl -s -H "Authorization: Bearer $TOKEN" '${fhirBase}/$reuse-check?${showcaseQuery()}'`,
+    '',
+    'Pages (one click signs in, demo mode only):',
+    `  ${origin}/app        the doctor's prior-results view (opens the showcase patient as a doctor of hospital B)`,
+    `  ${origin}/dashboard  the health bureau's savings dashboard`,
     '',
   ].join('\n');
 }
