@@ -16,6 +16,7 @@ import { createValidator } from './fhir/validation/validator.js';
 import type { Logger } from './log.js';
 import { createMetrics } from './ops/metrics.js';
 import { FactProjector, FactStore, type RebuildProgress } from './recognition/fact-store.js';
+import { PatientIndex } from './recognition/patient-index.js';
 import { RulesStore } from './recognition/rules-store.js';
 import { RulesAdmin } from './admin/rules-admin.js';
 import { DecisionLedger } from './recognition/ledger.js';
@@ -42,7 +43,8 @@ export async function createServices(config: Config, log: Logger, uri: string, d
   await rulesStore.init();
   const factStore = new FactStore(connection.db!);
   await factStore.ensureIndexes();
-  const facts = new FactProjector(factStore, rulesStore.rules, patientKeySecretOf(config), log);
+  const secret = patientKeySecretOf(config);
+  const facts = new FactProjector(factStore, rulesStore.rules, secret, log, new PatientIndex(connection.db!, secret));
   const reuseChecks = new ReuseCheckStore(connection.db!);
   await reuseChecks.ensureIndexes();
   const ledger = new DecisionLedger(connection.db!);
@@ -56,6 +58,14 @@ export async function createServices(config: Config, log: Logger, uri: string, d
   );
   const metrics = createMetrics();
   const replayed = await store.replayPending();
+  // A database from before the patient index: build it once, in the background (checks work meanwhile; their audit
+  // events and identity corroboration name the patients once it is done).
+  if (await facts.patients.needsBuild(store)) {
+    void facts.patients
+      .rebuild(store)
+      .then((patients) => log.info('Patient index built', { patients }))
+      .catch((err: unknown) => log.error('Patient index not built', { error: (err as Error).message }));
+  }
   metrics.replayed.inc(replayed);
   await publishConformance(store, validator.conformanceResources());
   const rules = new RulesAdmin(rulesStore, facts, store, validator, log);

@@ -4,16 +4,7 @@
  * institution's local codes) goes through the same reuse check as `$reuse-check`; cards for what can be reused.
  */
 import { randomUUID } from 'node:crypto';
-import type {
-  Bundle,
-  Coding,
-  DiagnosticReport,
-  Identifier,
-  Observation,
-  Patient,
-  Resource,
-  ServiceRequest,
-} from 'fhir/r4';
+import type { Bundle, Coding, DiagnosticReport, Observation, Patient, Resource, ServiceRequest } from 'fhir/r4';
 import { Client } from 'fhir-kit-client';
 import type { Collection, Db } from 'mongodb';
 import type { AuditFn } from '../audit/recorder.js';
@@ -286,14 +277,6 @@ export async function patientOf(req: HookRequest, client: CdsClientDoc, deps: Cd
   return prefetchedPatient(req) ?? (await fetchPatient(req, client, deps));
 }
 
-/** The broker's own Patient resources with these identifiers (for the audit trail: ids, never the identifier). */
-async function brokerPatients(store: ResourceStore, identifiers: Identifier[] | undefined): Promise<string[]> {
-  const tokens = (identifiers ?? []).filter((i) => i.system && i.value).map((i) => `${i.system}|${i.value!.trim()}`);
-  if (tokens.length === 0) return [];
-  const docs = await store.find({ type: 'Patient', deleted: false, 'sp.identifier': { $in: tokens } }, { _id: 1 }, 20);
-  return docs.map((d) => `Patient/${d.id}`);
-}
-
 /**
  * Current versions by reference, read one by one in parallel: a lookup by `_id` is served by the primary key on
  * every backend, where `$in` over ids makes FerretDB scan the resources collection.
@@ -357,9 +340,9 @@ export async function answerHook(
   }
   const orders = draftServiceRequests(req.context, service.hook);
   const patient = await patientOf(req, caller.client, deps);
-  // Only for the audit trail: looked up while the check runs.
-  const patientsLookup = brokerPatients(deps.store, patient.identifier);
   const patientKeys = patientKeysOf(deps.facts.secret, patient.identifier);
+  // Only for the audit trail (the broker's Patient ids, never the identifier): looked up while the check runs.
+  const patientsLookup = deps.facts.patients.lookup(patientKeys).then((records) => records.map((r) => r.ref));
   if (orders.length === 0) return { cards: [], patients: await patientsLookup, results: [] };
   if (patientKeys.length === 0)
     return { cards: [noIdentifierCard(ctx.lang)], patients: await patientsLookup, results: [] };

@@ -55,7 +55,7 @@ export function createDispatcher(base: FhirDeps): (req: FhirRequest) => Promise<
     }
     if (a === '$reuse-check' && b === undefined) {
       if (m !== 'GET' && m !== 'POST') throw methodNotAllowed('$reuse-check is invoked with POST or GET', 'GET, POST');
-      return reuseCheck(req, deps, base.store);
+      return reuseCheck(req, deps);
     }
     if (a === '$reuse-decision' && b === undefined) {
       if (m !== 'POST') throw methodNotAllowed('$reuse-decision is invoked with POST', 'POST');

@@ -5,7 +5,7 @@
  * Parameters with one `outcome` per requested item.
  */
 import { randomUUID } from 'node:crypto';
-import type { Coding, Identifier, Parameters, ParametersParameter, Patient, Reference, ServiceRequest } from 'fhir/r4';
+import type { Coding, Identifier, Parameters, ParametersParameter, Reference, ServiceRequest } from 'fhir/r4';
 import { assertAllowed } from '../auth/policy.js';
 import { SYSTEMS } from '../recognition/vocabulary.js';
 import {
@@ -28,7 +28,6 @@ import {
 } from '../recognition/identity.js';
 import { promptEntries } from '../recognition/ledger.js';
 import type { ReuseCheckDoc } from '../recognition/reuse-checks.js';
-import type { ResourceStore } from '../store/resource-store.js';
 import { parseFhirDateTime } from '../recognition/time.js';
 import { assertValid, type FhirDeps } from './interactions.js';
 import { badRequest, error, forbidden } from './outcomes.js';
@@ -182,7 +181,7 @@ function knownSystems(
   return { known, othersLocal };
 }
 
-export async function reuseCheck(req: FhirRequest, deps: FhirDeps, lookup: ResourceStore): Promise<FhirResponse> {
+export async function reuseCheck(req: FhirRequest, deps: FhirDeps): Promise<FhirResponse> {
   const access = req.access;
   if (access && access.role !== 'his' && access.role !== 'clinician') {
     throw forbidden(
@@ -300,7 +299,7 @@ export async function reuseCheck(req: FhirRequest, deps: FhirDeps, lookup: Resou
     ...(access ? { clientId: access.clientId } : {}),
   });
 
-  const { patients, claims } = await patientsFor(lookup, normalized, value);
+  const { patients, claims } = await patientsFor(deps, patientKeys);
   const idClaim =
     normalized.system === IDENTIFIER_SYSTEMS.residentIdCard ? claimFromResidentId(normalized.value) : undefined;
   const identity = corroborateDemographics([...(idClaim ? [idClaim] : []), ...claims]);
@@ -428,23 +427,20 @@ function identityParameter(identity: Corroboration): ParametersParameter {
 }
 
 /**
- * The broker's Patient resources with this identifier: their ids for the audit trail (a server id, not the
- * identifier), and what each institution's record says about sex and birth date (for corroboration).
+ * The broker's Patient records of the patient, from the patient index (one lookup by key): their ids for the audit
+ * trail (a server id, not the identifier), and what each institution's record says about sex and birth date.
  */
 async function patientsFor(
-  store: ResourceStore,
-  id: { system: string; value: string },
-  sent: string,
+  deps: FhirDeps,
+  patientKeys: string[],
 ): Promise<{ patients: string[]; claims: DemographicClaim[] }> {
-  const tokens = [...new Set([`${id.system}|${id.value}`, `${id.system}|${sent.trim()}`])];
-  const patients: string[] = [];
-  const claims: DemographicClaim[] = [];
-  for await (const doc of store.scan({ type: 'Patient', deleted: false, 'sp.identifier': { $in: tokens } })) {
-    patients.push(`Patient/${doc.id}`);
-    const p = doc.resource as Patient;
-    const source = p.managingOrganization?.reference?.replace(/^Organization\//, '') ?? `Patient/${doc.id}`;
-    claims.push({ source, ...(p.gender ? { sex: p.gender } : {}), ...(p.birthDate ? { birthDate: p.birthDate } : {}) });
-    if (patients.length >= MAX_AUDIT_PATIENTS) break;
-  }
-  return { patients, claims };
+  const records = await deps.facts!.patients.lookup(patientKeys, MAX_AUDIT_PATIENTS);
+  return {
+    patients: records.map((r) => r.ref),
+    claims: records.map((r) => ({
+      source: r.organization ?? r.ref,
+      ...(r.sex ? { sex: r.sex } : {}),
+      ...(r.birthDate ? { birthDate: r.birthDate } : {}),
+    })),
+  };
 }

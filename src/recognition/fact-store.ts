@@ -10,6 +10,7 @@ import type { DiagnosticReport, Observation, Patient, Reference } from 'fhir/r4'
 import type { Collection, Db } from 'mongodb';
 import { normalizeReference } from '../fhir/search/extract.js';
 import type { Logger } from '../log.js';
+import type { PatientIndex } from './patient-index.js';
 import type { CurrentDoc } from '../store/models.js';
 import type { ResourceStore } from '../store/resource-store.js';
 import { projectFacts, type Projection, type RecognitionFact } from './facts.js';
@@ -102,6 +103,8 @@ export class FactProjector {
     /** The patient key secret (identity.ts): a check computes the same keys as the projection. */
     readonly secret: string,
     private readonly log: Logger,
+    /** Patient key → the broker's Patient records (audit trail and identity corroboration without a search). */
+    readonly patients: PatientIndex,
   ) {
     this.currentRules = typeof rules === 'function' ? rules : () => rules;
   }
@@ -116,6 +119,7 @@ export class FactProjector {
     if ((PROJECTED_TYPES as readonly string[]).includes(doc.type)) {
       await this.projectDoc(doc, store);
     } else if (doc.type === 'Patient') {
+      await this.patients.update(doc);
       await this.reprojectPatient(doc.id, store);
     }
   };
@@ -185,7 +189,8 @@ export class FactProjector {
       if (!cur || cur.deleted) await this.facts.removeSource(source);
     }
     onProgress?.({ ...progress });
-    this.log.info('Recognition facts rebuilt', { results: progress.done, facts: progress.facts });
+    const patients = await this.patients.rebuild(store);
+    this.log.info('Recognition facts rebuilt', { results: progress.done, facts: progress.facts, patients });
     return progress;
   }
 

@@ -32,17 +32,6 @@ function auditRequest(req: Request, res: Response, access: AccessContext, segmen
   };
 }
 
-/** The Patient ids the broker holds for these identifiers (the `patient` launch context), at most a few. */
-async function patientIdsFor(deps: Deps, identifiers: Identifier[]): Promise<string[]> {
-  const tokens = identifiers.map((i) => `${i.system}|${i.value}`);
-  const out: string[] = [];
-  for await (const doc of deps.store.scan({ type: 'Patient', deleted: false, 'sp.identifier': { $in: tokens } })) {
-    out.push(doc.id);
-    if (out.length >= 5) break;
-  }
-  return out;
-}
-
 /**
  * The patient of a launch: from the identifiers the EHR sends, or — for a CDS card's link, whose appContext names
  * the check — from that check of the caller's institution (the card was about that patient).
@@ -104,14 +93,17 @@ export function appRouter(deps: Deps, publicOrigin: (req: Request) => string): R
     if (body.appContext !== undefined && (typeof body.appContext !== 'string' || body.appContext.length > 2000)) {
       throw badRequest('appContext is a string of at most 2000 characters', 'appContext');
     }
-    const { patientKeys, identifiers } = await launchPatient(deps, access, body.patient, body.appContext);
+    const { patientKeys } = await launchPatient(deps, access, body.patient, body.appContext);
     if (
       body.practitioner !== undefined &&
       (typeof body.practitioner !== 'string' || !/^Practitioner(Role)?\/[A-Za-z0-9\-.]{1,64}$/.test(body.practitioner))
     ) {
       throw badRequest('practitioner is a reference Practitioner/<id>', 'practitioner');
     }
-    const [patient] = identifiers.length ? await patientIdsFor(deps, identifiers) : [];
+    // The `patient` launch context: the launching institution's own record of the patient, else any record.
+    const records = await deps.facts.patients.lookup(patientKeys);
+    const own = records.find((r) => `Organization/${r.organization}` === access.organization) ?? records[0];
+    const patient = own?.ref.slice('Patient/'.length);
     const launch = await deps.launches.create(access, {
       patientKeys,
       ...(patient ? { patient } : {}),

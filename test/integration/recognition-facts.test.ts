@@ -156,6 +156,27 @@ describe('the recognition fact index follows the store', () => {
     expect(fact!.patientKeys).toEqual(patientKeysOf(secret, [{ system: ID_CARD, value: OTHER_ID_NUMBER }]));
   });
 
+  test('the patient index finds the records of a key, follows identifier changes and deletes', async () => {
+    const pid = unique('pat-index');
+    const keyOf = (idNumber: string) => patientKeysOf(secret, [{ system: ID_CARD, value: idNumber }]);
+    const lookup = (idNumber: string) => t.deps.facts.patients.lookup(keyOf(idNumber));
+    const third = '110105198001010016';
+    await put(patient(pid, third));
+    expect(await lookup(third)).toEqual([
+      { ref: `Patient/${pid}`, organization: 'demo-hospital-a', sex: 'female', birthDate: '1949-12-31' },
+    ]);
+    await put(patient(pid, OTHER_ID_NUMBER));
+    expect(await lookup(third)).toEqual([]);
+    expect((await lookup(OTHER_ID_NUMBER)).map((r) => r.ref)).toContain(`Patient/${pid}`);
+    expect((await t.as('his').delete(`/fhir/Patient/${pid}`)).status).toBe(200);
+    expect((await lookup(OTHER_ID_NUMBER)).map((r) => r.ref)).not.toContain(`Patient/${pid}`);
+    // Rebuilt from the stored Patients, the index says the same.
+    await t.deps.connection.db!.collection('patient_index').deleteMany({});
+    await t.deps.facts.patients.rebuild(t.deps.store);
+    expect((await lookup(ID_NUMBER)).length).toBeGreaterThan(0);
+    expect((await lookup(OTHER_ID_NUMBER)).map((r) => r.ref)).not.toContain(`Patient/${pid}`);
+  });
+
   test('a write whose projection fails is still accepted and the failure is logged without identifiers', async () => {
     const [pid, rid] = [unique('pat'), unique('cbc')];
     await put(patient(pid));
