@@ -13,7 +13,7 @@ import { IDENTIFIER_SYSTEMS, patientKey, residentIdCheckChar } from '../recognit
 import type { Institution } from '../recognition/institutions.js';
 import { decisionEntry, promptEntries, type DoctorAction, type LedgerEntry } from '../recognition/ledger.js';
 import type { RecognitionRules } from '../recognition/load.js';
-import type { ReuseCheckDoc, StoredOutcome } from '../recognition/reuse-checks.js';
+import { storedOutcome, type ReuseCheckDoc } from '../recognition/reuse-checks.js';
 import { addDays, formatLocalDateTime, localDate, parseFhirDateTime } from '../recognition/time.js';
 import { HR_MARK_URL, HR_SCOPE_NAMES, SYSTEMS, type HrScope } from '../recognition/vocabulary.js';
 import { Random } from './random.js';
@@ -541,22 +541,6 @@ function orderCoding(rules: RecognitionRules, rng: Random, requester: string, t:
   return known ? { system: SYSTEMS.loinc, code: t.loinc! } : { system: SYSTEMS.catalogue, code: t.item };
 }
 
-function storedOutcomes(outcomes: ReturnType<typeof decideReuse>): StoredOutcome[] {
-  // The shape $reuse-check stores (src/fhir/reuse-check.ts).
-  return outcomes.map((o) => ({
-    requestIndex: o.requestIndex,
-    ...(o.item?.code ? { item: o.item.code } : {}),
-    decision: o.decision,
-    ...(o.fact ? { result: o.fact.source } : {}),
-    ...(o.fact?.sourceVersion ? { resultVersion: o.fact.sourceVersion } : {}),
-    ...(o.performer ? { performer: o.performer } : {}),
-    ...(o.effective ? { effective: o.effective } : {}),
-    ...(o.validUntil ? { validUntil: o.validUntil } : {}),
-    saving: o.saving.value,
-    currency: o.saving.currency,
-  }));
-}
-
 function declineReason(rules: RecognitionRules, rng: Random, outcome: string, category: string): DeclineReason {
   const usable = rules.declineReasons.reasons.filter(
     (r) =>
@@ -625,7 +609,7 @@ export function demoHistory(rules: RecognitionRules, demo: DemoPatient, options:
       createdAt: new Date(at),
       at: new Date(at),
       context,
-      outcomes: storedOutcomes(outcomes),
+      outcomes: outcomes.map(storedOutcome),
     };
     checks.push(check);
     const prompts = promptEntries(check, categoryOf, timeZone).map((e) => ({ ...e, channel: 'seed' as const }));

@@ -27,7 +27,7 @@ import {
   type DemographicClaim,
 } from '../recognition/identity.js';
 import { promptEntries } from '../recognition/ledger.js';
-import type { ReuseCheckDoc } from '../recognition/reuse-checks.js';
+import { storedOutcome, type ReuseCheckDoc } from '../recognition/reuse-checks.js';
 import { parseFhirDateTime } from '../recognition/time.js';
 import { assertValid, type FhirDeps } from './interactions.js';
 import { badRequest, error, forbidden } from './outcomes.js';
@@ -368,18 +368,7 @@ export async function runReuseCheck(
     createdAt: new Date(),
     at,
     context,
-    outcomes: outcomes.map((o) => ({
-      requestIndex: o.requestIndex,
-      ...(o.item?.code ? { item: o.item.code } : {}),
-      decision: o.decision,
-      ...(o.fact ? { result: o.fact.source } : {}),
-      ...(o.fact?.sourceVersion ? { resultVersion: o.fact.sourceVersion } : {}),
-      ...(o.performer ? { performer: o.performer } : {}),
-      ...(o.effective ? { effective: o.effective } : {}),
-      ...(o.validUntil ? { validUntil: o.validUntil } : {}),
-      saving: o.saving.value,
-      currency: o.saving.currency,
-    })),
+    outcomes: outcomes.map(storedOutcome),
   };
   await deps.reuseChecks.insert(doc);
   if (deps.ledger) {

@@ -3,7 +3,7 @@
  * savings reports can refer to what was proposed. It holds patient keys, never identifiers.
  */
 import type { Collection, Db } from 'mongodb';
-import type { ReuseDecision } from './engine.js';
+import type { ReuseDecision, ReuseOutcome } from './engine.js';
 
 export const REUSE_CHECKS_COLLECTION = 'reuse_checks';
 
@@ -20,6 +20,22 @@ export interface StoredOutcome {
   validUntil?: string;
   saving: number;
   currency: 'CNY';
+}
+
+/** What a check keeps of an engine outcome (the shape every writer of checks stores). */
+export function storedOutcome(o: ReuseOutcome): StoredOutcome {
+  return {
+    requestIndex: o.requestIndex,
+    ...(o.item?.code ? { item: o.item.code } : {}),
+    decision: o.decision,
+    ...(o.fact ? { result: o.fact.source } : {}),
+    ...(o.fact?.sourceVersion ? { resultVersion: o.fact.sourceVersion } : {}),
+    ...(o.performer ? { performer: o.performer } : {}),
+    ...(o.effective ? { effective: o.effective } : {}),
+    ...(o.validUntil ? { validUntil: o.validUntil } : {}),
+    saving: o.saving.value,
+    currency: o.saving.currency,
+  };
 }
 
 export interface ReuseCheckDoc {

@@ -6,73 +6,14 @@
 import type { CodeableConcept, DiagnosticReport, Observation, Quantity, Resource } from 'fhir/r4';
 import type { FhirDeps } from '../fhir/interactions.js';
 import { runReuseCheck } from '../fhir/reuse-check.js';
-import type { ReuseOutcome } from '../recognition/engine.js';
 import type { RecognitionFact } from '../recognition/facts.js';
 import type { ReuseCheckDoc } from '../recognition/reuse-checks.js';
-import { SYSTEMS, type Bilingual } from '../recognition/vocabulary.js';
+import { SYSTEMS } from '../recognition/vocabulary.js';
+import type { CategoryView, ItemView, PriorResultsView, TrendPoint, ValueView } from './view-types.js';
 
 /** Most results (and their observations) a view loads: a year of a chronic patient's tests fits easily. */
 const MAX_SOURCES = 300;
 const DAY_MS = 86400_000;
-
-export interface ValueView {
-  code: string;
-  display: string;
-  value?: number;
-  text?: string;
-  unit?: string;
-  low?: number;
-  high?: number;
-  rangeText?: string;
-  /** HL7 v3 ObservationInterpretation code: H, L, N, HH, LL, A … */
-  flag?: string;
-}
-
-export interface TrendPoint {
-  effective: string;
-  value: number;
-  performer?: string;
-}
-
-export interface ItemView {
-  item: string;
-  name: Bilingual;
-  decision: ReuseOutcome['decision'];
-  reason: Bilingual;
-  /** The check the doctor's decision for this item is recorded against. */
-  check: string;
-  result?: string;
-  performer?: { id: string; name: Bilingual; level?: string };
-  effective?: string;
-  validUntil?: string;
-  /** Whole local days left in the window (0 on the last day); negative when expired. */
-  daysLeft?: number;
-  hrScope?: string;
-  saving: number;
-  retestJustified: boolean;
-  conclusion?: string;
-  values: ValueView[];
-  /** Earlier values of the same analytes, oldest first, by analyte code (only analytes measured more than once). */
-  trends: Record<string, TrendPoint[]>;
-  /** Set when the CDS card that launched the view was about this item. */
-  highlighted?: boolean;
-}
-
-export interface CategoryView {
-  code: string;
-  name: Bilingual;
-  items: ItemView[];
-}
-
-export interface PriorResultsView {
-  check: string;
-  organization: { id: string; name?: Bilingual };
-  generatedAt: string;
-  categories: CategoryView[];
-  declineReasons: { code: string; name: Bilingual; countsAsDecline: boolean; requiresText: boolean }[];
-  /** Resources shown, for the audit trail. */
-  resources: string[];
-}
 
 function display(concept: CodeableConcept | undefined): { code: string; display: string } {
   const coding = concept?.coding?.[0];
@@ -135,6 +76,7 @@ async function readAll(deps: FhirDeps, refs: string[]): Promise<Map<string, Reso
   return out;
 }
 
+/** The view and, for the audit trail, the resources it shows. */
 export async function priorResults(
   deps: FhirDeps,
   input: {
@@ -146,7 +88,7 @@ export async function priorResults(
     cardCheck?: ReuseCheckDoc;
     highlight?: string;
   },
-): Promise<PriorResultsView> {
+): Promise<PriorResultsView & { resources: string[] }> {
   const rules = deps.facts!.rules;
   const index = rules.index;
   const longest = Math.max(...rules.catalogue.items.map((i) => i.validityDays));
@@ -219,7 +161,8 @@ export async function priorResults(
     views.push({
       item: item.code,
       name: item.name,
-      decision: stored?.decision ?? o.decision,
+      // A prior result exists, so the verdict is one of reusable, reference-only, expired.
+      decision: (stored?.decision ?? o.decision) as ItemView['decision'],
       reason: o.reason,
       check: fromCard ? input.cardCheck!._id : checkId,
       result: o.fact.source,

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { DECISIONS_COLLECTION, type LedgerEntry } from '../../src/recognition/ledger.js';
 import { launchBrowser, screenshot, watchErrors } from '../support/browser.js';
 import { createTestApp, type TestApp } from '../support/app.js';
+import { ID_CARD, LOINC, daysAgo } from '../fixtures/recognition.js';
 
 /**
  * The doctor's prior-results view in Debian's chromium, launched the SMART way (the EHR registers a launch, the view
@@ -13,10 +14,7 @@ import { createTestApp, type TestApp } from '../support/app.js';
  * recording the doctor's decisions in the ledger.
  */
 
-const ID_CARD = 'urn:oid:2.16.156.10011.1.1';
 const ID_NUMBER = '370202198003150025';
-const LOINC = 'http://loinc.org';
-const DAY = 86400_000;
 
 let t: TestApp;
 let server: HttpServer;
@@ -24,11 +22,6 @@ let base: string;
 let browser: Browser;
 let page: Page;
 let errors: string[];
-
-function daysAgo(days: number): string {
-  const d = new Date(Date.now() - days * DAY + 8 * 3600_000);
-  return `${d.toISOString().slice(0, 19)}+08:00`;
-}
 
 async function freePort(): Promise<number> {
   const probe: Server = createServer();

@@ -8,27 +8,17 @@ import { readDemoCdsClient, signCdsJwt, type DemoCdsClientFile } from '../../src
 import type { Card } from '../../src/cds/cards.js';
 import { DECLINE_REASON_SYSTEM } from '../../src/recognition/decline-reasons.js';
 import { createTestApp, TEST_DATA_DIR, type TestApp } from '../support/app.js';
+import { B_LOCAL, FHIR_JSON, HOSPITAL_A, ID_CARD, LOINC, daysAgo } from '../fixtures/recognition.js';
 
 /**
  * A CDS Hooks client as the specification describes one (an EHR of Hospital B): discovery, order-select with
  * prefetch, without prefetch but with its FHIR server (a second Huren), without either, feedback; and the errors a
  * careless or hostile client gets.
  */
-const FHIR_JSON = 'application/fhir+json';
-const ID_CARD = 'urn:oid:2.16.156.10011.1.1';
 const ID_NUMBER = '11010519491231002X';
-const HOSPITAL_A = 'Organization/demo-hospital-a';
-const LOINC = 'http://loinc.org';
-const B_LOCAL = 'https://demo-hospital-b.example.org/fhir/CodeSystem/his-order';
 const ORIGIN = 'http://huren.test';
 const SELECT = 'huren-reuse-order-select';
 const SIGN = 'huren-reuse-order-sign';
-const DAY = 86400_000;
-
-function daysAgo(days: number): string {
-  const d = new Date(Date.now() - days * DAY + 8 * 3600_000);
-  return `${d.toISOString().slice(0, 19)}+08:00`;
-}
 
 const patient: Patient = {
   resourceType: 'Patient',

@@ -16,6 +16,7 @@ import { DECISIONS_COLLECTION, type LedgerEntry } from '../../src/recognition/le
 import { REUSE_CHECKS_COLLECTION } from '../../src/recognition/reuse-checks.js';
 import { SYSTEMS } from '../../src/recognition/vocabulary.js';
 import { createTestApp, type TestApp } from '../support/app.js';
+import { B_LOCAL, DAY, ID_CARD, LOINC, UCUM, daysAgo } from '../fixtures/recognition.js';
 
 /**
  * The recognition scenario of issue 4, as hospitals live it, over real HTTP with fhir-kit-client: hospital A pushes
@@ -23,17 +24,7 @@ import { createTestApp, type TestApp } from '../support/app.js';
  * offered. Then the bad inputs a HIS integration gets wrong, each refused with nothing recorded.
  */
 
-const ID_CARD = 'urn:oid:2.16.156.10011.1.1';
 const ID_NUMBER = '370202198003150025';
-const LOINC = 'http://loinc.org';
-const UCUM = 'http://unitsofmeasure.org';
-const B_LOCAL = 'https://demo-hospital-b.example.org/fhir/CodeSystem/his-order';
-const DAY = 86400_000;
-
-function daysAgo(days: number): string {
-  const d = new Date(Date.now() - days * DAY + 8 * 3600_000);
-  return `${d.toISOString().slice(0, 19)}+08:00`;
-}
 
 let t: TestApp;
 let server: Server;

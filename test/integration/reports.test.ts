@@ -15,21 +15,13 @@ import { localDate } from '../../src/recognition/time.js';
 import { SYSTEMS } from '../../src/recognition/vocabulary.js';
 import type { Dimension, SavingsReport, SavingsRow } from '../../src/reports/savings.js';
 import { createTestApp, type TestApp } from '../support/app.js';
+import { FHIR_JSON, ID_CARD, LOINC, daysAgo } from '../fixtures/recognition.js';
 
-const FHIR_JSON = 'application/fhir+json';
-const ID_CARD = 'urn:oid:2.16.156.10011.1.1';
 const ID_NUMBER = '11010519491231002X';
-const LOINC = 'http://loinc.org';
 const DECLINE = 'https://huren.example.org/fhir/CodeSystem/hr-decline-reason';
 const TZ = 'Asia/Shanghai';
-const DAY = 86400_000;
 const TODAY = localDate(Date.now(), TZ);
 const FROM = '2024-11-01';
-
-function daysAgo(days: number): string {
-  const d = new Date(Date.now() - days * DAY + 8 * 3600_000);
-  return `${d.toISOString().slice(0, 19)}+08:00`;
-}
 
 const patient: Patient = {
   resourceType: 'Patient',

@@ -10,21 +10,9 @@ import type {
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { REUSE_CHECKS_COLLECTION, type ReuseCheckDoc } from '../../src/recognition/reuse-checks.js';
 import { createTestApp, type TestApp } from '../support/app.js';
+import { B_LOCAL, DAY, FHIR_JSON, HOSPITAL_A, HOSPITAL_B, ID_CARD, LOINC, daysAgo } from '../fixtures/recognition.js';
 
-const FHIR_JSON = 'application/fhir+json';
-const ID_CARD = 'urn:oid:2.16.156.10011.1.1';
 const ID_NUMBER = '11010519491231002X';
-const HOSPITAL_A = 'Organization/demo-hospital-a';
-const HOSPITAL_B = 'Organization/demo-hospital-b';
-const LOINC = 'http://loinc.org';
-const B_LOCAL = 'https://demo-hospital-b.example.org/fhir/CodeSystem/his-order';
-const DAY = 86400_000;
-
-/** A dateTime `days` before now, in +08:00. */
-function daysAgo(days: number): string {
-  const d = new Date(Date.now() - days * DAY + 8 * 3600_000);
-  return `${d.toISOString().slice(0, 19)}+08:00`;
-}
 
 const patient: Patient = {
   resourceType: 'Patient',

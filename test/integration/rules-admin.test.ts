@@ -3,15 +3,9 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { RulesStore } from '../../src/recognition/rules-store.js';
 import { SEED_DIR } from '../../src/services.js';
 import { createTestApp, type TestApp } from '../support/app.js';
+import { B_LOCAL, FHIR_JSON, HOSPITAL_A, HOSPITAL_B, ID_CARD, LOINC, daysAgo } from '../fixtures/recognition.js';
 
-const FHIR_JSON = 'application/fhir+json';
-const ID_CARD = 'urn:oid:2.16.156.10011.1.1';
 const ID_NUMBER = '11010519491231002X';
-const HOSPITAL_A = 'Organization/demo-hospital-a';
-const HOSPITAL_B = 'Organization/demo-hospital-b';
-const LOINC = 'http://loinc.org';
-const B_LOCAL = 'https://demo-hospital-b.example.org/fhir/CodeSystem/his-order';
-const DAY = 86400_000;
 /** Test apps poll the rules this often, so a second instance sees an edit quickly. */
 const POLL_MS = 200;
 
@@ -20,11 +14,6 @@ interface CatalogueJson {
 }
 interface LocalCodesJson {
   maps: { institution: string; codes: { code: string; display?: string; targets: string[] }[] }[];
-}
-
-function daysAgo(days: number): string {
-  const d = new Date(Date.now() - days * DAY + 8 * 3600_000);
-  return `${d.toISOString().slice(0, 19)}+08:00`;
 }
 
 const patient: Patient = {

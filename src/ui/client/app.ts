@@ -22,51 +22,7 @@ import {
   type Lang,
   type Session,
 } from './common.js';
-
-interface Bilingual {
-  zh: string;
-  en: string;
-}
-interface ValueView {
-  code: string;
-  display: string;
-  value?: number;
-  text?: string;
-  unit?: string;
-  low?: number;
-  high?: number;
-  rangeText?: string;
-  flag?: string;
-}
-interface TrendPoint {
-  effective: string;
-  value: number;
-}
-interface ItemView {
-  item: string;
-  name: Bilingual;
-  decision: 'reusable' | 'reference-only' | 'expired';
-  reason: Bilingual;
-  check: string;
-  result?: string;
-  performer?: { id: string; name: Bilingual; level?: string };
-  effective?: string;
-  validUntil?: string;
-  daysLeft?: number;
-  hrScope?: string;
-  saving: number;
-  retestJustified: boolean;
-  conclusion?: string;
-  values: ValueView[];
-  trends: Record<string, TrendPoint[]>;
-  highlighted?: boolean;
-}
-interface View {
-  check: string;
-  organization: { id: string; name?: Bilingual };
-  categories: { code: string; name: Bilingual; items: ItemView[] }[];
-  declineReasons: { code: string; name: Bilingual; countsAsDecline: boolean; requiresText: boolean }[];
-}
+import type { Bilingual, ItemView, PriorResultsView as View, TrendPoint } from '../view-types.js';
 
 const ROLE = 'app';
 const CLIENT_ID = 'huren-app';
