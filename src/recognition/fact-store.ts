@@ -119,8 +119,10 @@ export class FactProjector {
     if ((PROJECTED_TYPES as readonly string[]).includes(doc.type)) {
       await this.projectDoc(doc, store);
     } else if (doc.type === 'Patient') {
+      // Results are re-projected only when the Patient's keys change (a search of its results, which FerretDB
+      // answers with a scan); first, so that a crash before the index update re-projects again on replay.
+      if (await this.patients.keysChanged(doc)) await this.reprojectPatient(doc.id, store);
       await this.patients.update(doc);
-      await this.reprojectPatient(doc.id, store);
     }
   };
 

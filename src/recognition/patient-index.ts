@@ -79,6 +79,16 @@ export class PatientIndex {
     else if (before.length) await this.keys.deleteOne({ _id: ref });
   }
 
+  /**
+   * Whether this version changes the Patient's keys (new identifiers, a new or deleted Patient) compared with what
+   * the index holds: only then may its results need re-projecting.
+   */
+  async keysChanged(doc: CurrentDoc): Promise<boolean> {
+    const keys = !doc.deleted && doc.resource ? patientKeysOf(this.secret, (doc.resource as Patient).identifier) : [];
+    const before = (await this.keys.findOne({ _id: `Patient/${doc.id}` }))?.keys ?? [];
+    return keys.length !== before.length || keys.some((k) => !before.includes(k));
+  }
+
   /** The Patient records carrying any of these keys (at most `limit`). */
   async lookup(keys: readonly string[], limit = 20): Promise<PatientRecord[]> {
     const out = new Map<string, PatientRecord>();
