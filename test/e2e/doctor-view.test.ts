@@ -234,4 +234,36 @@ describe('doctor prior-results view in a real browser', () => {
     await screenshot(fresh, 'doctor-view-demo-entry', ctx);
     await fresh.close();
   });
+
+  test('opened from a CDS card link, the view highlights the card item and decides on the card check', async () => {
+    const check = await t
+      .as('clinician')
+      .post('/fhir/$reuse-check')
+      .set('Content-Type', 'application/fhir+json')
+      .send({
+        resourceType: 'Parameters',
+        parameter: [
+          { name: 'patient', valueIdentifier: { system: ID_CARD, value: ID_NUMBER } },
+          { name: 'code', valueCoding: { system: LOINC, code: '29252-4' } },
+          { name: 'requester', valueReference: { reference: 'Organization/demo-hospital-b' } },
+        ],
+      });
+    expect(check.status, check.text).toBe(200);
+    const checkId = (check.body as { parameter: { name: string; valueId?: string }[] }).parameter.find(
+      (p) => p.name === 'check',
+    )!.valueId!;
+
+    const fresh = await browser.newPage({ locale: 'zh-CN' });
+    await fresh.goto(`${base}/app?check=${checkId}&item=HR-IMG-CT-CHEST`);
+    await expect.poll(() => fresh.locator('#demo-form').isVisible()).toBe(true);
+    expect(await fresh.locator('#demo-id').isVisible()).toBe(false);
+    await fresh.getByRole('button', { name: '以演示医生身份打开' }).click();
+    const ct = fresh.locator('article[data-item="HR-IMG-CT-CHEST"]');
+    await expect.poll(() => ct.getAttribute('class')).toContain('highlighted');
+    await ct.getByRole('button', { name: '查看结果' }).click();
+    await expect
+      .poll(async () => (await ledger()).filter((e) => e.check === checkId && e.event === 'viewed').length)
+      .toBe(1);
+    await fresh.close();
+  });
 });
