@@ -17,6 +17,9 @@ import { extractSearchValues } from '../src/fhir/search/index.js';
 import type { FactDoc } from '../src/recognition/fact-store.js';
 import { projectFacts, type RecognitionFact } from '../src/recognition/facts.js';
 import { patientKeysOf } from '../src/recognition/identity.js';
+import type { LedgerEntry } from '../src/recognition/ledger.js';
+import { recordOf } from '../src/recognition/patient-index.js';
+import { demoHistory } from '../src/demo/generator.js';
 import type { CurrentDoc, HistoryDoc } from '../src/store/models.js';
 
 export type LoadDeps = Pick<AppDeps, 'store' | 'facts' | 'registry' | 'validator' | 'connection'>;
@@ -54,6 +57,8 @@ const collections = (deps: LoadDeps) => {
     current: db.collection<CurrentDoc>('resources'),
     history: db.collection<HistoryDoc>('history'),
     facts: deps.facts!.facts.collection,
+    patientIndex: deps.facts!.patients.index,
+    patientKeys: deps.facts!.patients.keys,
   };
 };
 
@@ -62,7 +67,13 @@ function versioned(resource: Resource, vid: number, at: Date): Resource {
   return { ...resource, meta: { ...resource.meta, versionId: String(vid), lastUpdated: at.toISOString() } } as Resource;
 }
 
-function documentsOf(deps: LoadDeps, resource: Resource & { id: string }, versions: Resource[], at: Date, txn: string) {
+export function documentsOf(
+  deps: LoadDeps,
+  resource: Resource & { id: string },
+  versions: Resource[],
+  at: Date,
+  txn: string,
+) {
   const type = resource.resourceType;
   const history: HistoryDoc[] = versions.map((r, i) => ({
     _id: `${type}/${resource.id}/${i + 1}`,
@@ -107,6 +118,11 @@ function patientDocuments(deps: LoadDeps, demo: DemoPatient, at: Date, txn: stri
     history.push(...docs.history);
   };
   add(demo.patient, [demo.patient]);
+  // The patient index entries the version hook writes for a new Patient (src/recognition/patient-index.ts).
+  const ref = `Patient/${demo.patient.id}`;
+  const record = recordOf(current[0]!);
+  const index = keys.map((key) => ({ _id: key, patients: { [ref.replace(/\./g, '~')]: record } }));
+  const patientKeys = { _id: ref, keys };
   for (const r of demo.results) {
     const original = originals.get(r.id);
     add(r, original ? [original, r] : [r]);
@@ -119,7 +135,7 @@ function patientDocuments(deps: LoadDeps, demo: DemoPatient, at: Date, txn: stri
     });
     facts.push(...projection.facts.map((f) => ({ _id: f.id, ...f, effectiveAt: new Date(f.effective) })));
   }
-  return { current, history, facts, keys };
+  return { current, history, facts, keys, index, patientKeys };
 }
 
 async function insertAll<T extends { _id: string }>(collection: Collection<T>, docs: T[]): Promise<void> {
@@ -167,12 +183,16 @@ export async function loadCity(
     const current: CurrentDoc[] = [];
     const history: HistoryDoc[] = [];
     const facts: FactDoc[] = [];
+    const index: { _id: string; patients: Record<string, ReturnType<typeof recordOf>> }[] = [];
+    const patientKeys: { _id: string; keys: string[] }[] = [];
     let results = 0;
     for (const demo of demos) {
       const docs = patientDocuments(deps, demo, at, txn);
       current.push(...docs.current);
       history.push(...docs.history);
       facts.push(...docs.facts);
+      index.push(...docs.index);
+      patientKeys.push(docs.patientKeys);
       const reports = demo.results.filter((r) => r.resourceType === 'DiagnosticReport');
       results += reports.length;
       summary.amended += demo.originals.length;
@@ -199,6 +219,8 @@ export async function loadCity(
       insertAll(col.current, current),
       insertAll(col.history, history),
       insertAll(col.facts, facts),
+      insertAll(col.patientIndex, index),
+      insertAll(col.patientKeys, patientKeys),
     ]).then(() => {
       summary.results += results;
       summary.resources += current.length;
@@ -230,4 +252,47 @@ export async function loadCity(
   );
   progress.finish(`${summary.resources} resources, ${summary.facts} facts`);
   return { summary, sample };
+}
+
+/**
+ * A year of the decisions ledger for the demo city: the checks other institutions asked about generated patients
+ * and what their doctors did, built by the ledger's own pure functions (`promptEntries`, `decisionEntry`, through
+ * the demo history generator), written in bulk until about `entries` entries are stored.
+ */
+export async function loadLedger(
+  deps: LoadDeps & Pick<AppDeps, 'ledger'>,
+  options: { entries: number; seed: number; now: Date; secret: string },
+): Promise<{ entries: number; checks: number; ms: number; from: string; to: string }> {
+  const started = Date.now();
+  const rules = deps.facts!.rules;
+  const progress = createProgress('Loading ledger', options.entries);
+  let batch: LedgerEntry[] = [];
+  let entries = 0;
+  let checks = 0;
+  let days = { from: '9999', to: '0000' };
+  const write = async () => {
+    await insertAll(deps.ledger!.collection, batch);
+    entries += batch.length;
+    progress.tick(batch.length, `${checks} checks`);
+    batch = [];
+  };
+  for (const demo of generateDemoPatients(rules, {
+    seed: options.seed,
+    count: Number.MAX_SAFE_INTEGER,
+    now: options.now,
+  })) {
+    const history = demoHistory(rules, demo, { seed: options.seed, now: options.now, secret: options.secret });
+    checks += history.checks.length;
+    for (const e of history.entries) {
+      // Ids derive from the patient id, as in the demo seed: prefixed so a second load in one database adds entries.
+      batch.push({ ...e, _id: `bench-${options.seed}-${e._id}` });
+      if (e.day < days.from) days = { ...days, from: e.day };
+      if (e.day > days.to) days = { ...days, to: e.day };
+    }
+    if (batch.length >= 5000) await write();
+    if (entries + batch.length >= options.entries) break;
+  }
+  if (batch.length) await write();
+  progress.finish(`${checks} checks`);
+  return { entries, checks, ms: Date.now() - started, ...days };
 }
