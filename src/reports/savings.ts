@@ -12,8 +12,10 @@ import type { Collection, Document } from 'mongodb';
 import type { LedgerEntry } from '../recognition/ledger.js';
 import type { RecognitionRules } from '../recognition/load.js';
 import { isLocalDate } from '../recognition/time.js';
-import type { Bilingual } from '../recognition/vocabulary.js';
 import { badRequest, error } from '../fhir/outcomes.js';
+import type { DeclineReasonLegend, DimensionValue, Figures, SavingsRow } from './report-types.js';
+
+export type { DeclineReasonLegend, DimensionValue, Figures, SavingsRow } from './report-types.js';
 
 export const DIMENSIONS = ['organization', 'category', 'item', 'month'] as const;
 export type Dimension = (typeof DIMENSIONS)[number];
@@ -70,45 +72,8 @@ export interface ReportOptions {
   timeoutMs?: number;
 }
 
-/** A value of a dimension as reported: the code and, where the directory or catalogue knows it, its names. */
-export interface DimensionValue {
-  code: string;
-  name?: Bilingual;
-  /** `Organization/<id>` for organizations. */
-  reference?: string;
-}
-
 export const COUNT_FIGURES = ['prompts', 'offered', 'viewed', 'accepted', 'patients', 'declined'] as const;
 export type CountFigure = (typeof COUNT_FIGURES)[number];
-
-export interface Figures {
-  prompts: number | null;
-  offered: number | null;
-  viewed: number | null;
-  accepted: number | null;
-  patients: number | null;
-  declined: number | null;
-  declinedByReason: Record<string, number | null>;
-  recognitionRate: number | null;
-  retrievalRate: number | null;
-  saving: number | null;
-}
-
-export interface SavingsRow extends Figures {
-  /** One entry per dimension of `by`. */
-  organization?: DimensionValue;
-  category?: DimensionValue;
-  item?: DimensionValue;
-  month?: DimensionValue;
-  /** Figures hidden by small-cell suppression (`declinedByReason.<code>` for reasons). */
-  suppressed: string[];
-}
-
-export interface DeclineReasonLegend {
-  code: string;
-  name: Bilingual;
-  countsAsDecline: boolean;
-}
 
 export interface SavingsReport {
   report: 'reuse-savings';

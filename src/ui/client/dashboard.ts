@@ -24,40 +24,22 @@ import {
   type Lang,
   type Session,
 } from './common.js';
+import type {
+  Bilingual,
+  DeclineReasonLegend,
+  DimensionValue,
+  Figures,
+  SavingsRow as Row,
+} from '../../reports/report-types.js';
 
 declare const echarts: typeof import('echarts');
 
-interface Bilingual {
-  zh: string;
-  en: string;
-}
-interface DimensionValue {
-  code: string;
-  name?: Bilingual;
-  reference?: string;
-}
-interface Figures {
-  prompts: number | null;
-  offered: number | null;
-  viewed: number | null;
-  accepted: number | null;
-  patients: number | null;
-  declined: number | null;
-  declinedByReason: Record<string, number | null>;
-  recognitionRate: number | null;
-  retrievalRate: number | null;
-  saving: number | null;
-}
-interface Row extends Figures {
-  organization?: DimensionValue;
-  category?: DimensionValue;
-  month?: DimensionValue;
-}
+/** The part of the savings report the dashboard reads (GET /reports/savings). */
 interface Report {
   period: { from: string; to: string };
   rows: Row[];
   totals: Figures;
-  declineReasons: { code: string; name: Bilingual; countsAsDecline: boolean }[];
+  declineReasons: DeclineReasonLegend[];
   generatedAt: string;
   minCell: number;
 }
