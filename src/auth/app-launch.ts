@@ -39,7 +39,6 @@ export interface LaunchDoc {
   practitioner?: string;
   createdAt: Date;
   expiresAt: Date;
-  usedAt?: Date;
 }
 
 interface CodeDoc {
@@ -49,16 +48,29 @@ interface CodeDoc {
   challenge: string;
   scope: string;
   expiresAt: Date;
-  usedAt?: Date;
 }
 
 export class AppLaunches {
   readonly launches: Collection<LaunchDoc>;
   readonly codes: Collection<CodeDoc>;
+  /** One document per used launch or code: a unique insert is the one claim that is atomic on FerretDB too. */
+  readonly claims: Collection<{ _id: string; at: Date }>;
 
   constructor(db: Db) {
     this.launches = db.collection<LaunchDoc>('app_launches');
     this.codes = db.collection<CodeDoc>('app_codes');
+    this.claims = db.collection<{ _id: string; at: Date }>('app_claims');
+  }
+
+  /** Claims a launch or a code for its single use; false when it was already used. */
+  private async claim(id: string, at: Date): Promise<boolean> {
+    try {
+      await this.claims.insertOne({ _id: id, at });
+      return true;
+    } catch (e) {
+      if ((e as { code?: number }).code === 11000) return false;
+      throw e;
+    }
   }
 
   async ensureIndexes(): Promise<void> {
@@ -89,8 +101,10 @@ export class AppLaunches {
 
   /** Expired launches and codes (FerretDB has no TTL indexes). */
   async purgeExpired(now = new Date()): Promise<void> {
-    await this.launches.deleteMany({ expiresAt: { $lt: new Date(now.getTime() - 24 * 3600_000) } });
+    const dayAgo = new Date(now.getTime() - 24 * 3600_000);
+    await this.launches.deleteMany({ expiresAt: { $lt: dayAgo } });
     await this.codes.deleteMany({ expiresAt: { $lt: now } });
+    await this.claims.deleteMany({ at: { $lt: dayAgo } });
   }
 
   /**
@@ -124,11 +138,10 @@ export class AppLaunches {
     if (!launchId) return fail('invalid_request', 'This view is launched by the EHR: the launch parameter is missing');
     const now = new Date();
     // Single use: the first authorize claims the launch.
-    const launch = await this.launches.findOneAndUpdate(
-      { _id: launchId, usedAt: { $exists: false }, expiresAt: { $gt: now } },
-      { $set: { usedAt: now } },
-    );
-    if (!launch) return fail('access_denied', 'The launch is unknown, expired or already used; open the view again');
+    const launch = await this.launches.findOne({ _id: launchId, expiresAt: { $gt: now } });
+    if (!launch || !(await this.claim(`launch:${launch._id}`, now))) {
+      return fail('access_denied', 'The launch is unknown, expired or already used; open the view again');
+    }
     const code = randomBytes(24).toString('base64url');
     await this.codes.insertOne({
       _id: code,
@@ -149,7 +162,7 @@ export class AppLaunches {
     if (form.client_id !== APP_CLIENT_ID) throw new OAuthError(401, 'invalid_client', 'Unknown client_id');
     const now = new Date();
     const code = form.code ? await this.codes.findOne({ _id: form.code }) : null;
-    if (!code || code.usedAt || code.expiresAt <= now) {
+    if (!code || code.expiresAt <= now) {
       throw new OAuthError(400, 'invalid_grant', 'The code is unknown, expired or already used');
     }
     if (form.redirect_uri !== code.redirectUri) {
@@ -158,11 +171,9 @@ export class AppLaunches {
     if (!form.code_verifier || !matchesChallenge(form.code_verifier, code.challenge)) {
       throw new OAuthError(400, 'invalid_grant', 'The code_verifier does not match the code_challenge (PKCE S256)');
     }
-    const claimed = await this.codes.updateOne(
-      { _id: code._id, usedAt: { $exists: false } },
-      { $set: { usedAt: now } },
-    );
-    if (claimed.modifiedCount !== 1) throw new OAuthError(400, 'invalid_grant', 'The code was already used');
+    if (!(await this.claim(`code:${code._id}`, now))) {
+      throw new OAuthError(400, 'invalid_grant', 'The code is unknown, expired or already used');
+    }
     const launch = await this.launches.findOne({ _id: code.launch });
     if (!launch) throw new OAuthError(400, 'invalid_grant', 'The launch of this code is gone');
 
