@@ -5,6 +5,7 @@
  */
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import type { AppDeps } from '../app.js';
+import { createRateLimiter } from '../auth/bearer.js';
 import { depthOf } from '../fhir/http.js';
 import { error, notFound, OperationOutcomeError } from '../fhir/outcomes.js';
 import type { AuditExtra, FhirRequest } from '../fhir/request.js';
@@ -53,6 +54,8 @@ function parseJson(req: Request, maxDepth: number): unknown {
 export function cdsRouter(appDeps: AppDeps, originOf: (req: Request) => string): Router {
   const deps = cdsDepsOf(appDeps);
   const router = express.Router();
+  // Per EHR, like the FHIR API per client: a runaway EHR cannot starve the other institutions.
+  const rateLimit = createRateLimiter(appDeps.config.rateLimitPerMinute);
   router.use(express.raw({ type: () => true, limit: appDeps.config.maxBodyBytes }));
 
   router.get('/', (_req, res) => {
@@ -87,6 +90,12 @@ export function cdsRouter(appDeps: AppDeps, originOf: (req: Request) => string):
           feedback ? [serviceUrl, `${serviceUrl}/feedback`] : [serviceUrl],
           deps,
         );
+        const limit = rateLimit(caller.iss);
+        if (!limit.allowed) {
+          throw error(429, 'throttled', 'Too many requests from this EHR; slow down', undefined, {
+            'Retry-After': String(limit.retryAfterSeconds),
+          });
+        }
         const out = await work(service, caller, req);
         audit = out.audit;
         status = 200;

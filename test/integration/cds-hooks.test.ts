@@ -473,4 +473,25 @@ describe('CDS Hooks services at order entry', () => {
     expect(card!.detail).toContain('NOT-A-CODE');
     expect(card!.suggestions).toBeUndefined();
   });
+
+  test('an EHR over the rate limit gets 429 with Retry-After', async () => {
+    const limited = await createTestApp('cds-limited', { HUREN_RATE_LIMIT: '2' });
+    try {
+      const path = `/cds-services/${SELECT}`;
+      const body = hookBody('order-select', [draft('draft-cbc', B_LOCAL, 'XCG')]);
+      const send = async () =>
+        request(limited.app)
+          .post(path)
+          .set('Authorization', `Bearer ${await jwtFor(path)}`)
+          .send(body);
+      expect((await send()).status).toBe(200);
+      expect((await send()).status).toBe(200);
+      const third = await send();
+      expect(third.status).toBe(429);
+      expect(Number(third.headers['retry-after'])).toBeGreaterThan(0);
+      expect(third.body.issue[0].code).toBe('throttled');
+    } finally {
+      await limited.close();
+    }
+  });
 });
