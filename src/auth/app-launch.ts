@@ -37,6 +37,8 @@ export interface LaunchDoc {
   /** CDS Hooks card appContext, handed to the app unchanged. */
   appContext?: string;
   practitioner?: string;
+  /** The checks the view asked during this launch: a reload decides on them again instead of prompting anew. */
+  viewChecks?: string[];
   createdAt: Date;
   expiresAt: Date;
 }

@@ -325,6 +325,8 @@ export interface ReuseCheckInput {
   at: Date;
   /** The client that asked (for the decisions ledger). */
   clientId?: string;
+  /** False: decide only, store no check and no prompts (the doctor's view re-reading items already prompted). */
+  record?: boolean;
 }
 
 /**
@@ -370,6 +372,7 @@ export async function runReuseCheck(
     context,
     outcomes: outcomes.map(storedOutcome),
   };
+  if (input.record === false) return { checkId, doc, outcomes };
   await deps.reuseChecks.insert(doc);
   if (deps.ledger) {
     const categoryOf = (item: string) => rules.index.items.get(item)?.category ?? 'unknown';

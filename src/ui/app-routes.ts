@@ -16,6 +16,7 @@ import { normalizeIdentifier, isMatchingIdentifierSystem, patientKeysOf } from '
 import { RecognitionInputError } from '../recognition/errors.js';
 import { sendPage } from './assets.js';
 import { priorResults } from './prior-results.js';
+import type { ReuseCheckDoc } from '../recognition/reuse-checks.js';
 
 type Deps = AppDeps & { launches: AppLaunches };
 
@@ -146,6 +147,8 @@ export function appRouter(deps: Deps, publicOrigin: (req: Request) => string): R
       throw notFound(`The check ${cardCheckId} named by the launch is not one of this institution`);
     }
     if (!deps.facts || !deps.reuseChecks) throw error(500, 'exception', 'The recognition service is not configured');
+    const viewChecks = await Promise.all((launch.viewChecks ?? []).map((id) => deps.reuseChecks!.get(id)));
+    const earlier = [cardCheck, ...viewChecks].filter((c): c is ReuseCheckDoc => c !== null);
     const view = await priorResults(
       { ...deps, access },
       {
@@ -153,10 +156,13 @@ export function appRouter(deps: Deps, publicOrigin: (req: Request) => string): R
         patientKeys: launch.patientKeys,
         clientId: access.clientId,
         now: new Date(),
-        ...(cardCheck ? { cardCheck } : {}),
+        earlier,
         ...(context.get('item') ? { highlight: context.get('item')! } : {}),
       },
     );
+    if (view.check && !earlier.some((c) => c._id === view.check)) {
+      await deps.launches.launches.updateOne({ _id: launch._id }, { $push: { viewChecks: view.check } });
+    }
     const { resources, ...body } = view;
     await deps.audit(auditRequest(req, res, access, ['prior-results']), 200, undefined, undefined, {
       patients: launch.patient ? [`Patient/${launch.patient}`] : [],

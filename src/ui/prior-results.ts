@@ -84,8 +84,11 @@ export async function priorResults(
     patientKeys: string[];
     clientId: string;
     now: Date;
-    /** A check (from the CDS card that launched the view) whose items keep their own check. */
-    cardCheck?: ReuseCheckDoc;
+    /**
+     * Checks already asked for this launch, first match wins: the CDS card's that launched the view, then the view's
+     * own earlier one. Their items keep their check (and prompts); only items new since are asked in a new check.
+     */
+    earlier?: ReuseCheckDoc[];
     highlight?: string;
   },
 ): Promise<PriorResultsView & { resources: string[] }> {
@@ -97,16 +100,27 @@ export async function priorResults(
     new Date(input.now.getTime() - (longest + 2) * DAY_MS),
     input.now,
   );
-  const cardItems = new Set(input.cardCheck?.outcomes.flatMap((o) => (o.item ? [o.item] : [])) ?? []);
-  const items = itemsToCheck(facts, index.panelsOf).filter((i) => !cardItems.has(i));
-  const { checkId, outcomes } = await runReuseCheck(deps, {
-    requester: input.organization,
-    patientKeys: input.patientKeys,
-    items: [...items, ...cardItems].map((code) => ({ coding: [{ system: SYSTEMS.catalogue, code }] })),
-    context: input.cardCheck?.context ?? 'routine',
-    at: input.now,
-    clientId: input.clientId,
-  });
+  const asked = new Map<string, ReuseCheckDoc>();
+  for (const check of input.earlier ?? []) {
+    for (const o of check.outcomes) if (o.item && !asked.has(o.item)) asked.set(o.item, check);
+  }
+  const items = [...new Set([...itemsToCheck(facts, index.panelsOf), ...asked.keys()])];
+  const fresh = items.filter((i) => !asked.has(i));
+  const ask = (codes: string[], record: boolean) =>
+    runReuseCheck(deps, {
+      requester: input.organization,
+      patientKeys: input.patientKeys,
+      items: codes.map((code) => ({ coding: [{ system: SYSTEMS.catalogue, code }] })),
+      context: input.earlier?.[0]?.context ?? 'routine',
+      at: input.now,
+      clientId: input.clientId,
+      record,
+    });
+  // Items not asked before get a check of their own (stored, prompted); the others are decided again for display.
+  const created = fresh.length ? await ask(fresh, true) : undefined;
+  if (created) for (const item of fresh) asked.set(item, created.doc);
+  const { outcomes } = created && fresh.length === items.length ? created : await ask(items, false);
+  const checkId = created?.checkId ?? input.earlier?.[input.earlier.length - 1]?._id ?? '';
 
   // Every source the patient has (for values and trends), bounded.
   const sources = [...new Set(facts.map((f) => f.source))].slice(0, MAX_SOURCES);
@@ -145,8 +159,8 @@ export async function priorResults(
   const views: ItemView[] = [];
   for (const o of outcomes) {
     if (!o.item?.code || !o.fact) continue;
-    const fromCard = input.cardCheck && cardItems.has(o.item.code);
-    const stored = fromCard ? input.cardCheck!.outcomes.find((x) => x.item === o.item!.code) : undefined;
+    const check = asked.get(o.item.code);
+    const stored = check?.outcomes.find((x) => x.item === o.item!.code);
     const item = index.items.get(o.item.code)!;
     const source = byRef.get(o.fact.source);
     const values = observationsOf(source, byRef).map(valueOf);
@@ -164,7 +178,7 @@ export async function priorResults(
       // A prior result exists, so the verdict is one of reusable, reference-only, expired.
       decision: (stored?.decision ?? o.decision) as ItemView['decision'],
       reason: o.reason,
-      check: fromCard ? input.cardCheck!._id : checkId,
+      check: check?._id ?? checkId,
       result: o.fact.source,
       ...(performer ? { performer: { id: performer.id, name: performer.name, level: performer.level } } : {}),
       ...(o.effective ? { effective: o.effective } : {}),

@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createTestApp, type TestApp } from '../support/app.js';
-import { ID_CARD } from '../fixtures/recognition.js';
+import { FHIR_JSON, HOSPITAL_A, ID_CARD, LOINC, daysAgo } from '../fixtures/recognition.js';
 
 /**
  * The SMART EHR launch of the doctor's view, as the view's browser code and the EHR drive it: a launch registered by
@@ -64,6 +64,36 @@ const redirectParams = (location: string) => new URL(location).searchParams;
 describe('SMART EHR launch of the prior-results view', () => {
   beforeAll(async () => {
     t = await createTestApp('app-launch');
+    // A patient of hospital A with a CBC of yesterday: what hospital B's doctor will see.
+    const bundle = {
+      resourceType: 'Bundle',
+      type: 'transaction',
+      entry: [
+        {
+          resource: {
+            resourceType: 'Patient',
+            id: 'al-patient',
+            identifier: [{ system: ID_CARD, value: ID_NUMBER }],
+            managingOrganization: { reference: HOSPITAL_A },
+          },
+          request: { method: 'PUT', url: 'Patient/al-patient' },
+        },
+        {
+          resource: {
+            resourceType: 'DiagnosticReport',
+            id: 'al-cbc',
+            status: 'final',
+            code: { coding: [{ system: LOINC, code: '57021-8' }] },
+            subject: { reference: 'Patient/al-patient' },
+            effectiveDateTime: daysAgo(1),
+            performer: [{ reference: HOSPITAL_A }],
+          },
+          request: { method: 'PUT', url: 'DiagnosticReport/al-cbc' },
+        },
+      ],
+    };
+    const pushed = await t.as('his').post('/fhir').set('Content-Type', FHIR_JSON).send(bundle);
+    expect(pushed.status, pushed.text).toBe(200);
   });
   afterAll(async () => {
     await t.close();
