@@ -71,10 +71,13 @@ async function freePort(): Promise<number> {
   });
 }
 
-/** The cache key covers our launcher's sources, so a change to them rebuilds it. */
+/** The cache key covers our launcher's sources and the patches, so a change to them rebuilds it. */
 function ferretCachePath(): string {
   const hash = createHash('sha256');
-  for (const file of ['main.go', 'go.mod', 'go.sum']) hash.update(fs.readFileSync(path.join(ferretSource, file)));
+  for (const file of fs.readdirSync(ferretSource).sort()) {
+    const full = path.join(ferretSource, file);
+    if (fs.statSync(full).isFile()) hash.update(file).update(fs.readFileSync(full));
+  }
   const cacheRoot =
     process.env.HUREN_CACHE_DIR ?? path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'huren');
   return path.join(cacheRoot, `ferretdb-${hash.digest('hex').slice(0, 16)}`, 'huren-ferretdb');
@@ -94,12 +97,86 @@ export async function ensureFerretDb(onProgress?: (message: string) => void): Pr
   onProgress?.('Building the embedded FerretDB 1.24 database from the Go module proxy (first run only, 1-3 minutes)…');
   const partial = `${target}.${process.pid}.tmp`;
   const started = Date.now();
+  const work = fs.mkdtempSync(path.join(path.dirname(target), 'build-'));
+  try {
+    const modfile = await patchedModule(work);
+    await goBuild(['build', '-trimpath', '-modfile', modfile, '-o', partial, '.'], started, onProgress);
+  } finally {
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+  // Rename is atomic: parallel first runs (several test workers, two terminals) never see a half-written binary.
+  fs.renameSync(partial, target);
+  onProgress?.(`FerretDB built in ${Math.round((Date.now() - started) / 1000)} s, cached at ${target}`);
+  return target;
+}
+
+interface SourcePatch {
+  file: string;
+  from: string;
+  to: string;
+  why: string;
+}
+
+/**
+ * A writable copy of the FerretDB module from the Go module proxy with db/ferretdb/patches.json applied (fixes of
+ * FerretDB 1.24 bugs that cost us, each with its reason), and a go.mod for `-modfile` that builds our launcher
+ * against that copy. Returns the go.mod's path. A patch that no longer applies is an error, never skipped silently.
+ */
+async function patchedModule(work: string): Promise<string> {
+  const goMod = fs.readFileSync(path.join(ferretSource, 'go.mod'), 'utf8');
+  const version = /^require github\.com\/FerretDB\/FerretDB (v\S+)$/m.exec(goMod)?.[1];
+  if (!version) throw new DatabaseUnavailableError('db/ferretdb/go.mod does not require github.com/FerretDB/FerretDB');
+  const out = await goOutput(['mod', 'download', '-json', `github.com/FerretDB/FerretDB@${version}`]);
+  const moduleDir = (JSON.parse(out) as { Dir?: string }).Dir;
+  if (!moduleDir) throw new DatabaseUnavailableError(`go mod download gave no directory for FerretDB ${version}`);
+  const copy = path.join(work, 'FerretDB');
+  fs.cpSync(moduleDir, copy, { recursive: true });
+  makeWritable(copy); // the module cache is read-only
+  const patches = JSON.parse(fs.readFileSync(path.join(ferretSource, 'patches.json'), 'utf8')) as SourcePatch[];
+  for (const patch of patches) {
+    const file = path.join(copy, patch.file);
+    const text = fs.readFileSync(file, 'utf8');
+    if (text.split(patch.from).length !== 2) {
+      throw new DatabaseUnavailableError(`The FerretDB patch of ${patch.file} does not apply to ${version}`);
+    }
+    fs.writeFileSync(file, text.replace(patch.from, patch.to));
+  }
+  const modfile = path.join(work, 'go.mod');
+  fs.writeFileSync(modfile, `${goMod}\nreplace github.com/FerretDB/FerretDB => ${copy}\n`);
+  fs.copyFileSync(path.join(ferretSource, 'go.sum'), path.join(work, 'go.sum'));
+  return modfile;
+}
+
+function makeWritable(dir: string): void {
+  fs.chmodSync(dir, 0o755);
+  for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+    const full = path.join(dir, entry.name);
+    if (entry.isDirectory()) makeWritable(full);
+    else fs.chmodSync(full, 0o644);
+  }
+}
+
+const goEnv = () => ({ ...process.env, GOFLAGS: '-mod=mod', CGO_ENABLED: '0' });
+
+async function goOutput(args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('go', args, { cwd: ferretSource, env: goEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.on('error', reject);
+    child.on('exit', (code) =>
+      code === 0
+        ? resolve(stdout)
+        : reject(new DatabaseUnavailableError(`go ${args.join(' ')} failed (exit ${code}):\n${stderr.slice(-2000)}`)),
+    );
+  });
+}
+
+async function goBuild(args: string[], started: number, onProgress?: (message: string) => void): Promise<void> {
   await new Promise<void>((resolve, reject) => {
-    const child = spawn('go', ['build', '-trimpath', '-o', partial, '.'], {
-      cwd: ferretSource,
-      env: { ...process.env, GOFLAGS: '-mod=mod', CGO_ENABLED: '0' },
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
+    const child = spawn('go', args, { cwd: ferretSource, env: goEnv(), stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     const timer = setInterval(
@@ -119,10 +196,6 @@ export async function ensureFerretDb(onProgress?: (message: string) => void): Pr
         );
     });
   });
-  // Rename is atomic: parallel first runs (several test workers, two terminals) never see a half-written binary.
-  fs.renameSync(partial, target);
-  onProgress?.(`FerretDB built in ${Math.round((Date.now() - started) / 1000)} s, cached at ${target}`);
-  return target;
 }
 
 async function waitForReady(child: ChildProcess, what: string, readyLine: RegExp, port: number): Promise<void> {
