@@ -20,6 +20,7 @@ import { PatientIndex } from './recognition/patient-index.js';
 import { RulesStore } from './recognition/rules-store.js';
 import { RulesAdmin } from './admin/rules-admin.js';
 import { DecisionLedger } from './recognition/ledger.js';
+import { LedgerRollups } from './reports/rollups.js';
 import { ReuseCheckStore } from './recognition/reuse-checks.js';
 import { createModels, ensureIndexes } from './store/models.js';
 import { ResourceStore } from './store/resource-store.js';
@@ -49,12 +50,13 @@ export async function createServices(config: Config, log: Logger, uri: string, d
   await reuseChecks.ensureIndexes();
   const ledger = new DecisionLedger(connection.db!);
   await ledger.ensureIndexes();
+  const rollups = new LedgerRollups(connection.db!, ledger);
   const store = new ResourceStore(
     models,
     (r: Resource) => ({ ...extractSearchValues(registry, r), owner: ownersOf(r) }),
     log,
     undefined,
-    { onVersion: facts.onVersion },
+    { onVersion: facts.onVersion, onVersions: facts.onVersions },
   );
   const metrics = createMetrics();
   const replayed = await store.replayPending();
@@ -115,6 +117,7 @@ export async function createServices(config: Config, log: Logger, uri: string, d
     facts,
     reuseChecks,
     ledger,
+    rollups,
     rules,
     sync,
     launches,
@@ -132,6 +135,9 @@ export async function runMaintenance(deps: AppDeps, now: Date = new Date()): Pro
   const cutoff = new Date(now.getTime() - deps.config.auditRetentionDays * 86400_000);
   const purged = await deps.store.purgeOlderThan('AuditEvent', cutoff);
   if (purged) deps.log.info('Audit events past retention removed', { count: purged });
+  // Report rollups of the closed days and months of the last 13 months, ahead of the bureau's first look.
+  const rollups = await deps.rollups?.warm(deps.facts.rules.catalogue.timeZone, now);
+  if (rollups?.built) deps.log.info('Report rollups built', { built: rollups.built });
 }
 
 /** Re-projects every stored DiagnosticReport and Observation into the fact index (for the CLI). */

@@ -65,14 +65,13 @@ export function scopeStore(store: ResourceStore, access: AccessContext | undefin
       // not tell another institution's version numbers.
       const doc = await current(resource.resourceType, id);
       assertWritable(access, { type: resource.resourceType, id, prevVid: doc?.vid ?? 0, method: 'PUT', resource }, doc);
-      return store.planUpdate(resource, id, ifMatch);
+      return store.planUpdate(resource, id, ifMatch, doc);
     },
     commit: async (ops: WriteOp[]) => {
-      for (const op of ops) {
-        assertMayWrite(op);
-        // Always the real current version: planning may have seen none, yet another institution's may exist.
-        assertWritable(access, op, await current(op.type, op.id));
-      }
+      for (const op of ops) assertMayWrite(op);
+      // Always the real current version: planning may have seen none, yet another institution's may exist.
+      const docs = await Promise.all(ops.map((op) => current(op.type, op.id)));
+      ops.forEach((op, i) => assertWritable(access, op, docs[i]));
       return store.commit(ops);
     },
   } satisfies Partial<ResourceStore>);

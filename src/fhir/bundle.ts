@@ -202,7 +202,14 @@ async function transaction(
       }
     }
 
-    // 3. plan every write.
+    // 3. plan every write. The plans of updates (each reads its resource's current version) are read at once, and
+    // taken in processing order below, so the first failing entry is still the one reported.
+    const putPlans = new Map<number, Promise<Awaited<ReturnType<typeof planPut>>>>();
+    for (const e of sorted.filter((x) => x.method === 'PUT')) {
+      const plan = planPut(deps, e, e.id ?? targets.get(e.index)!, e.entry.request?.ifMatch).catch(rethrowAt(e));
+      plan.catch(() => undefined); // awaited in order below; not an unhandled rejection meanwhile
+      putPlans.set(e.index, plan);
+    }
     for (const e of sorted) {
       const where = `Bundle.entry[${e.index}]`;
       if (e.method === 'DELETE') {
@@ -227,8 +234,7 @@ async function transaction(
           results.set(e.index, { opIndex: ops.push(plan.op) - 1, status: 201 });
         }
       } else if (e.method === 'PUT') {
-        const ifMatch = e.entry.request?.ifMatch;
-        const plan = await planPut(deps, e, e.id ?? targets.get(e.index)!, ifMatch).catch(rethrowAt(e));
+        const plan = await putPlans.get(e.index)!;
         if ('unchanged' in plan) {
           results.set(e.index, { applied: plan.unchanged, status: 200 });
         } else {

@@ -4,6 +4,7 @@ import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import type { FactProjector } from '../recognition/fact-store.js';
 import type { DecisionLedger } from '../recognition/ledger.js';
+import type { LedgerRollups } from '../reports/rollups.js';
 import type { ReuseCheckStore } from '../recognition/reuse-checks.js';
 import type { AppliedWrite, Plan, ResourceStore } from '../store/resource-store.js';
 import type { CurrentDoc } from '../store/models.js';
@@ -46,6 +47,8 @@ export interface FhirDeps {
   reuseChecks?: ReuseCheckStore;
   /** The decisions ledger ($reuse-decision, prompts of $reuse-check). */
   ledger?: DecisionLedger;
+  /** The ledger summed up for reports ($evaluate-measure, /reports/savings). */
+  rollups?: LedgerRollups;
 }
 
 // ---- validation ----

@@ -290,16 +290,18 @@ export async function reuseCheck(req: FhirRequest, deps: FhirDeps): Promise<Fhir
   }
   if (items.length > MAX_ITEMS) throw badRequest(`At most ${MAX_ITEMS} items per check`, where('code'));
 
-  const { checkId, outcomes } = await runReuseCheck(deps, {
-    requester,
-    patientKeys,
-    items,
-    context,
-    at,
-    ...(access ? { clientId: access.clientId } : {}),
-  });
-
-  const { patients, claims } = await patientsFor(deps, patientKeys);
+  // The patient's records (audit trail, identity) are read while the check runs: neither needs the other.
+  const [{ checkId, outcomes }, { patients, claims }] = await Promise.all([
+    runReuseCheck(deps, {
+      requester,
+      patientKeys,
+      items,
+      context,
+      at,
+      ...(access ? { clientId: access.clientId } : {}),
+    }),
+    patientsFor(deps, patientKeys),
+  ]);
   const idClaim =
     normalized.system === IDENTIFIER_SYSTEMS.residentIdCard ? claimFromResidentId(normalized.value) : undefined;
   const identity = corroborateDemographics([...(idClaim ? [idClaim] : []), ...claims]);

@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
 import type { Extension, OperationOutcome, Resource } from 'fhir/r4';
-import type { Document, Filter } from 'mongodb';
 import { patientsOf } from '../audit/audit.js';
 import type { AuditFn } from '../audit/recorder.js';
 import { ownersOf } from '../auth/policy.js';
@@ -105,10 +104,7 @@ export async function ingestPage(
 
   const refs = [...newest.keys()];
   const stored = new Map<string, CurrentDoc>();
-  if (refs.length) {
-    const filter = { _id: { $in: refs } } as unknown as Filter<Document>;
-    for (const doc of await deps.store.find(filter, { _id: 1 }, refs.length)) stored.set(doc._id, doc);
-  }
+  for (const doc of await deps.store.findCurrentMany(refs)) stored.set(doc._id, doc);
   const ops: { index: number; op: WriteOp }[] = [];
   for (const [ref, { index, item }] of newest) {
     const current = stored.get(ref) ?? null;

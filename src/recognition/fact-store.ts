@@ -52,23 +52,38 @@ export class FactStore {
   }
 
   /**
-   * Makes the facts of `projection.source` exactly `projection.facts`. Idempotent. Without multi-document
-   * transactions the order is what keeps it safe: the new facts are upserted first, then the stale ones deleted, so
-   * a crash in between leaves extra facts at worst (removed by the next projection or a rebuild), never none.
+   * Makes the facts of each projection's source exactly its facts. Idempotent. Without multi-document transactions
+   * the order is what keeps it safe: the new facts are written first, then the stale ones deleted, so a crash in
+   * between leaves extra facts at worst (removed by the next projection or a rebuild), never none.
+   *
+   * `firstVersions`: sources projected from their version 1, which no earlier version left facts for: their facts
+   * are inserted (an upsert only where one exists already, as on a replay) and nothing is searched for deletion.
    */
-  async replaceFacts(projection: Projection): Promise<{ upserted: number; removed: number }> {
-    const docs = projection.facts.map(toDoc);
-    if (docs.length > 0) {
+  async replaceFacts(
+    projections: Projection[],
+    firstVersions: ReadonlySet<string> = new Set(),
+  ): Promise<{ upserted: number; removed: number }> {
+    const fresh = projections.filter((p) => firstVersions.has(p.source)).flatMap((p) => p.facts.map(toDoc));
+    const replaced = projections.filter((p) => !firstVersions.has(p.source)).flatMap((p) => p.facts.map(toDoc));
+    const clash = await insertIgnoringDuplicates(this.collection, fresh);
+    const upserts = [...replaced, ...fresh.filter((_, i) => clash.has(i))];
+    if (upserts.length > 0) {
       await this.collection.bulkWrite(
-        docs.map((doc) => ({ replaceOne: { filter: { _id: doc._id }, replacement: doc, upsert: true } })),
-        { ordered: true },
+        upserts.map((doc) => ({ replaceOne: { filter: { _id: doc._id }, replacement: doc, upsert: true } })),
+        { ordered: false },
       );
     }
-    const removed = await this.collection.deleteMany({
-      source: projection.source,
-      _id: { $nin: docs.map((d) => d._id) },
-    });
-    return { upserted: docs.length, removed: removed.deletedCount };
+    const removed = await Promise.all(
+      projections
+        .filter((p) => !firstVersions.has(p.source))
+        .map((p) =>
+          this.collection.deleteMany({ source: p.source, _id: { $nin: p.facts.map((f) => f.id) } }),
+        ),
+    );
+    return {
+      upserted: fresh.length + replaced.length,
+      removed: removed.reduce((n, r) => n + r.deletedCount, 0),
+    };
   }
 
   async removeSource(source: string): Promise<number> {
@@ -82,6 +97,21 @@ export class FactStore {
 
 function toDoc(fact: RecognitionFact): FactDoc {
   return { _id: fact.id, ...fact, effectiveAt: new Date(fact.effective) };
+}
+
+/** One unordered insert; returns the positions that already existed (duplicate `_id`). */
+async function insertIgnoringDuplicates(collection: Collection<FactDoc>, docs: FactDoc[]): Promise<Set<number>> {
+  const clash = new Set<number>();
+  if (docs.length === 0) return clash;
+  try {
+    await collection.insertMany(docs, { ordered: false });
+  } catch (err) {
+    const raw = (err as { writeErrors?: unknown }).writeErrors;
+    const list = (Array.isArray(raw) ? raw : raw ? [raw] : []) as { index: number; code: number }[];
+    if (list.length === 0 || list.some((e) => e.code !== 11000)) throw err;
+    for (const e of list) clash.add(e.index);
+  }
+  return clash;
 }
 
 export interface RebuildProgress {
@@ -116,41 +146,68 @@ export class FactProjector {
 
   /** The ResourceStore hook: called with the current document after every applied version. */
   readonly onVersion = async (doc: CurrentDoc, store: ResourceStore): Promise<void> => {
-    if ((PROJECTED_TYPES as readonly string[]).includes(doc.type)) {
-      await this.projectDoc(doc, store);
-    } else if (doc.type === 'Patient') {
+    await this.onVersions([doc], store);
+  };
+
+  /**
+   * The ResourceStore hook for the versions of one ingest-log entry: Patients first (their keys decide their
+   * results' facts), then every result's facts in one write, each subject Patient read once.
+   */
+  readonly onVersions = async (docs: CurrentDoc[], store: ResourceStore): Promise<void> => {
+    for (const doc of docs.filter((d) => d.type === 'Patient')) {
       // Results are re-projected only when the Patient's keys change (a search of its results, which FerretDB
       // answers with a scan); first, so that a crash before the index update re-projects again on replay.
       if (await this.patients.keysChanged(doc)) await this.reprojectPatient(doc.id, store);
       await this.patients.update(doc);
     }
+    const results = docs.filter((d) => (PROJECTED_TYPES as readonly string[]).includes(d.type));
+    if (results.length) await this.projectDocs(results, store);
   };
 
   /** Projects one current document of a result (a tombstone removes its facts). */
   async projectDoc(doc: CurrentDoc, store: ResourceStore): Promise<Projection> {
-    const source = `${doc.type}/${doc.id}`;
-    if (doc.deleted || !doc.resource) {
-      const removed = await this.facts.removeSource(source);
-      if (removed) this.log.info('Recognition facts removed', { source, vid: doc.vid, removed });
-      return { source, facts: [], notes: [] };
+    return (await this.projectDocs([doc], store))[0]!;
+  }
+
+  /** Projects current documents of results (tombstones remove their facts), writing all their facts at once. */
+  async projectDocs(docs: CurrentDoc[], store: ResourceStore): Promise<Projection[]> {
+    const keysOf = new Map<string, Promise<string[]>>();
+    const subjectKeys = (subject: Reference | undefined) => {
+      const ref = subject?.reference ?? '';
+      if (!keysOf.has(ref)) keysOf.set(ref, this.subjectKeys(subject, store));
+      return keysOf.get(ref)!;
+    };
+    const projections = await Promise.all(
+      docs.map(async (doc): Promise<Projection> => {
+        const source = `${doc.type}/${doc.id}`;
+        if (doc.deleted || !doc.resource) return { source, facts: [], notes: [] };
+        const resource = doc.resource as DiagnosticReport | Observation;
+        const keys = await subjectKeys(resource.subject);
+        return projectFacts(resource, {
+          index: this.rules.index,
+          resolvePatientKeys: () => keys,
+          timeZone: this.rules.catalogue.timeZone,
+        });
+      }),
+    );
+    const tombstones = docs.filter((d) => d.deleted || !d.resource);
+    for (const doc of tombstones) {
+      const removed = await this.facts.removeSource(`${doc.type}/${doc.id}`);
+      if (removed) this.log.info('Recognition facts removed', { source: doc._id, vid: doc.vid, removed });
     }
-    const resource = doc.resource as DiagnosticReport | Observation;
-    const keys = await this.subjectKeys(resource.subject, store);
-    const projection = projectFacts(resource, {
-      index: this.rules.index,
-      resolvePatientKeys: () => keys,
-      timeZone: this.rules.catalogue.timeZone,
-    });
-    const { upserted, removed } = await this.facts.replaceFacts(projection);
-    this.log.debug('Recognition facts projected', {
-      source,
-      vid: doc.vid,
-      facts: upserted,
-      removed,
-      skipped: projection.skipped?.reason,
-      notes: projection.notes.length,
-    });
-    return projection;
+    const live = projections.filter((_, i) => !docs[i]!.deleted && docs[i]!.resource);
+    const firstVersions = new Set(docs.filter((d) => d.vid === 1 && d.resource).map((d) => d._id));
+    if (live.length) {
+      const { upserted, removed } = await this.facts.replaceFacts(live, firstVersions);
+      this.log.debug('Recognition facts projected', {
+        results: live.length,
+        facts: upserted,
+        removed,
+        skipped: live.filter((p) => p.skipped).length,
+        notes: live.reduce((n, p) => n + p.notes.length, 0),
+      });
+    }
+    return projections;
   }
 
   /** Re-projects the results whose subject is this Patient (its identifiers, hence keys, may have changed). */

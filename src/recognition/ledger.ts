@@ -8,13 +8,28 @@
  * category, item), so reports group with `$match` + `$group`/`$sum` only (design.md: FerretDB 1.24). Entries hold
  * the pseudonymous patient key (for 互认人次, distinct patients), never an identifier.
  */
+import { randomUUID } from 'node:crypto';
 import type { Collection, Db } from 'mongodb';
+import { InsertBatcher } from '../store/insert-batcher.js';
 import type { DeclineReason } from './decline-reasons.js';
 import type { ReuseDecision } from './engine.js';
 import type { ReuseCheckDoc, StoredOutcome } from './reuse-checks.js';
 import { localDate } from './time.js';
 
 export const DECISIONS_COLLECTION = 'decisions';
+export const LEDGER_MARKS_COLLECTION = 'ledger_marks';
+
+/**
+ * `day:YYYY-MM-DD` or `month:YYYY-MM` → a value changed whenever an entry is recorded for that day after it may
+ * have been summed up in a report rollup (src/reports/rollups.ts): entries recorded more than a day after their time.
+ */
+export interface LedgerMarkDoc {
+  _id: string;
+  stamp: string;
+}
+
+/** Entries recorded this long after their time may fall on a day a rollup already summed. */
+const LATE_MS = 86400_000;
 
 export type LedgerEvent = 'prompt' | 'viewed' | 'accepted' | 'declined';
 /** What a doctor (or the EHR on the doctor's behalf) records for an item of a check. */
@@ -214,29 +229,45 @@ function isDuplicateKey(e: unknown): boolean {
 
 export class DecisionLedger {
   readonly collection: Collection<LedgerEntry>;
+  /** Prompts of concurrent checks are stored together (one round trip for many at order-entry peaks). */
+  private readonly prompts: InsertBatcher<LedgerEntry>;
 
-  constructor(db: Db) {
+  /** Marks of days and months changed after the fact (report rollups are rebuilt for them). */
+  readonly marks: Collection<LedgerMarkDoc>;
+
+  constructor(
+    db: Db,
+    private readonly clock: () => Date = () => new Date(),
+  ) {
     this.collection = db.collection<LedgerEntry>(DECISIONS_COLLECTION);
+    this.prompts = new InsertBatcher(this.collection);
+    this.marks = db.collection<LedgerMarkDoc>(LEDGER_MARKS_COLLECTION);
   }
 
-  /** Indexes for the report queries (period first, then the grouping dimensions) and per-check lookups. */
+  /**
+   * Changes the marks of the days (and their months) of entries recorded late, AFTER they are stored: a report
+   * rollup reads the mark before the entries, so one built without them has a stamp that no longer matches.
+   */
+  async markChanged(entries: Pick<LedgerEntry, 'day' | 'month' | 'recordedAt'>[]): Promise<void> {
+    const now = this.clock().getTime();
+    const late = entries.filter((e) => now - new Date(e.recordedAt).getTime() >= LATE_MS);
+    const ids = new Set(late.flatMap((e) => [`day:${e.day}`, `month:${e.month}`]));
+    await Promise.all([...ids].map((_id) => this.marks.replaceOne({ _id }, { stamp: randomUUID() }, { upsert: true })));
+  }
+
+  /** Indexes for the report rollups' reads (a month's entries, an open day's entries) and per-check lookups. */
   async ensureIndexes(): Promise<void> {
+    // Reports read closed periods from rollups built month by month, and the open days by day (src/reports).
+    await this.collection.createIndex({ month: 1 });
     await this.collection.createIndex({ day: 1, event: 1 });
-    await this.collection.createIndex({ event: 1, day: 1 });
-    await this.collection.createIndex({ institution: 1, day: 1 });
     await this.collection.createIndex({ check: 1 });
   }
 
   /** Stores the prompts of a check; a replay of the same check adds nothing. */
   async recordPrompts(entries: LedgerEntry[]): Promise<void> {
-    if (entries.length === 0) return;
-    try {
-      await this.collection.insertMany(entries, { ordered: false });
-    } catch (e) {
-      const writeErrors = (e as { writeErrors?: { code?: number }[] }).writeErrors;
-      const onlyDuplicates = writeErrors?.length ? writeErrors.every((w) => w.code === 11000) : isDuplicateKey(e);
-      if (!onlyDuplicates) throw e;
-    }
+    // Prompts already recorded (a replayed check) are duplicates by _id: recorded once, as intended.
+    await this.prompts.insert(entries);
+    await this.markChanged(entries);
   }
 
   /**
@@ -246,6 +277,7 @@ export class DecisionLedger {
   async record(entry: LedgerEntry): Promise<RecordResult> {
     try {
       await this.collection.insertOne(entry);
+      await this.markChanged([entry]);
       return { status: 'created', entry };
     } catch (e) {
       if (!isDuplicateKey(e)) throw e;

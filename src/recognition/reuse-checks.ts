@@ -3,6 +3,7 @@
  * savings reports can refer to what was proposed. It holds patient keys, never identifiers.
  */
 import type { Collection, Db } from 'mongodb';
+import { InsertBatcher } from '../store/insert-batcher.js';
 import type { ReuseDecision, ReuseOutcome } from './engine.js';
 
 export const REUSE_CHECKS_COLLECTION = 'reuse_checks';
@@ -53,9 +54,12 @@ export interface ReuseCheckDoc {
 
 export class ReuseCheckStore {
   readonly collection: Collection<ReuseCheckDoc>;
+  /** Checks of concurrent requests are stored together (one round trip for many at order-entry peaks). */
+  private readonly batcher: InsertBatcher<ReuseCheckDoc>;
 
   constructor(db: Db) {
     this.collection = db.collection<ReuseCheckDoc>(REUSE_CHECKS_COLLECTION);
+    this.batcher = new InsertBatcher(this.collection);
   }
 
   async ensureIndexes(): Promise<void> {
@@ -63,7 +67,8 @@ export class ReuseCheckStore {
   }
 
   async insert(doc: ReuseCheckDoc): Promise<void> {
-    await this.collection.insertOne(doc);
+    const { duplicates } = await this.batcher.insert([doc]);
+    if (duplicates.length) throw Object.assign(new Error('A reuse check with this id exists'), { code: 11000 });
   }
 
   async get(id: string): Promise<ReuseCheckDoc | null> {

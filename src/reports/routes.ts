@@ -11,6 +11,7 @@ import { badRequest, error } from '../fhir/outcomes.js';
 import type { FactProjector } from '../recognition/fact-store.js';
 import type { DecisionLedger } from '../recognition/ledger.js';
 import { savingsCsv } from './csv.js';
+import type { LedgerRollups } from './rollups.js';
 import { assertReportReader } from './measure.js';
 import {
   assertKnownParams,
@@ -29,6 +30,7 @@ export interface ReportDeps {
   config: Config;
   facts: FactProjector;
   ledger?: DecisionLedger;
+  rollups?: LedgerRollups;
 }
 
 const PARAMS = ['from', 'to', 'by', 'organization', 'format'] as const;
@@ -61,10 +63,10 @@ export function reportsRouter(deps: ReportDeps): Router {
     const access = await authenticate(req, deps.auth);
     if (!rateLimit(access.clientId).allowed) throw error(429, 'throttled', 'Too many requests from this client');
     assertReportReader(access);
-    if (!deps.ledger) throw error(500, 'exception', 'The decisions ledger is not configured');
+    if (!deps.rollups) throw error(500, 'exception', 'The decisions ledger is not configured');
     const rules = deps.facts.rules;
     const { format, ...query } = parseSavingsRequest(req.query as Record<string, unknown>, rules);
-    const report = await savingsReport(deps.ledger.collection, rules, query, { minCell: deps.config.reportMinCell });
+    const report = await savingsReport(deps.rollups, rules, query, { minCell: deps.config.reportMinCell });
     if (format === 'csv') {
       res.type('text/csv; charset=utf-8');
       res.setHeader('Content-Disposition', `attachment; filename="huren-savings-${query.from}-${query.to}.csv"`);

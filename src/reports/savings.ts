@@ -3,15 +3,14 @@
  * → accepted / declined), 互认项次 and 互认人次, and the saving in CNY, grouped by institution, category, item and/or
  * month. Aggregates only: no row names a patient.
  *
- * Every figure comes from `$match` on the precomputed local `day` (and the institution when filtered) plus `$group`
- * stages with ONE accumulator each (design.md: FerretDB 1.24 answers 0 for a second accumulator). Totals are the sums
- * of the rows, so they add up exactly whatever the grouping; only 互认人次, which is a distinct count, has a total
- * of its own (see DEFINITIONS).
+ * Every figure comes from the ledger's tally of the period (src/reports/rollups.ts: rollups of closed months and
+ * days, plus the open days' entries), grouped in the process. Totals are the sums of the rows, so they add up exactly
+ * whatever the grouping; only 互认人次, which is a distinct count, has a total of its own (see DEFINITIONS).
  */
-import type { Collection, Document } from 'mongodb';
 import type { LedgerEntry } from '../recognition/ledger.js';
 import type { RecognitionRules } from '../recognition/load.js';
 import { isLocalDate } from '../recognition/time.js';
+import { aggregatesOf, type LedgerRollups, type LedgerTally } from './rollups.js';
 import { badRequest, error } from '../fhir/outcomes.js';
 import type { DeclineReasonLegend, DimensionValue, Figures, SavingsRow } from './report-types.js';
 
@@ -20,20 +19,10 @@ export type { DeclineReasonLegend, DimensionValue, Figures, SavingsRow } from '.
 export const DIMENSIONS = ['organization', 'category', 'item', 'month'] as const;
 export type Dimension = (typeof DIMENSIONS)[number];
 
-/** The ledger field each dimension groups by. */
-const FIELD: Record<Dimension, 'institution' | 'category' | 'item' | 'month'> = {
-  organization: 'institution',
-  category: 'category',
-  item: 'item',
-  month: 'month',
-};
-
 /** Longest period one report covers: a year of a city is the expected use, five years the ceiling. */
 export const MAX_PERIOD_YEARS = 5;
 /** Most rows in one answer; beyond, the caller narrows the grouping or the period (400, never a huge response). */
 export const MAX_GROUPS = 20000;
-/** How long one aggregation may run on the database before the report answers 503. */
-export const QUERY_TIMEOUT_MS = 30000;
 
 export const DEFINITIONS = {
   period:
@@ -69,7 +58,6 @@ export interface ReportOptions {
   /** Counts below this are suppressed (0: off). */
   minCell: number;
   maxGroups?: number;
-  timeoutMs?: number;
 }
 
 export const COUNT_FIGURES = ['prompts', 'offered', 'viewed', 'accepted', 'patients', 'declined'] as const;
@@ -197,69 +185,6 @@ export interface LedgerAggregates {
   patientsTotal: number;
 }
 
-function dimensionsId(by: readonly Dimension[]): Record<string, string> {
-  return Object.fromEntries(by.map((d) => [d, `$${FIELD[d]}`]));
-}
-
-/**
- * Runs the report's aggregations (four, in parallel; each `$group` has one accumulator). The funnel and savings are
- * capped so that a grouping too fine for one answer costs a bounded response, and every aggregation has a time limit.
- */
-export async function aggregateLedger(
-  collection: Collection<LedgerEntry>,
-  query: SavingsQuery,
-  options: { maxGroups: number; timeoutMs: number },
-): Promise<LedgerAggregates> {
-  const period = { day: { $gte: query.from, $lte: query.to } };
-  const where = query.organization ? { institution: query.organization, ...period } : period;
-  const dims = dimensionsId(query.by);
-  // A funnel group is (dimensions × event × outcome × reason): at most ~16 of them per row.
-  const funnelCap = options.maxGroups * 16 + 1;
-  const run = async <T extends Document>(pipeline: Document[]): Promise<T[]> => {
-    try {
-      return await collection.aggregate<T>(pipeline, { maxTimeMS: options.timeoutMs }).toArray();
-    } catch (e) {
-      if ((e as { code?: number }).code === 50) {
-        throw error(503, 'timeout', 'The report took too long; ask for a shorter period or a coarser grouping');
-      }
-      throw e;
-    }
-  };
-  const patientStages = (groupBy: Record<string, string>): Document[] => [
-    { $match: { ...where, event: 'accepted' } },
-    // 互认人次: one per (institution, patient, day) in a group, whatever the grouping.
-    { $group: { _id: { ...groupBy, i: '$institution', p: '$patientKey', d: '$day' } } },
-    { $group: { _id: Object.fromEntries(Object.keys(groupBy).map((k) => [k, `$_id.${k}`])), n: { $sum: 1 } } },
-  ];
-  const [funnel, savings, patients, patientsTotal] = await Promise.all([
-    run<FunnelGroup>([
-      { $match: where },
-      {
-        $group: {
-          _id: {
-            ...dims,
-            event: '$event',
-            outcome: '$outcome',
-            reason: '$reason',
-            countsAsDecline: '$countsAsDecline',
-          },
-          n: { $sum: 1 },
-        },
-      },
-      { $limit: funnelCap },
-    ]),
-    run<SumGroup>([
-      { $match: { ...where, event: 'accepted' } },
-      { $group: { _id: dims, n: { $sum: '$saving' } } },
-      { $limit: options.maxGroups + 1 },
-    ]),
-    run<SumGroup>(patientStages(dims)),
-    run<SumGroup>(patientStages({})),
-  ]);
-  if (funnel.length >= funnelCap || savings.length > options.maxGroups) throw tooManyGroups(options.maxGroups);
-  return { funnel, savings, patients, patientsTotal: patientsTotal[0]?.n ?? 0 };
-}
-
 function tooManyGroups(max: number) {
   return error(
     400,
@@ -269,20 +194,28 @@ function tooManyGroups(max: number) {
   );
 }
 
-/** Runs a report: aggregations on the ledger, then the pure assembly. */
+/** Runs a report: the ledger's tally of the period (from its rollups), then the pure assembly. */
 export async function savingsReport(
-  collection: Collection<LedgerEntry>,
+  rollups: LedgerRollups,
   rules: RecognitionRules,
   query: SavingsQuery,
   options: ReportOptions,
   now: Date = new Date(),
 ): Promise<SavingsReport> {
+  const { tally } = await rollups.tally(query.from, query.to, rules.catalogue.timeZone, now);
+  return reportFromTally(tally, rules, query, options, now);
+}
+
+/** A report from a tally of its period (pure): several groupings of one period share one tally. */
+export function reportFromTally(
+  tally: LedgerTally,
+  rules: RecognitionRules,
+  query: SavingsQuery,
+  options: ReportOptions,
+  now: Date,
+): SavingsReport {
   const maxGroups = options.maxGroups ?? MAX_GROUPS;
-  const aggregates = await aggregateLedger(collection, query, {
-    maxGroups,
-    timeoutMs: options.timeoutMs ?? QUERY_TIMEOUT_MS,
-  });
-  const report = assembleReport(query, aggregates, rules, options.minCell, now);
+  const report = assembleReport(query, aggregatesOf(tally, query), rules, options.minCell, now);
   if (report.rows.length > maxGroups) throw tooManyGroups(maxGroups);
   return report;
 }

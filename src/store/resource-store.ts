@@ -4,6 +4,7 @@ import type { Resource } from 'fhir/r4';
 import type { Collection, Document, Filter } from 'mongodb';
 import { conflict, gone, notFound, preconditionFailed } from '../fhir/outcomes.js';
 import type { Logger } from '../log.js';
+import { InsertBatcher } from './insert-batcher.js';
 import type { ConditionalClaimDoc, CurrentDoc, HistoryDoc, IngestLogDoc, StoreModels, WriteOp } from './models.js';
 
 /** Computes the search (`sp`) and sort (`so`) values of a resource; supplied by the search layer. */
@@ -34,8 +35,13 @@ export interface AppliedWrite {
  */
 export type VersionHook = (doc: CurrentDoc, store: ResourceStore) => Promise<void>;
 
+/** The hook for the versions one ingest-log entry made current together (a transaction, an import page). */
+export type VersionsHook = (docs: CurrentDoc[], store: ResourceStore) => Promise<void>;
+
 export interface ResourceStoreOptions {
   onVersion?: VersionHook;
+  /** Called instead of `onVersion` for the versions of one entry applied together; `onVersion` stays the fallback. */
+  onVersions?: VersionsHook;
 }
 
 /** A planned write, or the existing version when the plan turned out to change nothing. */
@@ -64,6 +70,9 @@ export class ResourceStore {
   private readonly historyCol: Collection<HistoryDoc>;
   private readonly ingest: Collection<IngestLogDoc>;
   private readonly claims: Collection<ConditionalClaimDoc>;
+  /** AuditEvents of concurrent requests are appended together (one round trip for many under load). */
+  private readonly appendedHistory: InsertBatcher<HistoryDoc>;
+  private readonly appendedCurrent: InsertBatcher<CurrentDoc>;
 
   constructor(
     private readonly models: StoreModels,
@@ -76,6 +85,8 @@ export class ResourceStore {
     this.historyCol = models.history.collection as unknown as Collection<HistoryDoc>;
     this.ingest = models.ingest.collection as unknown as Collection<IngestLogDoc>;
     this.claims = models.claims.collection as unknown as Collection<ConditionalClaimDoc>;
+    this.appendedHistory = new InsertBatcher(this.historyCol);
+    this.appendedCurrent = new InsertBatcher(this.current);
   }
 
   // ---- reads ----
@@ -125,9 +136,18 @@ export class ResourceStore {
     return this.current.countDocuments(filter as Filter<CurrentDoc>);
   }
 
+  /**
+   * The current documents (tombstones included) of `Type/id` references, in their order, missing ones left out.
+   * One lookup by `_id` each, in parallel: FerretDB 1.24 pushes down `_id` equality but never `$in`, which would
+   * scan the collection; on MongoDB either is an index lookup.
+   */
+  async findCurrentMany(refs: string[]): Promise<CurrentDoc[]> {
+    const docs = await Promise.all([...new Set(refs)].map((_id) => this.current.findOne({ _id })));
+    return docs.filter((d): d is CurrentDoc => d !== null);
+  }
+
   async findByRefs(refs: string[]): Promise<CurrentDoc[]> {
-    if (refs.length === 0) return [];
-    return this.current.find({ _id: { $in: refs }, deleted: false }).toArray();
+    return (await this.findCurrentMany(refs)).filter((d) => !d.deleted);
   }
 
   /**
@@ -178,9 +198,10 @@ export class ResourceStore {
    * An update (or update-as-create when the id is new). `ifMatch` is the version the client last saw: a stale one
    * is refused with 412 (FHIR R4 §3.1.0.5.2 managing resource contention).
    */
-  async planUpdate(resource: Resource, id: string, ifMatch?: string): Promise<Plan> {
+  async planUpdate(resource: Resource, id: string, ifMatch?: string, known?: CurrentDoc | null): Promise<Plan> {
     const type = resource.resourceType;
-    const current = await this.findCurrent(type, id);
+    // `known`: the current document the caller has just read (the tenancy check), saving a second read.
+    const current = known !== undefined ? known : await this.findCurrent(type, id);
     const live = current && !current.deleted ? current : null;
     if (ifMatch !== undefined) {
       const wanted = parseETag(ifMatch);
@@ -272,7 +293,7 @@ export class ResourceStore {
     const stored = withMeta(resource, 1, at);
     const _id = `${resource.resourceType}/${resource.id}`;
     const txn = `append:${_id}`;
-    await this.historyCol.insertOne({
+    await appended(this.appendedHistory, {
       _id: `${_id}/1`,
       type: resource.resourceType,
       id: resource.id,
@@ -283,7 +304,7 @@ export class ResourceStore {
       txn,
     });
     const { sp, so, owner } = this.index(stored);
-    await this.current.insertOne({
+    await appended(this.appendedCurrent, {
       _id,
       type: resource.resourceType,
       id: resource.id,
@@ -348,9 +369,106 @@ export class ResourceStore {
    */
   private async project(entry: IngestLogDoc, live = false): Promise<AppliedWrite[]> {
     const at = new Date(entry.createdAt);
-    const out: AppliedWrite[] = [];
-    for (const op of entry.ops) out.push(await this.applyOp(entry._id, op, at, live && out.length === 0));
+    const refs = new Set(entry.ops.map((op) => `${op.type}/${op.id}`));
+    // One op at a time where an If-Match may still be refused, or where two ops name one resource (each must see
+    // the other's version); every other entry is applied in a few round trips whatever its size.
+    if ((live && entry.ops.some((op) => op.ifMatch)) || refs.size < entry.ops.length) {
+      const out: AppliedWrite[] = [];
+      for (const op of entry.ops) {
+        const { applied, doc } = await this.applyOp(entry._id, op, at, live && out.length === 0);
+        await this.notifyVersions([doc]);
+        out.push(applied);
+      }
+      return out;
+    }
+    return this.projectTogether(entry._id, entry.ops, at);
+  }
+
+  /**
+   * Applies the ops of one entry together: the previous versions are read at once, every version number is claimed
+   * with ONE unordered insert of the history documents, the current documents are written at once, and the version
+   * hook gets them all. An op whose version was already taken (a replay, a concurrent writer) goes the one-by-one
+   * way of `applyOp`, which settles it exactly as before. Same outcome as applying the ops one after another.
+   */
+  private async projectTogether(txn: string, ops: WriteOp[], at: Date): Promise<AppliedWrite[]> {
+    const prevs = await Promise.all(
+      ops.map((op) => (op.prevVid > 0 ? this.historyCol.findOne({ _id: `${op.type}/${op.id}/${op.prevVid}` }) : null)),
+    );
+    const versions = ops.map((op, i) => versionOf(txn, op, op.prevVid + 1, prevs[i] ?? null, at));
+    const taken = await insertUnordered(this.historyCol, versions);
+    const out: AppliedWrite[] = new Array<AppliedWrite>(ops.length);
+    const docs: (CurrentDoc | undefined)[] = new Array<CurrentDoc | undefined>(ops.length);
+    const claimed = versions.map((_, i) => i).filter((i) => !taken.has(i));
+    const settled = await this.settleTogether(claimed.map((i) => versions[i]!));
+    claimed.forEach((i, k) => {
+      const version = versions[i]!;
+      docs[i] = settled[k];
+      out[i] = {
+        type: version.type,
+        id: version.id,
+        vid: version.vid,
+        lastUpdated: version.lastUpdated,
+        resource: version.resource,
+        method: version.method,
+        created: version.vid === 1 || prevs[i]?.resource === null,
+      };
+    });
+    for (const i of taken) {
+      const { applied, doc } = await this.applyOp(txn, ops[i]!, at);
+      out[i] = applied;
+      docs[i] = doc;
+    }
+    await this.notifyVersions(docs.filter((d): d is CurrentDoc => d !== undefined));
     return out;
+  }
+
+  /**
+   * `settleCurrent` for many new versions of distinct resources at once: the current documents are read at once,
+   * new resources inserted with one unordered insert, updated ones replaced in parallel, and the next version
+   * numbers probed at once. Anything that met another writer on the way is settled one by one.
+   */
+  private async settleTogether(versions: HistoryDoc[]): Promise<CurrentDoc[]> {
+    if (versions.length === 0) return [];
+    const refs = versions.map((v) => `${v.type}/${v.id}`);
+    // A first version has no current document to read: it is inserted, and a clash sends it the one-by-one way.
+    const curs = await Promise.all(
+      versions.map((v, i) => (v.vid === 1 ? null : this.current.findOne({ _id: refs[i]! }))),
+    );
+    const docs = versions.map((v, i) => this.currentOf(v, curs[i] ?? null));
+    const fresh = versions.map((_, i) => i).filter((i) => !curs[i]);
+    const clash = await insertUnordered(
+      this.current,
+      fresh.map((i) => docs[i]!),
+    );
+    const out: (CurrentDoc | undefined)[] = new Array<CurrentDoc | undefined>(versions.length);
+    const slow = new Set(fresh.filter((_, k) => clash.has(k)));
+    const replaced = new Set<number>();
+    await Promise.all(
+      versions.map(async (v, i) => {
+        const cur = curs[i];
+        if (!cur) return;
+        if (cur.vid >= v.vid) {
+          out[i] = cur; // already current (or newer): a replay, or another writer got further
+          return;
+        }
+        await this.current.replaceOne({ _id: refs[i]! }, docs[i]!);
+        replaced.add(i);
+      }),
+    );
+    // Only a replacement can have overwritten a newer version; an insert that succeeded was first, and a newer
+    // version's writer meets it (settleCurrent compares again after a clash).
+    const nexts = await Promise.all(
+      versions.map((v, i) =>
+        replaced.has(i) ? this.historyCol.findOne({ _id: `${refs[i]!}/${v.vid + 1}` }) : null,
+      ),
+    );
+    for (let i = 0; i < versions.length; i++) {
+      if (out[i]) continue;
+      if (slow.has(i)) out[i] = await this.settleCurrent(versions[i]!);
+      else if (nexts[i]) out[i] = await this.settleCurrent(nexts[i]!);
+      else out[i] = docs[i]!;
+    }
+    return out as CurrentDoc[];
   }
 
   /**
@@ -360,25 +478,18 @@ export class ResourceStore {
    * concurrent writer). If another writer got in between planning and applying, the accepted op takes the next
    * version on top of it (both versions stay in history): accepted data is never lost.
    */
-  private async applyOp(txn: string, op: WriteOp, acceptedAt: Date, refusable = false): Promise<AppliedWrite> {
+  private async applyOp(
+    txn: string,
+    op: WriteOp,
+    acceptedAt: Date,
+    refusable = false,
+  ): Promise<{ applied: AppliedWrite; doc: CurrentDoc }> {
     const _id = `${op.type}/${op.id}`;
     let prevVid = op.prevVid;
     for (let attempt = 0; attempt < 50; attempt++) {
       const vid = prevVid + 1;
       const prev = prevVid > 0 ? await this.historyCol.findOne({ _id: `${_id}/${prevVid}` }) : null;
-      // Versions are in time order: one written on top of a newer writer's version is not dated before it.
-      const prevAt = prev ? new Date(prev.lastUpdated).getTime() : -Infinity;
-      const at = prevAt >= acceptedAt.getTime() ? new Date(prevAt + 1) : acceptedAt;
-      const version: HistoryDoc = {
-        _id: `${_id}/${vid}`,
-        type: op.type,
-        id: op.id,
-        vid,
-        lastUpdated: at,
-        method: op.method,
-        resource: op.resource ? withMeta(op.resource, vid, at) : null,
-        txn,
-      };
+      const version = versionOf(txn, op, vid, prev, acceptedAt);
       try {
         await this.historyCol.insertOne(version);
       } catch (err) {
@@ -387,8 +498,8 @@ export class ResourceStore {
         // Replay of an op whose version was already taken, here or on top of another writer's version.
         const mine = taken?.txn === txn ? taken : await this.historyCol.findOne({ type: op.type, id: op.id, txn });
         if (mine) {
-          await this.settleCurrent(mine);
-          return { ...appliedFromHistory(mine), created: op.prevVid === 0 };
+          const doc = await this.settleCurrent(mine);
+          return { applied: { ...appliedFromHistory(mine), created: op.prevVid === 0 }, doc };
         }
         if (refusable && op.ifMatch) {
           throw new PreconditionLost(
@@ -398,62 +509,85 @@ export class ResourceStore {
         prevVid = vid;
         continue;
       }
-      await this.settleCurrent(version);
-      return {
+      const doc = await this.settleCurrent(version);
+      const applied: AppliedWrite = {
         type: op.type,
         id: op.id,
         vid,
-        lastUpdated: at,
+        lastUpdated: version.lastUpdated,
         resource: version.resource,
         method: op.method,
         created: vid === 1 || prev?.resource === null,
       };
+      return { applied, doc };
     }
     throw conflict(`${_id} is being changed by too many writers at once; retry`);
   }
 
+  /** The current document of a version (`cur`: the one it replaces, whose owners a tombstone keeps). */
+  private currentOf(version: HistoryDoc, cur: CurrentDoc | null): CurrentDoc {
+    const { sp, so, owner } = version.resource ? this.index(version.resource) : { sp: {}, so: {}, owner: [] };
+    return {
+      _id: `${version.type}/${version.id}`,
+      type: version.type,
+      id: version.id,
+      vid: version.vid,
+      lastUpdated: version.lastUpdated,
+      deleted: !version.resource,
+      resource: version.resource,
+      sp,
+      so,
+      // A tombstone keeps the owners of the version it deleted: tenancy of its history and of its id outlives it.
+      owner: version.resource ? (owner ?? []) : (cur?.owner ?? []),
+      txn: version.txn,
+    };
+  }
+
   /**
-   * Makes `resources` show the newest version of a resource once `version` is in its history. Writers of different
-   * versions may overwrite each other here (not atomic on FerretDB); each one checks after its own write that no
+   * Makes `resources` show the newest version of a resource once `version` is in its history, and returns the
+   * current document it leaves. Writers of different versions may overwrite each other here (no compare-and-set:
+   * FerretDB runs a filtered update as a query, then a write by `_id`); each one checks after its own write that no
    * newer version was left behind, and writes that one if so, so the last to write always leaves the newest.
    */
-  private async settleCurrent(version: HistoryDoc): Promise<void> {
+  private async settleCurrent(version: HistoryDoc): Promise<CurrentDoc> {
     const _id = `${version.type}/${version.id}`;
     let target = version;
     for (let attempt = 0; attempt < 50; attempt++) {
       const cur = await this.current.findOne({ _id });
-      if (cur && cur.vid >= target.vid) return this.notifyVersion(cur);
-      const { sp, so, owner } = target.resource ? this.index(target.resource) : { sp: {}, so: {}, owner: [] };
-      const doc: CurrentDoc = {
-        _id,
-        type: target.type,
-        id: target.id,
-        vid: target.vid,
-        lastUpdated: target.lastUpdated,
-        deleted: !target.resource,
-        resource: target.resource,
-        sp,
-        so,
-        // A tombstone keeps the owners of the version it deleted: tenancy of its history and of its id outlives it.
-        owner: target.resource ? (owner ?? []) : (cur?.owner ?? []),
-        txn: target.txn,
-      };
+      if (cur && cur.vid >= target.vid) return cur;
+      const doc = this.currentOf(target, cur);
       if (!cur) {
         try {
           await this.current.insertOne(doc);
         } catch (err) {
           if (!isDuplicateKey(err)) throw err;
+          continue; // another writer's version became current meanwhile: compare with it
         }
       } else {
-        await this.current.replaceOne({ _id, vid: cur.vid }, doc);
+        // By `_id` alone: the one filter FerretDB's SQLite backend pushes down (any other key scans the collection).
+        await this.current.replaceOne({ _id }, doc);
       }
       // Versions are claimed one after another (vid + 1, by unique insert), so a newer one exists exactly when the
       // next number does: an _id lookup, which FerretDB answers without scanning the history.
       const next = await this.historyCol.findOne({ _id: `${_id}/${target.vid + 1}` });
-      if (!next) return this.notifyVersion(doc);
+      if (!next) return doc;
       target = next;
     }
     throw conflict(`${_id} is being changed by too many writers at once; retry`);
+  }
+
+  /** Runs the version hooks for versions now current; a failing hook never fails the write (it is logged). */
+  private async notifyVersions(docs: CurrentDoc[]): Promise<void> {
+    if (docs.length === 0) return;
+    if (this.options.onVersions) {
+      try {
+        await this.options.onVersions(docs, this);
+        return;
+      } catch {
+        // One bad version must not leave the others unprojected: each on its own, each failure logged.
+      }
+    }
+    for (const doc of docs) await this.notifyVersion(doc);
   }
 
   private async notifyVersion(doc: CurrentDoc): Promise<void> {
@@ -470,6 +604,48 @@ export class ResourceStore {
       });
     }
   }
+}
+
+/** One document through a batcher; a taken `_id` fails as a duplicate key, as an insertOne would. */
+async function appended<T extends { _id: string }>(batcher: InsertBatcher<T>, doc: T): Promise<void> {
+  const { duplicates } = await batcher.insert([doc]);
+  if (duplicates.length) throw Object.assign(new Error(`${doc._id} exists already`), { code: DUPLICATE_KEY });
+}
+
+/** The history document of `op` as version `vid`, dated in time order after its previous version `prev`. */
+function versionOf(txn: string, op: WriteOp, vid: number, prev: HistoryDoc | null, acceptedAt: Date): HistoryDoc {
+  // Versions are in time order: one written on top of a newer writer's version is not dated before it.
+  const prevAt = prev ? new Date(prev.lastUpdated).getTime() : -Infinity;
+  const at = prevAt >= acceptedAt.getTime() ? new Date(prevAt + 1) : acceptedAt;
+  return {
+    _id: `${op.type}/${op.id}/${vid}`,
+    type: op.type,
+    id: op.id,
+    vid,
+    lastUpdated: at,
+    method: op.method,
+    resource: op.resource ? withMeta(op.resource, vid, at) : null,
+    txn,
+  };
+}
+
+/**
+ * Inserts documents with one unordered insert; returns the positions refused as duplicate keys (taken `_id`s). Any
+ * other failure is thrown.
+ */
+async function insertUnordered<T extends { _id: string }>(collection: Collection<T>, docs: T[]): Promise<Set<number>> {
+  const taken = new Set<number>();
+  if (docs.length === 0) return taken;
+  try {
+    await collection.insertMany(docs as never[], { ordered: false });
+  } catch (err) {
+    const writeErrors = (err as { writeErrors?: { index: number; code: number }[] | { index: number; code: number } })
+      .writeErrors;
+    const list = Array.isArray(writeErrors) ? writeErrors : writeErrors ? [writeErrors] : [];
+    if (list.length === 0 || list.some((e) => e.code !== DUPLICATE_KEY)) throw err;
+    for (const e of list) taken.add(e.index);
+  }
+  return taken;
 }
 
 function appliedFromCurrent(doc: CurrentDoc, method: WriteOp['method']): AppliedWrite {

@@ -1,0 +1,111 @@
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { decisionEntry, promptEntries, type DoctorAction } from '../../src/recognition/ledger.js';
+import type { ReuseCheckDoc } from '../../src/recognition/reuse-checks.js';
+import { localDate } from '../../src/recognition/time.js';
+import { ROLLUPS_COLLECTION } from '../../src/reports/rollups.js';
+import type { SavingsReport } from '../../src/reports/savings.js';
+import { createTestApp, type TestApp } from '../support/app.js';
+
+const TZ = 'Asia/Shanghai';
+const TODAY = localDate(Date.now(), TZ);
+
+describe('report rollups of the decisions ledger', () => {
+  let t: TestApp;
+  let n = 0;
+
+  /** A check of `day` at hospital C with one CBC prompt and the doctor's actions, recorded through the ledger. */
+  async function pastDecision(day: string, actions: DoctorAction[], patientKey = `pk-${++n}`): Promise<void> {
+    const at = new Date(`${day}T10:00:00+08:00`);
+    const check: ReuseCheckDoc = {
+      _id: `rollup-check-${++n}`,
+      requester: 'demo-hospital-c',
+      patientKeys: [patientKey],
+      createdAt: at,
+      at,
+      context: 'routine',
+      outcomes: [
+        {
+          requestIndex: 0,
+          item: 'HR-LAB-CBC',
+          decision: 'reusable',
+          performer: 'demo-hospital-a',
+          saving: 30,
+          currency: 'CNY',
+        },
+      ],
+    };
+    const category = () => 'lab-hematology';
+    await t.deps.ledger!.recordPrompts(promptEntries(check, category, TZ));
+    for (const action of actions) {
+      const entry = decisionEntry({
+        check,
+        item: 'HR-LAB-CBC',
+        action,
+        channel: 'seed',
+        now: new Date(at.getTime() + 60_000),
+        timeZone: TZ,
+        category: 'lab-hematology',
+      });
+      if ('kind' in entry) throw new Error(entry.message);
+      await t.deps.ledger!.record(entry);
+    }
+  }
+
+  async function byMonth(from: string): Promise<SavingsReport> {
+    const res = await t.as('bureau').get(`/reports/savings?from=${from}&to=${TODAY}&by=month`);
+    expect(res.status, res.text).toBe(200);
+    return res.body as SavingsReport;
+  }
+
+  const rollupIds = async () =>
+    (await t.deps.connection.db!.collection(ROLLUPS_COLLECTION).find({}).toArray()).map((d) => String(d._id)).sort();
+
+  beforeAll(async () => {
+    t = await createTestApp('report-rollups');
+    await pastDecision('2025-03-03', ['viewed', 'accepted']);
+    await pastDecision('2025-03-31', ['accepted']);
+    await pastDecision('2025-04-15', ['viewed']);
+  });
+  afterAll(async () => {
+    await t.close();
+  });
+
+  test('a closed month is summed up once and read from its rollup afterwards, with the same figures', async () => {
+    const first = await byMonth('2025-03-01');
+    const march = first.rows.find((r) => r.month?.code === '2025-03')!;
+    expect(march).toMatchObject({ prompts: 2, viewed: 1, accepted: 2, patients: 2, saving: 60 });
+    expect(await rollupIds()).toEqual(expect.arrayContaining(['month:2025-03', 'month:2025-04']));
+    const builtAt = (
+      await t.deps.connection.db!.collection(ROLLUPS_COLLECTION).findOne({ _id: 'month:2025-03' as never })
+    )?.builtAt;
+    const second = await byMonth('2025-03-01');
+    expect(second.rows).toEqual(first.rows);
+    expect(second.totals).toEqual(first.totals);
+    // Read, not rebuilt.
+    const again = await t.deps.connection.db!.collection(ROLLUPS_COLLECTION).findOne({ _id: 'month:2025-03' as never });
+    expect(again?.builtAt).toEqual(builtAt);
+  });
+
+  test('a decision recorded late for a closed month is in the next report: its rollup is rebuilt', async () => {
+    const before = (await byMonth('2025-03-01')).rows.find((r) => r.month?.code === '2025-03')!;
+    await pastDecision('2025-03-20', ['accepted']);
+    const after = (await byMonth('2025-03-01')).rows.find((r) => r.month?.code === '2025-03')!;
+    expect(after.prompts).toBe(before.prompts! + 1);
+    expect(after.accepted).toBe(before.accepted! + 1);
+    expect(after.saving).toBe(before.saving! + 30);
+  });
+
+  test('a period that starts mid-month reads that month by day, and agrees with the whole-month figures', async () => {
+    const fromMid = await byMonth('2025-03-15');
+    const march = fromMid.rows.find((r) => r.month?.code === '2025-03')!;
+    // 2025-03-20 and 2025-03-31 are in the period, 2025-03-03 is not.
+    expect(march).toMatchObject({ prompts: 2, accepted: 2, saving: 60 });
+    expect(await rollupIds()).toEqual(expect.arrayContaining(['day:2025-03-20', 'day:2025-03-31']));
+  });
+
+  test('today is read from the ledger as it is: a check asked now counts at once', async () => {
+    const before = (await byMonth('2025-03-01')).totals.prompts!;
+    await pastDecision(TODAY, []);
+    expect((await byMonth('2025-03-01')).totals.prompts).toBe(before + 1);
+  });
+});
