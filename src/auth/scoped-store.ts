@@ -1,7 +1,7 @@
 import type { Resource } from 'fhir/r4';
 import type { Document, Filter } from 'mongodb';
 import { notFound } from '../fhir/outcomes.js';
-import type { WriteOp } from '../store/models.js';
+import type { CurrentDoc, WriteOp } from '../store/models.js';
 import type { ResourceStore } from '../store/resource-store.js';
 import { assertAllowed, assertReadable, assertWritable, isReadable, tenantFilter } from './policy.js';
 import type { Permission } from './scopes.js';
@@ -31,6 +31,9 @@ export function scopeStore(store: ResourceStore, access: AccessContext | undefin
   // A condition (If-None-Exist, conditional update) is claimed per institution: each hospital has its own copy.
   const tenantCondition = (condition: string) => `${condition}#${access.organization}`;
   const current = (type: string, id: string) => store.findCurrent(type, id);
+  // What planning read of each resource in this request (tenancy was checked on it): commit checks that document
+  // again instead of reading it a second time. The window until the write is the planning's, a few milliseconds.
+  const planned = new Map<string, CurrentDoc | null>();
 
   return Object.assign(scoped, {
     find: (filter: Filter<Document>, sort: Record<string, 1 | -1>, limit: number) =>
@@ -42,7 +45,7 @@ export function scopeStore(store: ResourceStore, access: AccessContext | undefin
     read: async (type: string, id: string): Promise<Resource> => {
       const doc = await current(type, id);
       if (doc) assertReadable(access, doc);
-      return store.read(type, id);
+      return store.read(type, id, doc);
     },
     vread: async (type: string, id: string, vid: string): Promise<Resource> => {
       const doc = await current(type, id);
@@ -65,12 +68,21 @@ export function scopeStore(store: ResourceStore, access: AccessContext | undefin
       // not tell another institution's version numbers.
       const doc = await current(resource.resourceType, id);
       assertWritable(access, { type: resource.resourceType, id, prevVid: doc?.vid ?? 0, method: 'PUT', resource }, doc);
+      planned.set(`${resource.resourceType}/${id}`, doc);
       return store.planUpdate(resource, id, ifMatch, doc);
     },
     commit: async (ops: WriteOp[]) => {
       for (const op of ops) assertMayWrite(op);
-      // Always the real current version: planning may have seen none, yet another institution's may exist.
-      const docs = await Promise.all(ops.map((op) => current(op.type, op.id)));
+      // The current version each op writes over: another institution's must not be taken for a create. A server
+      // assigned id (POST) is new; an update planned here was checked on what planning read.
+      const docs = await Promise.all(
+        ops.map((op) => {
+          const ref = `${op.type}/${op.id}`;
+          if (planned.has(ref)) return planned.get(ref)!;
+          if (op.method === 'POST' && op.prevVid === 0) return null;
+          return current(op.type, op.id);
+        }),
+      );
       ops.forEach((op, i) => assertWritable(access, op, docs[i]));
       return store.commit(ops);
     },

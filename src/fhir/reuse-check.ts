@@ -290,7 +290,8 @@ export async function reuseCheck(req: FhirRequest, deps: FhirDeps): Promise<Fhir
   }
   if (items.length > MAX_ITEMS) throw badRequest(`At most ${MAX_ITEMS} items per check`, where('code'));
 
-  // The patient's records (audit trail, identity) are read while the check runs: neither needs the other.
+  // The patient's records (audit trail, identity) are read while the check runs: neither needs the other. They
+  // include the requester's own record, which has no result to reuse but must agree with the others.
   const [{ checkId, outcomes }, { patients, claims }] = await Promise.all([
     runReuseCheck(deps, {
       requester,
@@ -375,11 +376,13 @@ export async function runReuseCheck(
     outcomes: outcomes.map(storedOutcome),
   };
   if (input.record === false) return { checkId, doc, outcomes };
-  await deps.reuseChecks.insert(doc);
-  if (deps.ledger) {
-    const categoryOf = (item: string) => rules.index.items.get(item)?.category ?? 'unknown';
-    await deps.ledger.recordPrompts(promptEntries(doc, categoryOf, timeZone));
-  }
+  // The check and its prompts together: both are stored before the answer is sent (a crash before it may leave a
+  // prompt of a check nobody saw, never a decision without its check).
+  const categoryOf = (item: string) => rules.index.items.get(item)?.category ?? 'unknown';
+  await Promise.all([
+    deps.reuseChecks.insert(doc),
+    deps.ledger?.recordPrompts(promptEntries(doc, categoryOf, timeZone)),
+  ]);
 
   return { checkId, doc, outcomes };
 }

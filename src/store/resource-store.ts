@@ -95,8 +95,9 @@ export class ResourceStore {
     return this.current.findOne({ _id: `${type}/${id}` });
   }
 
-  async read(type: string, id: string): Promise<Resource> {
-    const doc = await this.findCurrent(type, id);
+  async read(type: string, id: string, known?: CurrentDoc | null): Promise<Resource> {
+    // `known`: the current document the caller has just read (the tenancy check), saving a second read.
+    const doc = known !== undefined ? known : await this.findCurrent(type, id);
     if (!doc) throw notFound(`${type}/${id} is not known`);
     if (doc.deleted || !doc.resource) {
       throw withHeaders(gone(`${type}/${id} was deleted (version ${doc.vid})`), { ETag: `W/"${doc.vid}"` });
@@ -287,13 +288,15 @@ export class ResourceStore {
 
   /**
    * Appends an immutable, server-written resource (an AuditEvent) as version 1 without the ingest log: one record,
-   * written once, never updated. History first, so a crash in between leaves it in vread at worst.
+   * written once, never updated. Its history and current documents are written together; the caller's promise
+   * settles when both are stored.
    */
   async append(resource: Resource & { id: string }, at: Date = this.clock()): Promise<void> {
     const stored = withMeta(resource, 1, at);
     const _id = `${resource.resourceType}/${resource.id}`;
     const txn = `append:${_id}`;
-    await appended(this.appendedHistory, {
+    const { sp, so, owner } = this.index(stored);
+    const history = appended(this.appendedHistory, {
       _id: `${_id}/1`,
       type: resource.resourceType,
       id: resource.id,
@@ -303,8 +306,7 @@ export class ResourceStore {
       resource: stored,
       txn,
     });
-    const { sp, so, owner } = this.index(stored);
-    await appended(this.appendedCurrent, {
+    const current = appended(this.appendedCurrent, {
       _id,
       type: resource.resourceType,
       id: resource.id,
@@ -317,6 +319,7 @@ export class ResourceStore {
       owner: owner ?? [],
       txn,
     });
+    await Promise.all([history, current]);
   }
 
   /** Removes resources of a type last written before `before` (audit retention). Returns how many. */
