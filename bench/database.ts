@@ -95,7 +95,7 @@ async function startPostgresFerret(): Promise<BenchDatabase> {
     path.join(dir, 'postgres.log'),
     '-w',
     '-o',
-    `-p ${pgPort} -k ${dir} -c listen_addresses=127.0.0.1 -c shared_buffers=512MB -c synchronous_commit=off`,
+    `-p ${pgPort} -k ${dir} -c listen_addresses=127.0.0.1 -c shared_buffers=512MB -c synchronous_commit=off -c fsync=off -c full_page_writes=off -c wal_level=minimal -c max_wal_senders=0`,
     'start',
   ]);
   const [c, a] = asClusterUser(path.join(bin, 'createdb'), [
@@ -134,7 +134,7 @@ async function startPostgresFerret(): Promise<BenchDatabase> {
   };
   return {
     uri: `mongodb://127.0.0.1:${port}/`,
-    description: `FerretDB 1.24 (PostgreSQL ${path.basename(path.dirname(bin))} backend, throw-away cluster on ${base}, synchronous_commit=off, GIN indexes for FerretDB's equality pushdown)`,
+    description: `FerretDB 1.24 (PostgreSQL ${path.basename(path.dirname(bin))} backend, throw-away cluster on ${base} without durability (fsync, synchronous_commit off), GIN indexes for FerretDB's equality pushdown)`,
     pids: [ferret.pid!, pgPid],
     tune: async (dbName) => {
       const rows = psql(
