@@ -105,6 +105,8 @@ export interface CardInput {
   lang: Language;
   now: Date;
   timeZone: string;
+  /** The patient's records disagree (identityCard): reusing is not recommended until the doctor has checked. */
+  identityConflict?: boolean;
 }
 
 export function resultCard(c: CardInput): Card {
@@ -137,7 +139,7 @@ export function resultCard(c: CardInput): Card {
             ? `采用${where}的既往结果，撤销本次医嘱`
             : `Reuse the prior result from ${where} and remove this order`,
         uuid: c.suggestionUuid,
-        isRecommended: reusable,
+        isRecommended: reusable && !c.identityConflict,
         ...(c.order
           ? {
               actions: [
@@ -273,6 +275,28 @@ export function unmappedCard(codings: Coding[][], lang: Language): Card {
       ...list,
     ].join('\n'),
     indicator: 'info',
+    source: { label: lang === 'zh' ? 'Huren 检查检验结果互认' : 'Huren mutual recognition of results' },
+  };
+}
+
+/**
+ * A warning card when the institutions' records of the patient (or the ID number itself) disagree on sex or birth
+ * date: the identifier may be mistyped or shared, and no result should be reused before the doctor has checked.
+ */
+export function identityCard(conflicts: string[], lang: Language): Card {
+  return {
+    summary:
+      lang === 'zh'
+        ? '患者身份信息在各机构间不一致，互认前请核实身份'
+        : 'Institutions disagree about this patient: verify the identity before reusing a result',
+    detail: [
+      lang === 'zh'
+        ? '同一证件号在以下记录中的性别或出生日期不一致，可能是证件号录入错误或他人证件：'
+        : 'Records with this identifier disagree on sex or birth date; the number may be mistyped or shared:',
+      '',
+      ...conflicts.map((c) => `- ${c}`),
+    ].join('\n'),
+    indicator: 'warning',
     source: { label: lang === 'zh' ? 'Huren 检查检验结果互认' : 'Huren mutual recognition of results' },
   };
 }

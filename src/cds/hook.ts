@@ -14,10 +14,10 @@ import { badRequest, error, forbidden, preconditionFailed } from '../fhir/outcom
 import { runReuseCheck } from '../fhir/reuse-check.js';
 import { ID_PATTERN } from '../fhir/types.js';
 import { requestedItemsFromServiceRequest, type RequestedItem, type ReuseOutcome } from '../recognition/engine.js';
-import { patientKeysOf } from '../recognition/identity.js';
+import { corroborateRecords, describeConflicts, patientKeysOf } from '../recognition/identity.js';
 import { PROMPTED_DECISIONS } from '../recognition/ledger.js';
 import type { ResourceStore } from '../store/resource-store.js';
-import { noIdentifierCard, resultCard, unmappedCard, type Card, type Language } from './cards.js';
+import { identityCard, noIdentifierCard, resultCard, unmappedCard, type Card, type Language } from './cards.js';
 import type { CdsCaller, CdsClientDoc } from './clients.js';
 
 export interface CdsService {
@@ -341,8 +341,10 @@ export async function answerHook(
   const orders = draftServiceRequests(req.context, service.hook);
   const patient = await patientOf(req, caller.client, deps);
   const patientKeys = patientKeysOf(deps.facts.secret, patient.identifier);
-  // Only for the audit trail (the broker's Patient ids, never the identifier): looked up while the check runs.
-  const patientsLookup = deps.facts.patients.lookup(patientKeys).then((records) => records.map((r) => r.ref));
+  // The patient's records, looked up while the check runs: the audit trail names them (the broker's Patient ids,
+  // never the identifier), and what they say about sex and birth date must agree with the EHR's own record.
+  const recordsLookup = deps.facts.patients.lookup(patientKeys);
+  const patientsLookup = recordsLookup.then((records) => records.map((r) => r.ref));
   if (orders.length === 0) return { cards: [], patients: await patientsLookup, results: [] };
   if (patientKeys.length === 0)
     return { cards: [noIdentifierCard(ctx.lang)], patients: await patientsLookup, results: [] };
@@ -375,6 +377,17 @@ export async function answerHook(
   const reasons = rules.declineReasons.reasons;
   const cards: Card[] = [];
   const docs: CdsCardDoc[] = [];
+  const identity = corroborateRecords(await recordsLookup, patient.identifier ?? [], [
+    {
+      source: institution,
+      ...(patient.gender ? { sex: patient.gender } : {}),
+      ...(patient.birthDate ? { birthDate: patient.birthDate } : {}),
+    },
+  ]);
+  if (!identity.consistent && prompted.length > 0) {
+    const nameOf = (id: string) => rules.directory.byId.get(id)?.name.zh;
+    cards.push(identityCard(describeConflicts(identity, { lang: ctx.lang, nameOf }), ctx.lang));
+  }
   for (const o of prompted) {
     const item = rules.index.items.get(o.item.code);
     if (!item) continue;
@@ -398,6 +411,7 @@ export async function answerHook(
         lang: ctx.lang,
         now,
         timeZone: rules.catalogue.timeZone,
+        identityConflict: !identity.consistent,
       }),
     );
     docs.push({

@@ -19,6 +19,7 @@ import type { RecognitionRules } from '../recognition/load.js';
 import {
   claimFromResidentId,
   corroborateDemographics,
+  describeConflicts,
   IDENTIFIER_SYSTEMS,
   isMatchingIdentifierSystem,
   normalizeIdentifier,
@@ -407,13 +408,11 @@ function outcomeParameter(o: ReuseOutcome): ParametersParameter {
  * before reusing anything.
  */
 function identityParameter(identity: Corroboration): ParametersParameter {
-  const describe = (c: Corroboration['conflicts'][number]) =>
-    `${c.field}: ${c.values.map((v) => `${v.value} (${v.sources.join(', ')})`).join(' ≠ ')}`;
   return {
     name: 'identity',
     part: [
       { name: 'consistent', valueBoolean: false },
-      ...identity.conflicts.map((c) => ({ name: 'conflict', valueString: describe(c) })),
+      ...describeConflicts(identity).map((line) => ({ name: 'conflict', valueString: line })),
       {
         name: 'advice',
         valueString:

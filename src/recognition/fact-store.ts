@@ -76,9 +76,7 @@ export class FactStore {
     const removed = await Promise.all(
       projections
         .filter((p) => !firstVersions.has(p.source))
-        .map((p) =>
-          this.collection.deleteMany({ source: p.source, _id: { $nin: p.facts.map((f) => f.id) } }),
-        ),
+        .map((p) => this.collection.deleteMany({ source: p.source, _id: { $nin: p.facts.map((f) => f.id) } })),
     );
     return {
       upserted: fresh.length + replaced.length,

@@ -226,3 +226,56 @@ export function corroborateDemographics(claims: readonly DemographicClaim[]): Co
   }
   return { consistent: conflicts.length === 0, sex, birthDate, conflicts };
 }
+
+const CONFLICT_WORDS: Record<string, string> = {
+  sex: '性别',
+  birthDate: '出生日期',
+  male: '男',
+  female: '女',
+  'resident-id-card': '身份证号',
+};
+
+/**
+ * One line per conflict: `sex: female (resident-id-card, hospital-a) ≠ male (hospital-b)`, or in Chinese
+ * `性别：女（身份证号、青岛演示医院A）≠ 男（青岛演示医院B）` with `nameOf` naming the institutions.
+ */
+export function describeConflicts(
+  identity: Corroboration,
+  options: { lang?: 'zh' | 'en'; nameOf?: (source: string) => string | undefined } = {},
+): string[] {
+  if (options.lang !== 'zh') {
+    return identity.conflicts.map(
+      (c) => `${c.field}: ${c.values.map((v) => `${v.value} (${v.sources.join(', ')})`).join(' ≠ ')}`,
+    );
+  }
+  const word = (w: string) => CONFLICT_WORDS[w] ?? options.nameOf?.(w) ?? w;
+  return identity.conflicts.map(
+    (c) =>
+      `${word(c.field)}：${c.values.map((v) => `${word(v.value)}（${v.sources.map(word).join('、')}）`).join(' ≠ ')}`,
+  );
+}
+
+/**
+ * What the patient's records say about it, corroborated: each institution's Patient record (as the patient index
+ * keeps it), what the resident ID number itself encodes, and any other claim (the EHR's own record).
+ */
+export function corroborateRecords(
+  records: readonly { ref: string; organization?: string; sex?: string; birthDate?: string }[],
+  identifiers: readonly { system?: string; value?: string }[] = [],
+  extra: readonly DemographicClaim[] = [],
+): Corroboration {
+  const claims: DemographicClaim[] = [...extra];
+  for (const id of identifiers) {
+    if (id.system !== IDENTIFIER_SYSTEMS.residentIdCard || !id.value) continue;
+    const claim = claimFromResidentId(id.value.trim().toUpperCase());
+    if (claim) claims.push(claim);
+  }
+  for (const r of records) {
+    claims.push({
+      source: r.organization ?? r.ref,
+      ...(r.sex ? { sex: r.sex } : {}),
+      ...(r.birthDate ? { birthDate: r.birthDate } : {}),
+    });
+  }
+  return corroborateDemographics(claims);
+}

@@ -461,9 +461,7 @@ export class ResourceStore {
     // Only a replacement can have overwritten a newer version; an insert that succeeded was first, and a newer
     // version's writer meets it (settleCurrent compares again after a clash).
     const nexts = await Promise.all(
-      versions.map((v, i) =>
-        replaced.has(i) ? this.historyCol.findOne({ _id: `${refs[i]!}/${v.vid + 1}` }) : null,
-      ),
+      versions.map((v, i) => (replaced.has(i) ? this.historyCol.findOne({ _id: `${refs[i]!}/${v.vid + 1}` }) : null)),
     );
     for (let i = 0; i < versions.length; i++) {
       if (out[i]) continue;

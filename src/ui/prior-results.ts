@@ -4,6 +4,7 @@
  * ledger like any other), values with units, reference ranges and flags, and a trend for repeated analytes.
  */
 import type { CodeableConcept, DiagnosticReport, Observation, Quantity, Resource } from 'fhir/r4';
+import { corroborateRecords, describeConflicts } from '../recognition/identity.js';
 import type { FhirDeps } from '../fhir/interactions.js';
 import { runReuseCheck } from '../fhir/reuse-check.js';
 import type { RecognitionFact } from '../recognition/facts.js';
@@ -95,11 +96,16 @@ export async function priorResults(
   const rules = deps.facts!.rules;
   const index = rules.index;
   const longest = Math.max(...rules.catalogue.items.map((i) => i.validityDays));
-  const facts = await deps.facts!.facts.findForPatient(
-    input.patientKeys,
-    new Date(input.now.getTime() - (longest + 2) * DAY_MS),
-    input.now,
-  );
+  // The patient's records are read with the facts: they must agree before anything is reused.
+  const [facts, records] = await Promise.all([
+    deps.facts!.facts.findForPatient(
+      input.patientKeys,
+      new Date(input.now.getTime() - (longest + 2) * DAY_MS),
+      input.now,
+    ),
+    deps.facts!.patients.lookup(input.patientKeys),
+  ]);
+  const identity = corroborateRecords(records);
   const asked = new Map<string, ReuseCheckDoc>();
   for (const check of input.earlier ?? []) {
     for (const o of check.outcomes) if (o.item && !asked.has(o.item)) asked.set(o.item, check);
@@ -219,6 +225,17 @@ export async function priorResults(
       countsAsDecline: r.countsAsDecline,
       requiresText: r.requiresText,
     })),
+    ...(identity.consistent
+      ? {}
+      : {
+          identityConflicts: describeConflicts(identity).map((en, i) => ({
+            en,
+            zh: describeConflicts(identity, {
+              lang: 'zh',
+              nameOf: (id) => rules.directory.byId.get(id)?.name.zh,
+            })[i]!,
+          })),
+        }),
     resources: [...shown].filter((r) => r.includes('/')),
   };
 }

@@ -66,4 +66,6 @@ export interface PriorResultsView {
   declineReasons: { code: string; name: Bilingual; countsAsDecline: boolean; requiresText: boolean }[];
   /** The broker's Patient id of the launch, when it holds one. */
   patient?: string;
+  /** Set when the institutions' records of the patient disagree on sex or birth date: one line per conflict. */
+  identityConflicts?: Bilingual[];
 }

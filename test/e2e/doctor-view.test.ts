@@ -208,6 +208,8 @@ describe('doctor prior-results view in a real browser', () => {
     await toggle.focus();
     await page.keyboard.press('Enter');
     await expect.poll(() => card('HR-IMG-CT-CHEST').locator('.conclusion').textContent()).toContain('双肺');
+    // The previous doctor's conclusion is shown for reference, and said not to be recognised.
+    expect(await card('HR-IMG-CT-CHEST').locator('.conclusion').textContent()).toContain('not recognised');
     expect(await page.evaluate('document.activeElement?.getAttribute("aria-expanded")')).toBe('true');
     await page.getByRole('button', { name: '中文' }).click();
   });
@@ -265,5 +267,26 @@ describe('doctor prior-results view in a real browser', () => {
       .poll(async () => (await ledger()).filter((e) => e.check === checkId && e.event === 'viewed').length)
       .toBe(1);
     await fresh.close();
+  });
+
+  test("when hospital B's own record of the patient says another sex, the view asks to verify the identity", async (ctx) => {
+    const own = await t
+      .as('demo-his-hospital-b')
+      .put('/fhir/Patient/dv-patient-at-b')
+      .set('Content-Type', 'application/fhir+json')
+      .send({
+        ...patient,
+        id: 'dv-patient-at-b',
+        gender: 'male',
+        managingOrganization: { reference: 'Organization/demo-hospital-b' },
+      } satisfies Patient);
+    expect([200, 201], own.text).toContain(own.status);
+    await page.goto(await registerLaunch());
+    await expect.poll(() => card('HR-LAB-CBC').count()).toBe(1);
+    const warning = page.locator('#identity');
+    expect(await warning.isVisible()).toBe(true);
+    expect(await warning.textContent()).toContain('患者身份信息在各机构间不一致');
+    expect(await warning.textContent()).toContain('性别：女（青岛演示医院A） ≠ 男（青岛演示医院B）');
+    await screenshot(page, 'doctor-view-identity', ctx);
   });
 });

@@ -245,6 +245,20 @@ describe('CDS Hooks services at order entry', () => {
     }
   });
 
+  test("when the EHR's record of the patient says another sex, a warning card asks to verify and reuse is not recommended", async () => {
+    const orders = [draft('draft-cbc-id', B_LOCAL, 'XCG')];
+    const male = { ...patient, gender: 'male' as const };
+    const res = await call(SELECT, hookBody('order-select', orders, { prefetch: { patient: male } }));
+    expect(res.status, res.text).toBe(200);
+    const cards = cardsOf(res);
+    const warning = cards.find((c) => c.summary.startsWith('患者身份信息在各机构间不一致'))!;
+    expect(warning.indicator).toBe('warning');
+    // The ID number (…1949-12-31, female) and hospital A's record disagree with hospital B's EHR.
+    expect(warning.detail).toContain('性别：女（身份证号、青岛演示医院A） ≠ 男（青岛演示医院B）');
+    const cbcCard = cardFor(cards, 'HR-LAB-CBC')!;
+    expect(cbcCard.suggestions![0]!.isRecommended).toBe(false);
+  });
+
   test('cards speak English when the doctor prefers it', async () => {
     const res = await call(SIGN, hookBody('order-sign', [draft('draft-cbc', B_LOCAL, 'XCG')]), {
       'Accept-Language': 'en-US,en;q=0.9',

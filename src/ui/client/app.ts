@@ -78,6 +78,15 @@ const T: Record<string, Bilingual> = {
   none: { zh: '该患者在有效期内没有可互认的既往结果。', en: 'No recognisable prior results within their windows.' },
   chooseReason: { zh: '请选择理由', en: 'Choose a reason' },
   textRequired: { zh: '该理由须填写说明', en: 'This reason needs an explanation' },
+  identity: {
+    zh: '患者身份信息在各机构间不一致（可能是证件号录入错误或他人证件），互认前请核实身份：',
+    en: 'The institutions disagree about this patient (the ID may be mistyped or shared): verify before reusing:',
+  },
+  // 医疗机构检查检验结果互认管理办法: result data and images are recognised, the previous diagnosis is not.
+  conclusion: {
+    zh: '原报告结论（仅供参考，不属互认内容）：',
+    en: "The previous report's conclusion (for reference; not recognised): ",
+  },
   notCounted: { zh: '（不计为拒绝）', en: ' (not counted as a decline)' },
   notLaunched: {
     zh: '请从医生工作站打开本页面（需要 SMART 启动参数）。',
@@ -340,7 +349,9 @@ function itemCard(item: ItemView): HTMLElement {
     actions,
   );
   if (open) {
-    if (item.conclusion) card.append(h('p', { class: 'conclusion' }, item.conclusion));
+    if (item.conclusion) {
+      card.append(h('p', { class: 'conclusion' }, h('strong', {}, t('conclusion')), item.conclusion));
+    }
     if (item.values.length) card.append(valuesTable(item));
   }
   return card;
@@ -351,6 +362,13 @@ function render(): void {
   $('org').textContent = name(view.organization.name) || view.organization.id;
   const total = view.categories.reduce((n, c) => n + c.items.length, 0);
   $('status').textContent = total ? t('count', { n: total }) : t('none');
+  const identity = $('identity');
+  identity.hidden = !view.identityConflicts?.length;
+  identity.replaceChildren(
+    ...(view.identityConflicts?.length
+      ? [h('strong', {}, t('identity')), h('ul', {}, ...view.identityConflicts.map((c) => h('li', {}, name(c))))]
+      : []),
+  );
   $('categories').replaceChildren(
     ...view.categories.map((c) =>
       h(
