@@ -462,7 +462,13 @@ async function plans(ctx: Context, ledgerPeriod: { from: string; to: string }) {
         'sp.code': first(sp.code),
       }),
     ),
-    'ledger year by month × organization (report)': await attempt(() =>
+    'report rollup of a closed month by id (report)': await attempt(() =>
+      ctx.deps.rollups!.collection.find({ _id: `month:${ledgerPeriod.from.slice(0, 7)}` }),
+    ),
+    "ledger entries of an open day (report: today's part)": await attempt(() =>
+      ctx.deps.ledger!.collection.find({ day: ledgerPeriod.to }),
+    ),
+    'ledger year by month × organization (bare aggregation)': await attempt(() =>
       ctx.deps.ledger!.collection.aggregate([
         { $match: { day: { $gte: ledgerPeriod.from, $lte: ledgerPeriod.to } } },
         { $group: { _id: { month: '$month', institution: '$institution' }, n: { $sum: 1 } } },
