@@ -152,13 +152,15 @@ export class FactProjector {
    * results' facts), then every result's facts in one write, each subject Patient read once.
    */
   readonly onVersions = async (docs: CurrentDoc[], store: ResourceStore): Promise<void> => {
+    const results = docs.filter((d) => (PROJECTED_TYPES as readonly string[]).includes(d.type));
+    // The results of this batch are projected below, after their Patients: not again by the re-projection.
+    const inBatch = new Set(results.map((d) => d._id));
     for (const doc of docs.filter((d) => d.type === 'Patient')) {
       // Results are re-projected only when the Patient's keys change (a search of its results, which FerretDB
       // answers with a scan); first, so that a crash before the index update re-projects again on replay.
-      if (await this.patients.keysChanged(doc)) await this.reprojectPatient(doc.id, store);
+      if (await this.patients.keysChanged(doc)) await this.reprojectPatient(doc.id, store, inBatch);
       await this.patients.update(doc);
     }
-    const results = docs.filter((d) => (PROJECTED_TYPES as readonly string[]).includes(d.type));
     if (results.length) await this.projectDocs(results, store);
   };
 
@@ -209,13 +211,18 @@ export class FactProjector {
   }
 
   /** Re-projects the results whose subject is this Patient (its identifiers, hence keys, may have changed). */
-  async reprojectPatient(patientId: string, store: ResourceStore): Promise<number> {
+  async reprojectPatient(
+    patientId: string,
+    store: ResourceStore,
+    skip: ReadonlySet<string> = new Set(),
+  ): Promise<number> {
     let count = 0;
     for await (const doc of store.scan({
       type: { $in: [...PROJECTED_TYPES] },
       'sp.subject': `Patient/${patientId}`,
       deleted: false,
     })) {
+      if (skip.has(doc._id)) continue;
       await this.projectDoc(doc, store);
       count++;
     }
