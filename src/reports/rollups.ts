@@ -184,6 +184,7 @@ export interface RollupStats {
 
 export class LedgerRollups {
   readonly collection: Collection<RollupDoc>;
+  private readonly reading = new Map<string, { startedAt: number; entries: Promise<LedgerEntry[]> }>();
 
   constructor(
     db: Db,
@@ -206,6 +207,7 @@ export class LedgerRollups {
       Promise.all(pieces.map((_id) => this.collection.findOne({ _id }))),
       Promise.all(pieces.map((_id) => this.ledger.marks.findOne({ _id }))),
     ]);
+    const marksReadAt = performance.now();
     const tally = emptyTally();
     const stale = new Map<string, { piece: string; stamp: string | null }[]>(); // by month
     pieces.forEach((piece, i) => {
@@ -220,15 +222,13 @@ export class LedgerRollups {
     });
     // Missing or stale rollups: one read of each month's entries builds every piece of that month.
     for (const [month, wanted] of stale) {
-      const entries = await this.ledger.collection.find({ month }).toArray();
+      const entries = await this.monthEntries(month, marksReadAt);
       for (const { piece, stamp } of wanted) {
         const day = piece.startsWith('day:') ? piece.slice(4) : undefined;
         const piecesEntries = day ? entries.filter((e) => e.day === day) : entries;
         const built = addEntries(emptyTally(), piecesEntries);
         mergeTally(tally, built);
-        await this.collection.replaceOne({ _id: piece }, toDoc(piece, stamp, built, piecesEntries.length), {
-          upsert: true,
-        });
+        await this.store(toDoc(piece, stamp, built, piecesEntries.length));
       }
     }
     // Open days: their entries as they are now (equality on `day`, which the database can look up).
@@ -243,6 +243,39 @@ export class LedgerRollups {
         built: [...stale.values()].reduce((n, w) => n + w.length, 0),
       },
     };
+  }
+
+  /**
+   * A month's ledger entries. The dashboard asks several groupings of one period at once: in a process, requests
+   * that need the same month while it is being read share the one read.
+   */
+  private monthEntries(month: string, notBefore: number): Promise<LedgerEntry[]> {
+    // Only a read that began after this request read its marks may be shared: a rollup must hold every entry whose
+    // mark changed before its stamp was read.
+    const shared = this.reading.get(month);
+    if (shared && shared.startedAt >= notBefore) return shared.entries;
+    const read = {
+      startedAt: performance.now(),
+      entries: this.ledger.collection.find({ month }).toArray(),
+    };
+    this.reading.set(month, read);
+    void read.entries
+      .finally(() => {
+        if (this.reading.get(month) === read) this.reading.delete(month);
+      })
+      .catch(() => undefined);
+    return read.entries;
+  }
+
+  /** Stores a rollup; another request (or process) storing the same piece at the same moment is not an error. */
+  private async store(doc: RollupDoc): Promise<void> {
+    try {
+      await this.collection.replaceOne({ _id: doc._id }, doc, { upsert: true });
+    } catch (e) {
+      // Two upserts of one new _id: one inserts, the other meets its key. Both summed the same entries or, if a
+      // late entry came between, the next report sees the mark and sums again.
+      if ((e as { code?: number }).code !== 11000) throw e;
+    }
   }
 
   /** Builds the rollups of the last `months` months ahead of the first report (at start-up, then daily). */

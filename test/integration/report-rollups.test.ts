@@ -103,6 +103,19 @@ describe('report rollups of the decisions ledger', () => {
     expect(await rollupIds()).toEqual(expect.arrayContaining(['day:2025-03-20', 'day:2025-03-31']));
   });
 
+  test('groupings asked at once on a period not summed up yet all answer, with the same totals', async () => {
+    // The dashboard asks four groupings together; each needs the same rollups built.
+    await t.deps.rollups!.clear();
+    const answers = await Promise.all(
+      ['month', 'organization', 'category', ''].map((by) =>
+        t.as('bureau').get(`/reports/savings?from=2025-03-01&to=${TODAY}${by ? `&by=${by}` : ''}`),
+      ),
+    );
+    for (const res of answers) expect(res.status, res.text).toBe(200);
+    const totals = answers.map((res) => (res.body as SavingsReport).totals);
+    for (const other of totals.slice(1)) expect(other).toEqual(totals[0]);
+  });
+
   test('today is read from the ledger as it is: a check asked now counts at once', async () => {
     const before = (await byMonth('2025-03-01')).totals.prompts!;
     await pastDecision(TODAY, []);
