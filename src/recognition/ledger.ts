@@ -252,7 +252,14 @@ export class DecisionLedger {
     const now = this.clock().getTime();
     const late = entries.filter((e) => now - new Date(e.recordedAt).getTime() >= LATE_MS);
     const ids = new Set(late.flatMap((e) => [`day:${e.day}`, `month:${e.month}`]));
-    await Promise.all([...ids].map((_id) => this.marks.replaceOne({ _id }, { stamp: randomUUID() }, { upsert: true })));
+    await Promise.all(
+      [...ids].map((_id) =>
+        this.marks.replaceOne({ _id }, { stamp: randomUUID() }, { upsert: true }).catch((e: unknown) => {
+          // Two first marks of one day at once: the other's fresh stamp invalidates the rollups just as well.
+          if (!isDuplicateKey(e)) throw e;
+        }),
+      ),
+    );
   }
 
   /** Indexes for the report rollups' reads (a month's entries, an open day's entries) and per-check lookups. */
