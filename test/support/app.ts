@@ -74,32 +74,42 @@ export async function createTestApp(
   const deps = await createServices(config, log, inject('mongoUri'), dbName);
   const app = createApp(deps);
   const tokens: Record<string, string> = {};
-  // The assertion's aud is the token endpoint as the client addresses it: the configured base URL, or else the
-  // address of a listening server (supertest's throw-away servers change port with every request).
-  const server = config.baseUrl ? undefined : app.listen(0, '127.0.0.1');
-  if (server) await new Promise((resolve) => server.once('listening', resolve));
-  const address = server?.address();
-  const origin = config.baseUrl
-    ? config.baseUrl.replace(/\/fhir$/, '')
-    : `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
-  const tokenUrl = `${origin}/auth/token`;
   const demoClients = options.fetchTokens === false ? [] : readDemoClients(config.dataDir);
-  for (const client of demoClients) {
-    const assertion = await createClientAssertion(client.clientId, client.privateJwk, tokenUrl);
-    const res = await request(server ?? app)
-      .post('/auth/token')
-      .type('form')
-      .send({
-        grant_type: 'client_credentials',
-        client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
-        client_assertion: assertion,
-        scope: client.scopes,
-      });
-    if (res.status !== 200) throw new Error(`token for ${client.clientId}: ${res.status} ${JSON.stringify(res.body)}`);
-    tokens[client.clientId] = res.body.access_token as string;
-  }
-  if (server) await new Promise((resolve) => server.close(resolve));
-  for (const [role, clientId] of Object.entries(ROLE_CLIENTS)) tokens[role] = tokens[clientId];
+  const fetchTokens = async () => {
+    // The assertion's aud is the token endpoint as the client addresses it: the configured base URL, or else the
+    // address of a listening server (supertest's throw-away servers change port with every request).
+    const server = config.baseUrl ? undefined : app.listen(0, '127.0.0.1');
+    if (server) await new Promise((resolve) => server.once('listening', resolve));
+    const address = server?.address();
+    const origin = config.baseUrl
+      ? config.baseUrl.replace(/\/fhir$/, '')
+      : `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
+    const tokenUrl = `${origin}/auth/token`;
+    for (const client of demoClients) {
+      const assertion = await createClientAssertion(client.clientId, client.privateJwk, tokenUrl);
+      const res = await request(server ?? app)
+        .post('/auth/token')
+        .type('form')
+        .send({
+          grant_type: 'client_credentials',
+          client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
+          client_assertion: assertion,
+          scope: client.scopes,
+        });
+      if (res.status !== 200) {
+        throw new Error(`token for ${client.clientId}: ${res.status} ${JSON.stringify(res.body)}`);
+      }
+      tokens[client.clientId] = res.body.access_token as string;
+    }
+    if (server) await new Promise((resolve) => server.close(resolve));
+    for (const [role, clientId] of Object.entries(ROLE_CLIENTS)) tokens[role] = tokens[clientId]!;
+  };
+  await fetchTokens();
+  // Access tokens live at most five minutes; a long test (a sync of thousands of results) keeps fresh ones.
+  const refresh = demoClients.length
+    ? setInterval(() => void fetchTokens().catch(() => undefined), 180_000)
+    : undefined;
+  refresh?.unref();
   return {
     app,
     deps,
@@ -112,6 +122,7 @@ export async function createTestApp(
       return request.agent(app).set('Authorization', `Bearer ${token}`);
     },
     close: async () => {
+      clearInterval(refresh);
       if (!options.keepDatabase) await deps.connection.dropDatabase();
       await deps.connection.close();
     },
