@@ -16,7 +16,10 @@ export interface Broker {
 const here = path.dirname(fileURLToPath(import.meta.url));
 
 export async function startBroker(env: Record<string, string>, dataDir: string): Promise<Broker> {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(here, 'server.ts')], {
+  // BENCH_BROKER_PROFILE=<dir>: the broker writes a V8 CPU profile there when it stops (open it in Chrome DevTools).
+  const profile = process.env.BENCH_BROKER_PROFILE;
+  const flags = profile ? ['--cpu-prof', `--cpu-prof-dir=${profile}`] : [];
+  const child = spawn(process.execPath, [...flags, '--import', 'tsx', path.join(here, 'server.ts')], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });

@@ -183,28 +183,65 @@ function assertionProblem(err: unknown, tokenUrl: string): string {
   return 'The assertion could not be verified';
 }
 
-/** Checks a bearer access token issued by this broker; returns who is calling, or undefined when invalid. */
+/** A token already verified: its caller, its expiry and the key that signed it. */
+interface VerifiedToken {
+  access: AccessContext;
+  kid: string;
+  expMs: number;
+  nbfMs: number;
+}
+/** Tokens verified by each key ring: a hospital system sends the same token for minutes, one request after another. */
+const verifiedTokens = new WeakMap<KeyRing, Map<string, VerifiedToken>>();
+const MAX_VERIFIED_TOKENS = 10_000;
+
+/**
+ * Checks a bearer access token issued by this broker; returns who is calling, or undefined when invalid. A token's
+ * signature is verified once (an ECDSA verification is the largest CPU cost of a small request); later uses check
+ * that it has not expired and that its signing key is still accepted.
+ */
 export async function verifyAccessToken(
   token: string,
   deps: Pick<TokenDeps, 'keyRing' | 'issuer' | 'clock'>,
 ): Promise<AccessContext | undefined> {
+  const now = (deps.clock ?? (() => new Date()))();
+  let cache = verifiedTokens.get(deps.keyRing);
+  if (!cache) verifiedTokens.set(deps.keyRing, (cache = new Map()));
+  const key = `${deps.issuer} ${token}`;
+  const known = cache.get(key);
+  if (known) {
+    const ms = now.getTime();
+    if (ms >= known.expMs) {
+      cache.delete(key);
+      return undefined;
+    }
+    if (ms < known.nbfMs || !(await deps.keyRing.verificationKey(known.kid))) return undefined;
+    return { ...known.access };
+  }
   try {
     const { kid } = decodeProtectedHeader(token);
     if (!kid) return undefined;
-    const key = await deps.keyRing.verificationKey(kid);
-    if (!key) return undefined;
-    const { payload } = await jwtVerify(token, key, {
+    const signingKey = await deps.keyRing.verificationKey(kid);
+    if (!signingKey) return undefined;
+    const { payload } = await jwtVerify(token, signingKey, {
       issuer: deps.issuer,
       audience: deps.issuer,
       algorithms: ['ES256'],
-      currentDate: (deps.clock ?? (() => new Date()))(),
+      currentDate: now,
       typ: 'at+jwt',
     });
-    const { sub, scope, org, role, jti } = payload as Record<string, unknown>;
+    const { sub, scope, org, role, jti, exp, nbf } = payload as Record<string, unknown>;
     if (typeof sub !== 'string' || typeof scope !== 'string' || typeof org !== 'string' || typeof jti !== 'string')
       return undefined;
     if (!ROLES.includes(role as Role)) return undefined;
-    return { clientId: sub, scope, organization: org, role: role as Role, jti };
+    const access: AccessContext = { clientId: sub, scope, organization: org, role: role as Role, jti };
+    if (typeof exp === 'number') {
+      if (cache.size >= MAX_VERIFIED_TOKENS) {
+        for (const [k, v] of cache) if (v.expMs <= now.getTime()) cache.delete(k);
+        if (cache.size >= MAX_VERIFIED_TOKENS) cache.clear();
+      }
+      cache.set(key, { access, kid, expMs: exp * 1000, nbfMs: typeof nbf === 'number' ? nbf * 1000 : 0 });
+    }
+    return access;
   } catch {
     return undefined;
   }

@@ -42,10 +42,30 @@ export function isValidTimeZone(timeZone: string): boolean {
   }
 }
 
+const HOUR_MS = 3_600_000;
+/** Offsets by zone and UTC hour: NaN where the offset changes within that hour. Cleared when it grows large. */
+const hourOffsets = new Map<string, number>();
+const MAX_CACHED_HOURS = 100_000;
+
 /** The zone's offset from UTC in minutes at an instant (+480 for Asia/Shanghai). */
 export function offsetMinutesAt(ms: number, timeZone: string): number {
   const fixed = FIXED_OFFSET.exec(timeZone);
   if (fixed) return (fixed[1] === '-' ? -1 : 1) * (Number(fixed[2]) * 60 + Number(fixed[3]));
+  // Asking ICU costs microseconds, and every fact of a check asks several times. A zone's offset changes at most
+  // once in any hour (transitions are months apart): an hour whose first and last second agree has one offset.
+  const hour = Math.floor(ms / HOUR_MS);
+  const key = `${timeZone}|${hour}`;
+  let cached = hourOffsets.get(key);
+  if (cached === undefined) {
+    const first = zoneOffsetAt(hour * HOUR_MS, timeZone);
+    cached = first === zoneOffsetAt(hour * HOUR_MS + HOUR_MS - 1, timeZone) ? first : Number.NaN;
+    if (hourOffsets.size >= MAX_CACHED_HOURS) hourOffsets.clear();
+    hourOffsets.set(key, cached);
+  }
+  return Number.isNaN(cached) ? zoneOffsetAt(ms, timeZone) : cached;
+}
+
+function zoneOffsetAt(ms: number, timeZone: string): number {
   const parts = formatterFor(timeZone).formatToParts(new Date(ms));
   const get = (type: Intl.DateTimeFormatPartTypes) => Number(parts.find((p) => p.type === type)?.value ?? '0');
   const wall = Date.UTC(get('year'), get('month') - 1, get('day'), get('hour'), get('minute'), get('second'));

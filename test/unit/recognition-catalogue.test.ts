@@ -23,6 +23,7 @@ import {
   addDays,
   formatLocalDateTime,
   localDate,
+  offsetMinutesAt,
   parseFhirDateTime,
   startOfLocalDay,
 } from '../../src/recognition/time.js';
@@ -355,6 +356,20 @@ describe('local days in Asia/Shanghai', () => {
     expect(formatLocalDateTime(startOfLocalDay('2026-11-25', 'Asia/Shanghai') - 1000, 'Asia/Shanghai')).toBe(
       '2026-11-24T23:59:59+08:00',
     );
+  });
+
+  test('an offset that changes in the middle of a UTC hour is right on both sides of the change', () => {
+    // Lord Howe Island moves from +10:30 to +11:00 at 02:00 local on 2026-10-04, i.e. 15:30 UTC: offsets are cached
+    // per hour, and this hour has two. The hours around it have one each.
+    const at = (iso: string) => offsetMinutesAt(Date.parse(iso), 'Australia/Lord_Howe');
+    expect(at('2026-10-03T15:00:00Z')).toBe(630);
+    expect(at('2026-10-03T15:29:59Z')).toBe(630);
+    expect(at('2026-10-03T15:30:00Z')).toBe(660);
+    expect(at('2026-10-03T15:59:59Z')).toBe(660);
+    expect(at('2026-10-03T14:59:59Z')).toBe(630);
+    expect(at('2026-10-03T16:00:00Z')).toBe(660);
+    expect(localDate(Date.parse('2026-10-03T13:00:00Z'), 'Australia/Lord_Howe')).toBe('2026-10-03');
+    expect(localDate(Date.parse('2026-10-03T13:30:00Z'), 'Australia/Lord_Howe')).toBe('2026-10-04');
   });
 
   test('impossible or imprecise FHIR dates give no instant', () => {
