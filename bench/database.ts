@@ -1,7 +1,7 @@
 /**
  * The database a benchmark run uses, one for every side of every ratio:
  * - `MONGODB_URI` when set (production runs MongoDB);
- * - else `--db postgresql` (default): a throw-away PostgreSQL cluster in /dev/shm behind our FerretDB 1.24 launcher,
+ * - else `--db postgresql` (default): a throw-away PostgreSQL cluster (in /dev/shm where it fits) behind our FerretDB 1.24 launcher,
  *   because FerretDB pushes equality filters down to PostgreSQL, while on SQLite every filter other than `_id` scans
  *   the collection in Go (measured: 0.9 s for one patient's facts among 10 k, 7.5 s for a Patient by identifier
  *   among 14 k resources), which no benchmark at 100 k results can wait for;
@@ -31,7 +31,23 @@ export interface BenchDatabase {
    * returns what it created. Call it once the collections and their indexes exist.
    */
   tune(dbName: string): Promise<string[]>;
+  /** Bytes the database takes on disk (data and indexes), where the database can tell. */
+  sizeBytes(): Promise<number | null>;
   stop(): Promise<void>;
+}
+
+/**
+ * What one loaded result costs the PostgreSQL cluster, with history, facts and the GIN indexes of `tune`, rounded up
+ * from the summaries' `databaseMb / results`. The cluster goes on /dev/shm only when twice that fits there (it is
+ * memory); a full run (1 M) goes on disk, still without fsync.
+ */
+const PG_BYTES_PER_RESULT = 40_000;
+
+function clusterBase(results: number): string {
+  const shm = '/dev/shm';
+  if (!fs.existsSync(shm)) return os.tmpdir();
+  const { bavail, bsize } = fs.statfsSync(shm);
+  return bavail * bsize > 2 * results * PG_BYTES_PER_RESULT ? shm : os.tmpdir();
 }
 
 async function freePort(): Promise<number> {
@@ -76,9 +92,9 @@ function waitForLine(child: ChildProcess, line: RegExp, what: string): Promise<v
   });
 }
 
-async function startPostgresFerret(): Promise<BenchDatabase> {
+async function startPostgresFerret(results: number): Promise<BenchDatabase> {
   const bin = binDir();
-  const base = fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir();
+  const base = clusterBase(results);
   const dir = fs.mkdtempSync(path.join(base, 'huren-bench-pg-'));
   fs.chmodSync(dir, 0o777);
   const data = path.join(dir, 'data');
@@ -162,6 +178,7 @@ async function startPostgresFerret(): Promise<BenchDatabase> {
       psql(`ANALYZE`);
       return created;
     },
+    sizeBytes: async () => Number(psql(`SELECT pg_database_size('ferretdb')`).trim()),
     stop: async () => {
       ferret.kill('SIGTERM');
       await new Promise((r) => ferret.once('exit', r));
@@ -171,7 +188,7 @@ async function startPostgresFerret(): Promise<BenchDatabase> {
   };
 }
 
-export async function startBenchDatabase(kind: string, dataDir: string): Promise<BenchDatabase> {
+export async function startBenchDatabase(kind: string, dataDir: string, results: number): Promise<BenchDatabase> {
   if (process.env.MONGODB_URI) {
     const db = await startDatabase({ uri: process.env.MONGODB_URI, dataDir });
     return {
@@ -179,10 +196,11 @@ export async function startBenchDatabase(kind: string, dataDir: string): Promise
       description: 'MongoDB at MONGODB_URI',
       pids: [],
       tune: async () => [],
+      sizeBytes: async () => null,
       stop: () => db.stop(),
     };
   }
-  if (kind === 'postgresql') return startPostgresFerret();
+  if (kind === 'postgresql') return startPostgresFerret(results);
   if (kind !== 'sqlite') throw new Error(`--db must be postgresql or sqlite, not ${kind}`);
   const db = await startDatabase({ dataDir, memory: true });
   // The launcher is the only process: its pid is found by its port.
@@ -192,6 +210,7 @@ export async function startBenchDatabase(kind: string, dataDir: string): Promise
     pids: pidsListening(new URL(db.uri).port),
     // The launcher's patch (db/ferretdb/patches.json) makes `_id` lookups use the index; nothing else is pushed down.
     tune: async () => [],
+    sizeBytes: async () => null,
     stop: () => db.stop(),
   };
 }

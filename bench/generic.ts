@@ -5,6 +5,7 @@
  * valid HR qualification for the item's category on the result's day. It knows the catalogue (windows, categories)
  * and the institutions' qualifications, as a client of the regional platform would.
  */
+import http from 'node:http';
 import type { Bundle, DiagnosticReport, Parameters } from 'fhir/r4';
 import { lookupCoding } from '../src/recognition/catalogue.js';
 import { qualificationAt } from '../src/recognition/institutions.js';
@@ -14,6 +15,24 @@ import type { SamplePatient } from './load.js';
 
 const DAY = 86400_000;
 const FINAL = new Set(['final', 'amended', 'corrected']);
+const agent = new http.Agent({ keepAlive: true });
+
+/**
+ * GET over node:http rather than fetch: fetch (undici) gives up when response headers take over 300 s, and at 1 M
+ * results one generic search on FerretDB takes about that long (it scans every DiagnosticReport).
+ */
+function get(url: string, headers: Record<string, string>): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { headers, agent }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (body += chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+  });
+}
 
 export function createGenericClient(rules: RecognitionRules, origin: string, now: Date) {
   const tz = rules.catalogue.timeZone;
@@ -37,11 +56,12 @@ export function createGenericClient(rules: RecognitionRules, origin: string, now
       code: `${code.system}|${code.code}`,
       date: `ge${localDate(since, tz)}`,
     });
-    const res = await fetch(`${origin}/fhir/DiagnosticReport?${query}`, {
-      headers: { Authorization: `Bearer ${token}`, Accept: 'application/fhir+json' },
+    const res = await get(`${origin}/fhir/DiagnosticReport?${query}`, {
+      Authorization: `Bearer ${token}`,
+      Accept: 'application/fhir+json',
     });
-    if (res.status !== 200) throw new Error(`generic search answered ${res.status}: ${await res.text()}`);
-    const bundle = (await res.json()) as Bundle;
+    if (res.status !== 200) throw new Error(`generic search answered ${res.status}: ${res.body}`);
+    const bundle = JSON.parse(res.body) as Bundle;
     let best: DiagnosticReport | undefined;
     for (const e of bundle.entry ?? []) {
       const r = e.resource as DiagnosticReport;

@@ -68,7 +68,7 @@ const BUREAU = 'demo-bureau';
  */
 const GENERIC_PLAN: Record<number, (1 | 5)[]> = results <= SMALL_RESULTS ? { 1: [1, 5], 8: [1] } : { 1: [1] };
 /** Sample patients on which the generic answer is compared with Huren's (each costs a generic search). */
-const AGREEMENT_SAMPLES = results <= SMALL_RESULTS ? 5 : 2;
+const AGREEMENT_SAMPLES = results <= SMALL_RESULTS ? 5 : results <= QUICK_RESULTS ? 2 : 1;
 const TARGETS = { reuseVsFloor: 0.7, reuseVsGeneric: 3, ingestVsInsertMany: 0.5, yearReportMs: 2000 };
 
 const started = new Date();
@@ -481,7 +481,7 @@ async function plans(ctx: Context, ledgerPeriod: { from: string; to: string }) {
 }
 
 async function main(): Promise<void> {
-  const db = await startBenchDatabase(values.db!, dataDir);
+  const db = await startBenchDatabase(values.db!, dataDir, results);
   const env = {
     HUREN_DATA_DIR: dataDir,
     HUREN_PATIENT_KEY_SECRET: SECRET,
@@ -515,6 +515,7 @@ async function main(): Promise<void> {
     const benchRssAfterLoad = rssMb(process.pid);
     step('tuning the database indexes');
     const tuned = await db.tune(DB_NAME);
+    const databaseBytes = await db.sizeBytes();
     const ctx: Context = {
       deps,
       sample,
@@ -544,6 +545,7 @@ async function main(): Promise<void> {
       benchmarks: [...only],
       ledgerEntries: ledger.entries,
       load,
+      databaseMb: databaseBytes === null ? null : Math.round(databaseBytes / 1024 ** 2),
       tunedIndexes: tuned,
       targets: TARGETS,
       met: {
