@@ -24,8 +24,11 @@ import { ensureFerretDb, startDatabase } from '../src/store/database.js';
 export interface BenchDatabase {
   uri: string;
   description: string;
-  /** Processes whose memory is the database's (for the RSS figures). */
-  pids: number[];
+  /**
+   * The database's processes by name (for the RSS and CPU figures; a process's CPU includes its children's, such as
+   * PostgreSQL's backends).
+   */
+  processes: Record<string, number>;
   /**
    * Makes the indexes of database `dbName` usable where the database needs help (FerretDB on PostgreSQL, below);
    * returns what it created. Call it once the collections and their indexes exist.
@@ -151,7 +154,7 @@ async function startPostgresFerret(results: number): Promise<BenchDatabase> {
   return {
     uri: `mongodb://127.0.0.1:${port}/`,
     description: `FerretDB 1.24 (PostgreSQL ${path.basename(path.dirname(bin))} backend, throw-away cluster on ${base} without durability (fsync, synchronous_commit off), GIN indexes for FerretDB's equality pushdown)`,
-    pids: [ferret.pid!, pgPid],
+    processes: { ferretdb: ferret.pid!, postgresql: pgPid },
     tune: async (dbName) => {
       const rows = psql(
         `SELECT tablename || '|' || indexdef FROM pg_indexes WHERE schemaname = '${dbName.replace(/'/g, "''")}'`,
@@ -194,7 +197,7 @@ export async function startBenchDatabase(kind: string, dataDir: string, results:
     return {
       uri: db.uri,
       description: 'MongoDB at MONGODB_URI',
-      pids: [],
+      processes: {},
       tune: async () => [],
       sizeBytes: async () => null,
       stop: () => db.stop(),
@@ -207,7 +210,7 @@ export async function startBenchDatabase(kind: string, dataDir: string, results:
   return {
     uri: db.uri,
     description: db.description,
-    pids: pidsListening(new URL(db.uri).port),
+    processes: Object.fromEntries(pidsListening(new URL(db.uri).port).map((pid) => ['ferretdb', pid])),
     // The launcher's patch (db/ferretdb/patches.json) makes `_id` lookups use the index; nothing else is pushed down.
     tune: async () => [],
     sizeBytes: async () => null,

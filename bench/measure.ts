@@ -10,6 +10,8 @@ export interface Throughput {
   p99ms: number;
   /** Failed calls (non-2xx or network errors); a figure with failures is not a throughput. */
   failures?: number;
+  /** CPU per request of each process while it ran (`withCpu`), in ms. */
+  cpuMsPerRequest?: Record<string, number | null>;
 }
 
 /** Resident set size of a process in MB (undefined when it is gone). */
@@ -31,6 +33,72 @@ export async function peakRss<T>(pid: number, work: () => Promise<T>): Promise<{
   } finally {
     clearInterval(timer);
   }
+}
+
+const CLOCK_TICKS_PER_SECOND = 100; // USER_HZ: 100 on Linux for every architecture the kernel exports it to
+
+/** pid → [parent pid, CPU seconds (user + system)] of every process now running, from /proc. */
+function processTable(): Map<number, [number, number]> {
+  const table = new Map<number, [number, number]>();
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      // Fields after the command name, which may itself contain spaces and parentheses (proc(5)).
+      const fields = fs.readFileSync(`/proc/${entry}/stat`, 'utf8').split(') ').pop()!.split(' ');
+      table.set(Number(entry), [Number(fields[1]), (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND]);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return table;
+}
+
+/**
+ * CPU seconds used so far by each named process and its descendants (a PostgreSQL postmaster's backends), except
+ * descendants that are named themselves.
+ */
+export function cpuSeconds(processes: Record<string, number>): Record<string, number> {
+  const table = processTable();
+  const children = new Map<number, number[]>();
+  for (const [pid, [ppid]] of table) children.set(ppid, [...(children.get(ppid) ?? []), pid]);
+  const out: Record<string, number> = {};
+  const roots = new Set(Object.values(processes));
+  for (const [name, root] of Object.entries(processes)) {
+    let sum = 0;
+    for (const stack = [root]; stack.length > 0;) {
+      const pid = stack.pop()!;
+      sum += table.get(pid)?.[1] ?? 0;
+      // A named process started by another (the broker and the database by the bench) counts only for itself.
+      stack.push(...(children.get(pid) ?? []).filter((child) => !roots.has(child)));
+    }
+    out[name] = sum;
+  }
+  return out;
+}
+
+/**
+ * Runs a throughput measurement and adds the CPU each process spent per request meanwhile (ms): where a ratio's
+ * difference goes when the processes share the machine's cores.
+ */
+export async function withCpu(processes: Record<string, number>, work: () => Promise<Throughput>): Promise<Throughput> {
+  const before = cpuSeconds(processes);
+  const result = await work();
+  return { ...result, cpuMsPerRequest: cpuMsPer(processes, before, result.requests) };
+}
+
+/** CPU ms per unit of work of each process since `before` (a `cpuSeconds` reading). */
+export function cpuMsPer(
+  processes: Record<string, number>,
+  before: Record<string, number>,
+  units: number,
+): Record<string, number | null> {
+  const after = cpuSeconds(processes);
+  return Object.fromEntries(
+    Object.keys(processes).map((name) => [
+      name,
+      units > 0 ? Number(((((after[name] ?? 0) - (before[name] ?? 0)) * 1000) / units).toFixed(2)) : null,
+    ]),
+  );
 }
 
 export function percentile(sorted: number[], p: number): number {

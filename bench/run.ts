@@ -31,7 +31,18 @@ import { startBenchDatabase } from './database.js';
 import { createGenericClient, hurenAnswer } from './generic.js';
 import { bundleOf, ingestStream } from './ingest.js';
 import { documentsOf, loadCity, loadLedger, type SamplePatient } from './load.js';
-import { cannon, measure, peakRss, rate, ratio, rssMb, type Throughput } from './measure.js';
+import {
+  cannon,
+  cpuMsPer,
+  cpuSeconds,
+  measure,
+  peakRss,
+  rate,
+  ratio,
+  rssMb,
+  withCpu,
+  type Throughput,
+} from './measure.js';
 
 const { values } = parseArgs({
   options: {
@@ -94,6 +105,8 @@ interface Context {
   database: string;
   /** Makes the database's indexes usable (bench/database.ts); again after the benchmark creates collections. */
   tune: () => Promise<string[]>;
+  /** This process and the database's, for the CPU per request of each (`withCpu`). */
+  processes: Record<string, number>;
 }
 
 /** The bare driver query of a patient's facts: the lookup `$reuse-check` makes, nothing else. */
@@ -138,10 +151,11 @@ async function reuseCore(ctx: Context, load: unknown) {
   };
   const out: Record<string, Record<string, Throughput>> = {};
   for (const c of [1, 8, 64]) {
+    const cpu = (work: () => Promise<Throughput>) => withCpu(ctx.processes, work);
     out[`c${c}`] = {
-      floor: await measure(seconds, c, floorQuery(ctx)),
-      core1: await measure(seconds, c, core(1)),
-      core5: await measure(seconds, c, core(5)),
+      floor: await cpu(() => measure(seconds, c, floorQuery(ctx))),
+      core1: await cpu(() => measure(seconds, c, core(1))),
+      core5: await cpu(() => measure(seconds, c, core(5))),
     };
   }
   write('reuse-core', {
@@ -199,10 +213,16 @@ async function reuseHttp(ctx: Context, broker: Broker) {
   const out: Record<string, Record<string, Throughput>> = {};
   let rssUnderLoadMb = 0;
   for (const c of [1, 8, 64]) {
-    step(`reuse-http c=${c}: floor and Huren`);
-    const run = async (items: 1 | 5) =>
-      cannon({ url, seconds, concurrency: c, headers: await headers(), bodies: bodies[items] });
-    const row: Record<string, Throughput> = { floor: await measure(seconds, c, floorQuery(ctx)) };
+    step(`reuse-http c=${c}: floor`);
+    const processes = { ...ctx.processes, broker: broker.pid };
+    const run = async (items: 1 | 5) => {
+      const h = await headers();
+      step(`reuse-http c=${c}: Huren, ${items} item(s)`);
+      return withCpu(processes, () => cannon({ url, seconds, concurrency: c, headers: h, bodies: bodies[items] }));
+    };
+    const row: Record<string, Throughput> = {
+      floor: await withCpu(processes, () => measure(seconds, c, floorQuery(ctx))),
+    };
     if (c === 64) {
       const { value, peakMb } = await peakRss(broker.pid, () => run(1));
       row.huren1 = value;
@@ -255,9 +275,13 @@ async function ingest(ctx: Context, broker: Broker) {
     current: ctx.deps.connection.db!.collection('bench_scratch_resources'),
     history: ctx.deps.connection.db!.collection('bench_scratch_history'),
   };
+  type CpuMs = Record<string, number | null>;
   const out: Record<
     string,
-    { http: Throughput & { resourcesPerSecond: number }; insertMany: { resourcesPerSecond: number; resources: number } }
+    {
+      http: Throughput & { resourcesPerSecond: number; cpuMsPerResource: CpuMs };
+      insertMany: { resourcesPerSecond: number; resources: number; cpuMsPerResource: CpuMs };
+    }
   > = {};
   // The bare side writes into collections indexed like the store's: index maintenance is part of every write.
   for (const [name, col] of [
@@ -284,6 +308,12 @@ async function ingest(ctx: Context, broker: Broker) {
     const httpStream = ingestStream(ctx.deps.facts.rules, ctx.sample, ctx.now, `${tag}-${size}`);
     const bareStream = ingestStream(ctx.deps.facts.rules, ctx.sample, ctx.now, `${tag}-${size}`);
     const token = await broker.token(HIS_B);
+    // CPU per resource of the broker and the database on each side (the bench's own work of building bundles and
+    // documents is left out: it is outside both timings).
+    const serving = Object.fromEntries(
+      Object.entries({ ...ctx.processes, broker: broker.pid }).filter(([name]) => name !== 'bench'),
+    );
+    let cpuBefore = cpuSeconds(serving);
     let httpResources = 0;
     const latencies: number[] = [];
     let spent = 0;
@@ -302,6 +332,8 @@ async function ingest(ctx: Context, broker: Broker) {
       latencies.push(ms);
       httpResources += size;
     }
+    const httpCpu = cpuMsPer(serving, cpuBefore, httpResources);
+    cpuBefore = cpuSeconds(serving);
     let bareResources = 0;
     let bareSpent = 0;
     while (bareSpent < seconds * 1000) {
@@ -318,6 +350,7 @@ async function ingest(ctx: Context, broker: Broker) {
       bareSpent += performance.now() - t0;
       bareResources += size;
     }
+    const bareCpu = cpuMsPer(serving, cpuBefore, bareResources);
     latencies.sort((a, b) => a - b);
     const httpRate = rate(httpResources, spent / 1000);
     msPerResource = spent / httpResources;
@@ -329,10 +362,12 @@ async function ingest(ctx: Context, broker: Broker) {
         p50ms: latencies[Math.floor(latencies.length / 2)]!,
         p99ms: latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * 0.99))]!,
         resourcesPerSecond: httpRate,
+        cpuMsPerResource: httpCpu,
       },
       insertMany: {
         resources: bareResources,
         resourcesPerSecond: rate(bareResources, bareSpent / 1000),
+        cpuMsPerResource: bareCpu,
       },
     };
   }
@@ -523,6 +558,7 @@ async function main(): Promise<void> {
       from: new Date(now.getTime() - (longest + 1) * DAY),
       database: db.description,
       tune: () => db.tune(DB_NAME),
+      processes: { bench: process.pid, ...db.processes },
     };
     if (only.has('reuse-core')) {
       step('reuse-core');
@@ -565,7 +601,7 @@ async function main(): Promise<void> {
         brokerAfterStartOnLoadedData: brokerAfterStart,
         brokerUnderC64: http?.rssUnderLoadMb,
         benchLoaderAfterLoad: benchRssAfterLoad,
-        database: db.pids.map(rssMb),
+        database: Object.fromEntries(Object.entries(db.processes).map(([name, pid]) => [name, rssMb(pid)])),
       },
       plans: await plans(ctx, {
         from: localDate(now.getTime() - 364 * DAY, tz),
