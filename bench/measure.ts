@@ -60,7 +60,11 @@ function processTable(): Map<number, [number, number]> {
 export function cpuSeconds(processes: Record<string, number>): Record<string, number> {
   const table = processTable();
   const children = new Map<number, number[]>();
-  for (const [pid, [ppid]] of table) children.set(ppid, [...(children.get(ppid) ?? []), pid]);
+  for (const [pid, [ppid]] of table) {
+    const siblings = children.get(ppid);
+    if (siblings) siblings.push(pid);
+    else children.set(ppid, [pid]);
+  }
   const out: Record<string, number> = {};
   const roots = new Set(Object.values(processes));
   for (const [name, root] of Object.entries(processes)) {
