@@ -98,7 +98,7 @@ export function documentsOf(
     txn,
   }));
   const last = history[history.length - 1]!;
-  const { sp, so } = extractSearchValues(deps.registry, last.resource!);
+  const { sp, so, tk } = extractSearchValues(deps.registry, last.resource!);
   const current: CurrentDoc = {
     _id: `${type}/${resource.id}`,
     type,
@@ -109,6 +109,7 @@ export function documentsOf(
     resource: last.resource,
     sp,
     so,
+    tk,
     owner: ownersOf(last.resource!),
     txn,
   };

@@ -1,8 +1,8 @@
-// Command huren-ferretdb embeds FerretDB 1.24 (SQLite backend) so that development and CI
-// have a MongoDB wire-compatible database without downloading mongod.
+// Command huren-ferretdb embeds FerretDB 1.24 so that development, CI and the benchmarks have a MongoDB
+// wire-compatible database without downloading mongod.
 //
-// Usage: huren-ferretdb -listen 127.0.0.1:27017 -dir ./data/db   (or -memory for throw-away data in a temporary directory)
-// Or: huren-ferretdb -listen … -postgresql-url postgres://…/ferretdb   (PostgreSQL backend, for benchmarks at scale)
+// Usage: huren-ferretdb -listen 127.0.0.1:27017 -postgresql-url postgres://…   (the embedded default: PostgreSQL)
+// Or: huren-ferretdb -listen … -dir ./data/ferretdb   (SQLite files of the earlier default, read once to migrate them)
 // It prints "ready <addr>" on stdout once it accepts connections and stops on SIGINT/SIGTERM.
 package main
 
@@ -23,10 +23,9 @@ import (
 
 func main() {
 	listen := flag.String("listen", "127.0.0.1:27017", "TCP address to listen on")
-	dir := flag.String("dir", "", "SQLite data directory (created if missing)")
-	memory := flag.Bool("memory", false, "keep data in memory only")
+	dir := flag.String("dir", "", "SQLite data directory of the earlier default (to migrate it)")
 	logLevel := flag.String("log-level", "warn", "log level: debug, info, warn or error")
-	pgURL := flag.String("postgresql-url", "", "use the PostgreSQL backend at this URL instead of SQLite")
+	pgURL := flag.String("postgresql-url", "", "the PostgreSQL backend at this URL")
 	flag.Parse()
 
 	var level slog.Level
@@ -37,31 +36,12 @@ func main() {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
 	var url string
-	if *pgURL != "" {
-		// PostgreSQL pushes simple equality filters down to SQL; SQLite scans in FerretDB (docs/scale.md).
-	} else if *memory {
-		// Throw-away data in a temporary directory (on tmpfs where there is one). SQLite's own
-		// `?mode=memory` is not used: FerretDB 1.24 hangs on updates with it (a shared in-memory
-		// database locks across its connection pool).
-		base := ""
-		if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
-			base = "/dev/shm"
-		}
-		tmp, err := os.MkdirTemp(base, "huren-ferretdb-")
-		if err != nil {
-			fail(err)
-		}
-		defer os.RemoveAll(tmp)
-		url = "file:" + tmp + "/"
-	} else {
+	if *pgURL == "" {
 		if *dir == "" {
-			fail(fmt.Errorf("-dir or -memory is required"))
+			fail(fmt.Errorf("-postgresql-url or -dir is required"))
 		}
 		abs, err := filepath.Abs(*dir)
 		if err != nil {
-			fail(err)
-		}
-		if err := os.MkdirAll(abs, 0o750); err != nil {
 			fail(err)
 		}
 		url = "file:" + abs + "/"

@@ -26,6 +26,7 @@ import {
   cursorFilter,
   encodeCursor,
   parseSearchRequest,
+  searchToken,
   type SearchRegistry,
   type SearchRequest,
 } from './search/index.js';
@@ -430,9 +431,17 @@ async function includes(deps: FhirDeps, parsed: SearchRequest, page: CurrentDoc[
       const refs = sources
         .filter((d) => rev.targetTypes.length === 0 || rev.targetTypes.includes(d.type))
         .map((d) => `${d.type}/${d.id}`);
-      if (refs.length === 0) continue;
-      const filter = { type: rev.sourceType, deleted: false, [rev.field]: { $in: refs } };
-      found.push(...(await deps.store.find(filter, { _id: 1 }, deps.config.maxPageSize)));
+      // One indexed lookup per page resource, in parallel ($in is not pushed down to PostgreSQL by FerretDB).
+      const lists = await Promise.all(
+        refs.map((ref) =>
+          deps.store.find(
+            { tk: searchToken(rev.sourceType, rev.param, ref), type: rev.sourceType, deleted: false },
+            { _id: 1 },
+            deps.config.maxPageSize,
+          ),
+        ),
+      );
+      found.push(...lists.flat().slice(0, deps.config.maxPageSize));
     }
     sources = [];
     for (const d of found) {

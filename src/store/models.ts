@@ -17,6 +17,8 @@ export interface CurrentDoc {
   resource: Resource | null;
   sp: Record<string, unknown>;
   so: Record<string, unknown>;
+  /** Indexed exact-match keys of the search values (`Type|param|value`, extract.ts): what searches narrow on. */
+  tk: string[];
   /** Institutions the resource belongs to (`Organization/…`), for tenancy. */
   owner?: string[];
   /** The ingest-log entry that wrote this version: makes replays idempotent. */
@@ -81,17 +83,14 @@ const currentSchema = new mongoose.Schema<CurrentDoc>(
     resource: mixed,
     sp: mixed,
     so: mixed,
+    tk: [String],
     owner: [String],
     txn: String,
   },
   { ...options, collection: 'resources' },
 );
-// The hot recognition query: a patient's results of some codes in a date range, newest first. Only `sp.code` is an
-// array in these documents (single values are stored as scalars), as MongoDB requires of a compound index.
-currentSchema.index({ type: 1, 'sp.patient': 1, 'sp.code': 1, 'sp.date.lo': -1 });
-currentSchema.index({ type: 1, 'sp.subject': 1 });
-currentSchema.index({ type: 1, 'sp.identifier': 1 });
-currentSchema.index({ type: 1, 'sp.url': 1 });
+// Every search, conditional interaction and _revinclude narrows on one element of `tk` (search/filter.ts).
+currentSchema.index({ tk: 1 });
 currentSchema.index({ type: 1, lastUpdated: 1 });
 currentSchema.index({ type: 1, owner: 1 });
 

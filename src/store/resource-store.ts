@@ -4,6 +4,7 @@ import type { Resource } from 'fhir/r4';
 import type { Collection, Document, Filter } from 'mongodb';
 import { conflict, gone, notFound, preconditionFailed } from '../fhir/outcomes.js';
 import type { Logger } from '../log.js';
+import { hoistAnd } from './filter-shape.js';
 import { InsertBatcher } from './insert-batcher.js';
 import type { ConditionalClaimDoc, CurrentDoc, HistoryDoc, IngestLogDoc, StoreModels, WriteOp } from './models.js';
 
@@ -11,6 +12,7 @@ import type { ConditionalClaimDoc, CurrentDoc, HistoryDoc, IngestLogDoc, StoreMo
 export type IndexFn = (resource: Resource) => {
   sp: Record<string, unknown>;
   so: Record<string, unknown>;
+  tk: string[];
   owner?: string[];
 };
 
@@ -58,6 +60,9 @@ class PreconditionLost extends Error {}
 const DUPLICATE_KEY = 11000;
 const isDuplicateKey = (err: unknown) => (err as { code?: number })?.code === DUPLICATE_KEY;
 
+/** Version of the stored search values (`sp`, `so`, `tk`); a database marked older is indexed again at start-up. */
+export const STORE_LAYOUT = 2;
+
 /** How long a conditional-create claim counts as "in progress" before it may be taken over. */
 const CLAIM_IN_PROGRESS_MS = 30_000;
 
@@ -87,6 +92,47 @@ export class ResourceStore {
     this.claims = models.claims.collection as unknown as Collection<ConditionalClaimDoc>;
     this.appendedHistory = new InsertBatcher(this.historyCol);
     this.appendedCurrent = new InsertBatcher(this.current);
+  }
+
+  // ---- layout ----
+
+  /**
+   * Brings the current documents of a database written by an earlier version of the search values (before `tk`, or
+   * copied from the SQLite default) up to STORE_LAYOUT: each is indexed again from its resource, in batches, with
+   * progress logged from the first second. A new database is only marked. Runs once, at start-up.
+   */
+  async upgradeLayout(): Promise<number> {
+    const meta = this.models.current.db.db!.collection<{ _id: string; version: number }>('store_meta');
+    if (((await meta.findOne({ _id: 'layout' }))?.version ?? 0) >= STORE_LAYOUT) return 0;
+    let done = 0;
+    const total = await this.current.estimatedDocumentCount();
+    if (total > 0) this.log.warn('Indexing stored resources for this version of the search layout', { total });
+    let last = Date.now();
+    let batch: CurrentDoc[] = [];
+    const flush = async () => {
+      if (batch.length === 0) return;
+      await this.current.bulkWrite(
+        batch.map((doc) => ({ replaceOne: { filter: { _id: doc._id }, replacement: doc } })),
+        { ordered: false },
+      );
+      done += batch.length;
+      batch = [];
+      if (Date.now() - last > 1000) {
+        last = Date.now();
+        this.log.info('Indexing stored resources', { done, total });
+      }
+    };
+    for await (const doc of this.current.find({}).sort({ _id: 1 }).batchSize(500)) {
+      const { sp, so, tk, owner } = doc.resource
+        ? this.index(doc.resource)
+        : { sp: {}, so: {}, tk: [], owner: undefined };
+      batch.push({ ...doc, sp, so, tk, owner: doc.resource ? (owner ?? []) : (doc.owner ?? []) });
+      if (batch.length >= 500) await flush();
+    }
+    await flush();
+    await meta.replaceOne({ _id: 'layout' }, { version: STORE_LAYOUT }, { upsert: true });
+    if (done > 0) this.log.warn('Stored resources indexed', { done });
+    return done;
   }
 
   // ---- reads ----
@@ -119,7 +165,7 @@ export class ResourceStore {
   /** Filters come from the search layer, which builds them for the `resources` document shape. */
   async find(filter: Filter<Document>, sort: Record<string, 1 | -1>, limit: number): Promise<CurrentDoc[]> {
     return this.current
-      .find(filter as Filter<CurrentDoc>)
+      .find(hoistAnd(filter) as Filter<CurrentDoc>)
       .sort(sort)
       .limit(limit)
       .toArray();
@@ -128,13 +174,13 @@ export class ResourceStore {
   /** Every current document matching `filter`, in `_id` order, read in batches (for rebuilds of derived indexes). */
   scan(filter: Filter<Document>): AsyncIterable<CurrentDoc> {
     return this.current
-      .find(filter as Filter<CurrentDoc>)
+      .find(hoistAnd(filter) as Filter<CurrentDoc>)
       .sort({ _id: 1 })
       .batchSize(500);
   }
 
   async count(filter: Filter<Document>): Promise<number> {
-    return this.current.countDocuments(filter as Filter<CurrentDoc>);
+    return this.current.countDocuments(hoistAnd(filter) as Filter<CurrentDoc>);
   }
 
   /**
@@ -168,7 +214,7 @@ export class ResourceStore {
       const t = new Date(options.cursor.t);
       and.push({ $or: [{ lastUpdated: { $lt: t } }, { lastUpdated: t, _id: { $lt: options.cursor.k } }] });
     }
-    const filter: Filter<HistoryDoc> = and.length ? { $and: and } : {};
+    const filter = hoistAnd((and.length ? { $and: and } : {}) as Filter<Document>) as Filter<HistoryDoc>;
     const docs = await this.historyCol
       .find(filter)
       .sort({ lastUpdated: -1, _id: -1 })
@@ -295,7 +341,7 @@ export class ResourceStore {
     const stored = withMeta(resource, 1, at);
     const _id = `${resource.resourceType}/${resource.id}`;
     const txn = `append:${_id}`;
-    const { sp, so, owner } = this.index(stored);
+    const { sp, so, tk, owner } = this.index(stored);
     const history = appended(this.appendedHistory, {
       _id: `${_id}/1`,
       type: resource.resourceType,
@@ -316,6 +362,7 @@ export class ResourceStore {
       resource: stored,
       sp,
       so,
+      tk,
       owner: owner ?? [],
       txn,
     });
@@ -527,7 +574,9 @@ export class ResourceStore {
 
   /** The current document of a version (`cur`: the one it replaces, whose owners a tombstone keeps). */
   private currentOf(version: HistoryDoc, cur: CurrentDoc | null): CurrentDoc {
-    const { sp, so, owner } = version.resource ? this.index(version.resource) : { sp: {}, so: {}, owner: [] };
+    const { sp, so, tk, owner } = version.resource
+      ? this.index(version.resource)
+      : { sp: {}, so: {}, tk: [], owner: [] };
     return {
       _id: `${version.type}/${version.id}`,
       type: version.type,
@@ -538,6 +587,7 @@ export class ResourceStore {
       resource: version.resource,
       sp,
       so,
+      tk,
       // A tombstone keeps the owners of the version it deleted: tenancy of its history and of its id outlives it.
       owner: version.resource ? (owner ?? []) : (cur?.owner ?? []),
       txn: version.txn,

