@@ -39,6 +39,9 @@ export interface AppDeps extends FhirHttpDeps {
   launches: AppLaunches;
 }
 
+/** How long `/readyz` waits for the database's answer to a ping before it reports it unreachable. */
+export const READY_TIMEOUT_MS = 1500;
+
 /** Express assembly without listen (tests drive it with supertest). */
 export function createApp(deps: AppDeps): Express {
   const app = express();
@@ -74,14 +77,17 @@ export function createApp(deps: AppDeps): Express {
     next();
   });
   app.use(deps.metrics.middleware);
-  app.use(refreshRules(deps.rules, deps.log));
 
+  // Liveness answers from the process alone, before anything that may wait on the database (the rules refresh
+  // below): a database that does not answer must not get the broker restarted.
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
   });
+  // Readiness asks the database, but answers 503 within READY_TIMEOUT_MS when it does not answer, so that a load
+  // balancer's probe is not left hanging.
   app.get('/readyz', async (_req, res) => {
     try {
-      await deps.connection.db!.admin().ping();
+      await deps.connection.db!.command({ ping: 1 }, { signal: AbortSignal.timeout(READY_TIMEOUT_MS) });
       res.json({ status: 'ready', database: 'reachable' });
     } catch {
       res.status(503).json({ status: 'not ready', database: 'unreachable' });
@@ -90,6 +96,7 @@ export function createApp(deps: AppDeps): Express {
   app.get('/metrics', async (_req, res) => {
     res.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
   });
+  app.use(refreshRules(deps.rules, deps.log));
   app.get('/', (req, res) => {
     res.json({
       name: 'Huren',

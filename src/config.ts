@@ -16,6 +16,8 @@ export interface Config {
   maxBodyBytes: number;
   /** Maximum number of entries in one Bundle. */
   maxBundleEntries: number;
+  /** Maximum number of items in any other JSON array of a request body (Bundle.entry: `maxBundleEntries`). */
+  maxArrayItems: number;
   defaultPageSize: number;
   maxPageSize: number;
   /** Time zone (UTC offset) used for dates without a zone, e.g. search `date=2024-03-05`. */
@@ -113,6 +115,7 @@ export function loadConfig(env: Env = process.env): Config {
     logLevel: env.HUREN_LOG_LEVEL ?? (env.NODE_ENV === 'test' ? 'warn' : 'info'),
     maxBodyBytes: byteSize(env, 'HUREN_MAX_BODY', 5 * 1024 ** 2),
     maxBundleEntries: integer(env, 'HUREN_MAX_BUNDLE_ENTRIES', 1000, 1, 100000),
+    maxArrayItems: integer(env, 'HUREN_MAX_ARRAY_ITEMS', 1000, 10, 1_000_000),
     defaultPageSize,
     maxPageSize,
     defaultTimeZone: tz,

@@ -8,7 +8,7 @@ import type { OperationOutcomeIssue } from 'fhir/r4';
 import { authenticate } from '../auth/bearer.js';
 import type { TokenDeps } from '../auth/tokens.js';
 import type { Config } from '../config.js';
-import { depthOf } from '../fhir/http.js';
+import { assertJsonLimits } from '../fhir/json-limits.js';
 import {
   error,
   forbidden,
@@ -138,8 +138,9 @@ function jsonBody(req: Request, maxDepth: number): unknown {
   } catch (e) {
     throw error(400, 'structure', `The body is not valid JSON: ${(e as Error).message}`);
   }
-  if (depthOf(parsed) > maxDepth)
-    throw error(400, 'too-costly', `The JSON body is nested deeper than ${maxDepth} levels`);
+  // Depth only: a part's lists (a hospital's local codes, the catalogue) grow with the city, and only admins send
+  // them; the body size limit still bounds them.
+  assertJsonLimits(parsed, { maxDepth, maxArrayItems: Infinity, maxBundleEntries: Infinity });
   return parsed;
 }
 

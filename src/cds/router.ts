@@ -6,7 +6,7 @@
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import type { AppDeps } from '../app.js';
 import { createRateLimiter } from '../auth/bearer.js';
-import { depthOf } from '../fhir/http.js';
+import { assertJsonLimits, jsonLimitsOf, type JsonLimits } from '../fhir/json-limits.js';
 import { error, notFound, OperationOutcomeError } from '../fhir/outcomes.js';
 import type { AuditExtra, FhirRequest } from '../fhir/request.js';
 import { languageOf } from './cards.js';
@@ -29,7 +29,7 @@ export function cdsDepsOf(deps: AppDeps): CdsDeps {
   };
 }
 
-function parseJson(req: Request, maxDepth: number): unknown {
+function parseJson(req: Request, limits: JsonLimits): unknown {
   const raw = req.body as Buffer | undefined;
   if (!Buffer.isBuffer(raw) || raw.length === 0) throw error(400, 'required', 'The request needs a JSON body');
   const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
@@ -46,8 +46,7 @@ function parseJson(req: Request, maxDepth: number): unknown {
       `The body is not valid JSON: ${err instanceof SyntaxError ? err.message : 'invalid'}`,
     );
   }
-  if (depthOf(parsed) > maxDepth)
-    throw error(400, 'too-costly', `The JSON body is nested deeper than ${maxDepth} levels`);
+  assertJsonLimits(parsed, limits);
   return parsed;
 }
 
@@ -56,6 +55,7 @@ export function cdsRouter(appDeps: AppDeps, originOf: (req: Request) => string):
   const router = express.Router();
   // Per EHR, like the FHIR API per client: a runaway EHR cannot starve the other institutions.
   const rateLimit = createRateLimiter(appDeps.config.rateLimitPerMinute);
+  const limits = jsonLimitsOf(appDeps.config);
   router.use(express.raw({ type: () => true, limit: appDeps.config.maxBodyBytes }));
 
   router.get('/', (_req, res) => {
@@ -136,7 +136,7 @@ export function cdsRouter(appDeps: AppDeps, originOf: (req: Request) => string):
     '/:id',
     handle(false, async (service, caller, req) => {
       const started = process.hrtime.bigint();
-      const hookReq = parseHookRequest(parseJson(req, appDeps.config.maxJsonDepth), service);
+      const hookReq = parseHookRequest(parseJson(req, limits), service);
       const lang = languageOf(req.headers['accept-language'], caller.client.language);
       const answer = await answerHook(service, hookReq, caller, deps, { origin: originOf(req), lang });
       appDeps.log.info('CDS hook answered', {
@@ -151,7 +151,7 @@ export function cdsRouter(appDeps: AppDeps, originOf: (req: Request) => string):
   router.post(
     '/:id/feedback',
     handle(true, async (service, caller, req) => {
-      const body = parseJson(req, appDeps.config.maxJsonDepth);
+      const body = parseJson(req, limits);
       const access = {
         clientId: caller.iss,
         organization: `Organization/${caller.client.institution}`,

@@ -379,6 +379,7 @@ function entryRequest(req: FhirRequest, e: ParsedEntry): FhirRequest {
     body: e.resource,
     baseUrl: req.baseUrl,
     access: req.access,
+    signal: req.signal,
   };
 }
 

@@ -15,6 +15,7 @@ import {
 import { badRequest, forbidden, methodNotAllowed, notFound } from './outcomes.js';
 import { assertAllowed } from '../auth/policy.js';
 import { scopeStore } from '../auth/scoped-store.js';
+import { abortableStore } from './abortable-store.js';
 import type { Permission } from '../auth/scopes.js';
 import { reuseCheck } from './reuse-check.js';
 import { reuseDecision } from './reuse-decision.js';
@@ -28,8 +29,10 @@ import type { FhirRequest, FhirResponse } from './request.js';
  */
 export function createDispatcher(base: FhirDeps): (req: FhirRequest) => Promise<FhirResponse> {
   const dispatch = async (req: FhirRequest): Promise<FhirResponse> => {
-    // Per request: the caller travels with the dependencies, so every interaction (and bundle entry) sees it.
-    const deps: FhirDeps = { ...base, access: req.access, store: scopeStore(base.store, req.access) };
+    // Per request: the caller travels with the dependencies, so every interaction (and bundle entry) sees it; so does
+    // the client's going away, which stops the store from starting more work for it.
+    const store = abortableStore(scopeStore(base.store, req.access), req.signal);
+    const deps: FhirDeps = { ...base, access: req.access, store };
     const allow = (type: string, permission: Permission) => {
       if (!isKnownType(type)) {
         throw notFound(`Resource type '${type}' is not supported here; see /fhir/metadata for the supported types`);

@@ -1,12 +1,14 @@
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import type { Logger } from '../log.js';
+import { routeLabel } from '../ops/metrics.js';
 import { createDispatcher } from './dispatch.js';
 import type { AuditFn } from '../audit/recorder.js';
 import { authenticate, createRateLimiter } from '../auth/bearer.js';
 import type { TokenDeps } from '../auth/tokens.js';
 import type { FhirDeps } from './interactions.js';
+import { assertJsonLimits, jsonLimitsOf, type JsonLimits } from './json-limits.js';
 import { error, OperationOutcomeError, outcome, issue, tooLarge, unsupportedMediaType } from './outcomes.js';
-import { pathSegments, type FhirRequest, type FhirResponse } from './request.js';
+import { ClientGoneError, pathSegments, type FhirRequest, type FhirResponse } from './request.js';
 
 export const FHIR_JSON = 'application/fhir+json';
 
@@ -26,10 +28,12 @@ export function fhirRouter(deps: FhirHttpDeps, baseUrlOf: (req: Request) => stri
   const router = express.Router();
   const dispatch = createDispatcher(deps);
   const rateLimit = createRateLimiter(deps.config.rateLimitPerMinute);
+  const limits = jsonLimitsOf(deps.config);
 
   router.use(express.raw({ type: () => true, limit: deps.config.maxBodyBytes }));
   router.use(async (req: Request, res: Response, next: NextFunction) => {
     let fhirReq: FhirRequest | undefined;
+    const signal = clientGoneSignal(res);
     try {
       negotiate(req);
       const segments = pathSegments(req.path);
@@ -48,10 +52,11 @@ export function fhirRouter(deps: FhirHttpDeps, baseUrlOf: (req: Request) => stri
         segments,
         query: req.query as Record<string, string | string[]>,
         headers: req.headers as Record<string, string | undefined>,
-        body: parseBody(req, deps.config.maxJsonDepth),
+        body: parseBody(req, limits),
         baseUrl: baseUrlOf(req),
         access,
         requestId: String(res.getHeader('X-Request-Id') ?? ''),
+        signal,
       };
       const out = await dispatch(fhirReq);
       if (access) await deps.audit(fhirReq, out.status, out.body, out.headers?.Location, out.audit);
@@ -59,8 +64,7 @@ export function fhirRouter(deps: FhirHttpDeps, baseUrlOf: (req: Request) => stri
     } catch (err) {
       try {
         // Refused and failed accesses are part of the audit trail too.
-        if (fhirReq?.access)
-          await deps.audit(fhirReq, err instanceof OperationOutcomeError ? err.status : 500, undefined);
+        if (fhirReq?.access) await deps.audit(fhirReq, statusOf(err), undefined);
       } catch (auditErr) {
         return next(auditErr);
       }
@@ -68,6 +72,28 @@ export function fhirRouter(deps: FhirHttpDeps, baseUrlOf: (req: Request) => stri
     }
   });
   return router;
+}
+
+/**
+ * Aborted when the connection closes before the answer has been sent, i.e. the client went away (a timeout, a
+ * cancelled page): the FHIR layer then starts no further database work for a request nobody waits for.
+ */
+function clientGoneSignal(res: Response): AbortSignal {
+  const controller = new AbortController();
+  const abort = () => {
+    if (!res.writableFinished) controller.abort(new ClientGoneError());
+  };
+  if (!res.socket || res.socket.destroyed) abort();
+  else res.once('close', abort);
+  return controller.signal;
+}
+
+/** 499: the status nginx and others log for a request its client closed (no response can be sent). */
+const CLIENT_CLOSED_REQUEST = 499;
+
+function statusOf(err: unknown): number {
+  if (err instanceof OperationOutcomeError) return err.status;
+  return err instanceof ClientGoneError ? CLIENT_CLOSED_REQUEST : 500;
 }
 
 /** Only JSON is spoken here: `_format`/Accept for XML or Turtle gets 406 (FHIR R4 §2.6.0 content types). */
@@ -87,7 +113,7 @@ function negotiate(req: Request): void {
   }
 }
 
-function parseBody(req: Request, maxDepth: number): unknown {
+function parseBody(req: Request, limits: JsonLimits): unknown {
   const raw = req.body as Buffer | undefined;
   if (!Buffer.isBuffer(raw) || raw.length === 0) {
     if (req.method === 'POST' || req.method === 'PUT') {
@@ -119,23 +145,8 @@ function parseBody(req: Request, maxDepth: number): unknown {
     const detail = err instanceof SyntaxError ? err.message : 'invalid JSON';
     throw error(400, 'structure', `The body is not valid JSON: ${detail}`);
   }
-  if (depthOf(parsed) > maxDepth) {
-    throw error(400, 'too-costly', `The JSON body is nested deeper than ${maxDepth} levels`);
-  }
+  assertJsonLimits(parsed, limits);
   return parsed;
-}
-
-/** Nesting depth of a parsed JSON value, walked without recursion so a hostile body cannot exhaust the stack. */
-export function depthOf(value: unknown): number {
-  let max = 0;
-  const stack: [unknown, number][] = [[value, 1]];
-  while (stack.length) {
-    const [v, d] = stack.pop()!;
-    if (v === null || typeof v !== 'object') continue;
-    if (d > max) max = d;
-    for (const child of Object.values(v)) if (child !== null && typeof child === 'object') stack.push([child, d + 1]);
-  }
-  return max;
 }
 
 export function send(req: Request, res: Response, out: FhirResponse): void {
@@ -159,6 +170,16 @@ export function fhirErrorHandler(log: Logger) {
     );
     let headers: Record<string, string> = {};
     const e = err as { type?: string; status?: number; message?: string };
+    if (err instanceof ClientGoneError) {
+      // Nobody is left to answer; not a failure of the broker.
+      log.info('Request abandoned by the client', {
+        requestId: res.getHeader('X-Request-Id'),
+        method: req.method,
+        path: routeLabel(req.originalUrl.split('?')[0]),
+      });
+      if (!res.headersSent) res.status(CLIENT_CLOSED_REQUEST).end();
+      return;
+    }
     if (err instanceof OperationOutcomeError) {
       status = err.status;
       body = err.outcome;

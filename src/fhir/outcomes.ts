@@ -56,7 +56,8 @@ export const preconditionFailed = (diagnostics: string, expression?: string | st
 export const methodNotAllowed = (diagnostics: string, allow: string) =>
   error(405, 'not-supported', diagnostics, undefined, { Allow: allow });
 export const unsupportedMediaType = (diagnostics: string) => error(415, 'not-supported', diagnostics);
-export const tooLarge = (diagnostics: string) => error(413, 'too-costly', diagnostics);
+export const tooLarge = (diagnostics: string, expression?: string | string[]) =>
+  error(413, 'too-costly', diagnostics, expression);
 export const unauthorized = (diagnostics: string) => error(401, 'login', diagnostics);
 export const forbidden = (diagnostics: string, expression?: string | string[]) =>
   error(403, 'forbidden', diagnostics, expression);

@@ -17,6 +17,19 @@ export interface FhirRequest {
   access?: AccessContext;
   /** The X-Request-Id of the HTTP request, for the audit trail. */
   requestId?: string;
+  /**
+   * Aborted (with a ClientGoneError) when the client goes away before its answer is sent: no further database work
+   * is started for it (abortableStore).
+   */
+  signal?: AbortSignal;
+}
+
+/** The client closed the connection before its answer was sent; nobody is left to answer. */
+export class ClientGoneError extends Error {
+  override name = 'ClientGoneError';
+  constructor() {
+    super('The client closed the connection before the answer was sent');
+  }
 }
 
 export interface FhirResponse {

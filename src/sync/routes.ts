@@ -1,7 +1,9 @@
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import { authenticate } from '../auth/bearer.js';
 import type { TokenDeps } from '../auth/tokens.js';
+import type { Config } from '../config.js';
 import { FHIR_JSON } from '../fhir/http.js';
+import { assertJsonLimits, jsonLimitsOf } from '../fhir/json-limits.js';
 import { forbidden, notFound } from '../fhir/outcomes.js';
 import { parseEndpoint, publicView } from './endpoints.js';
 import { receiveNotification } from './notify.js';
@@ -10,7 +12,7 @@ import type { SyncService } from './service.js';
 export interface SyncRouteDeps {
   sync: SyncService;
   auth: Pick<TokenDeps, 'keyRing' | 'issuer'>;
-  config: { maxBodyBytes: number };
+  config: Pick<Config, 'maxBodyBytes' | 'maxJsonDepth' | 'maxArrayItems' | 'maxBundleEntries'>;
 }
 
 type Handler = (req: Request, res: Response) => Promise<void>;
@@ -26,7 +28,14 @@ const wrap = (h: Handler) => (req: Request, res: Response, next: NextFunction) =
  */
 export function syncRouter(deps: SyncRouteDeps): Router {
   const router = express.Router();
-  const json = express.json({ type: ['application/json', FHIR_JSON], limit: deps.config.maxBodyBytes });
+  const limits = jsonLimitsOf(deps.config);
+  const json = [
+    express.json({ type: ['application/json', FHIR_JSON], limit: deps.config.maxBodyBytes }),
+    (req: Request, _res: Response, next: NextFunction) => {
+      assertJsonLimits(req.body, limits); // the same bounds as on the FHIR API
+      next();
+    },
+  ];
   const admin = async (req: Request) => {
     const access = await authenticate(req, deps.auth);
     if (access.role !== 'admin') throw forbidden('Sync endpoints are managed by administrators only');

@@ -199,6 +199,34 @@ describe('validation through the REST API', () => {
       }
     });
 
+    test('a result with 100 000 identifiers is refused at once with 413 naming the element, and nothing is stored', async () => {
+      const body = result();
+      const many = Array.from({ length: 99_999 }, (_, i) => ({ value: String(i) }));
+      body.identifier.push(...(many as typeof body.identifier));
+      const started = Date.now();
+      const res = await postObservation(body);
+      expect(Date.now() - started, 'answered without looking at every identifier').toBeLessThan(10_000);
+      const oo = expectRefusal(res, 413);
+      expect(oo.issue[0].code).toBe('too-costly');
+      expect(oo.issue[0].expression).toEqual(['Observation.identifier']);
+      expect(oo.issue[0].diagnostics).toMatch(/100000 items; at most 1000/);
+      expect(await storedWith(body.identifier[0].value)).toBe(0);
+    });
+
+    test('an over-long array inside a transaction entry is named by its path in the Bundle', async () => {
+      const body = result();
+      body.identifier.push(...(Array.from({ length: 1000 }, (_, i) => ({ value: `x${i}` })) as typeof body.identifier));
+      const bundle = {
+        resourceType: 'Bundle',
+        type: 'transaction',
+        entry: [{ resource: body, request: { method: 'POST', url: 'Observation' } }],
+      };
+      const res = await api().post('/fhir').set('Content-Type', FHIR_JSON).send(JSON.stringify(bundle));
+      const oo = expectRefusal(res, 413);
+      expect(oo.issue[0].expression).toEqual(['Bundle.entry[0].resource.identifier']);
+      expect(await storedWith(body.identifier[0].value)).toBe(0);
+    });
+
     test('XML (Content-Type text/xml) is refused with 415', async () => {
       const res = await postObservation(
         '<Observation xmlns="http://hl7.org/fhir"><status value="final"/></Observation>',

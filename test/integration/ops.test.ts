@@ -1,5 +1,17 @@
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { createTestApp, type TestApp } from '../support/app.js';
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import http from 'node:http';
+import net from 'node:net';
+import { Writable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import request from 'supertest';
+import { afterAll, beforeAll, describe, expect, inject, test } from 'vitest';
+import { createApp } from '../../src/app.js';
+import { loadConfig } from '../../src/config.js';
+import { createLogger } from '../../src/log.js';
+import { createServices } from '../../src/services.js';
+import type { ResourceStore } from '../../src/store/resource-store.js';
+import { createTestApp, TEST_DATA_DIR, type TestApp } from '../support/app.js';
 
 const ID_NUMBER = '370202199001011234';
 const NAME = '王小明';
@@ -87,4 +99,162 @@ describe('operations endpoints and logs', () => {
     expect(logs).not.toContain(NAME); // no name,
     expect(logs).not.toContain('1990-01-01'); // no birth date.
   });
+});
+
+describe('a request whose client has gone away', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await createTestApp('ops-client-gone');
+  });
+  afterAll(async () => {
+    await t.close();
+  });
+
+  test('a search stops before its next database query once the client has disconnected', async () => {
+    const identifier = { system: 'urn:huren:test:client-gone', value: randomBytes(6).toString('hex') };
+    const created = await t
+      .as('admin')
+      .post('/fhir/Patient')
+      .set('Content-Type', 'application/fhir+json')
+      .send({ resourceType: 'Patient', identifier: [identifier] });
+    expect(created.status).toBe(201);
+
+    // The real store, with every call the search makes recorded; the first one (the page) waits until the client
+    // has hung up and the server has seen it.
+    const calls: string[] = [];
+    let hangUp = async () => {};
+    const store = new Proxy(t.deps.store, {
+      get(target, property, receiver) {
+        const value = Reflect.get(target, property, receiver) as unknown;
+        if (typeof value !== 'function') return value;
+        return async (...args: unknown[]) => {
+          calls.push(String(property));
+          if (calls.length === 1) await hangUp();
+          return (value as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      },
+    }) as ResourceStore;
+    const server = createApp({ ...t.deps, store }).listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const serverSockets: net.Socket[] = [];
+    server.on('connection', (socket: net.Socket) => serverSockets.push(socket));
+    try {
+      const { port } = server.address() as net.AddressInfo;
+      // With a match on the page, the search would go on to its _revinclude query.
+      const search = http.get({
+        host: '127.0.0.1',
+        port,
+        path: `/fhir/Patient?identifier=${encodeURIComponent(`${identifier.system}|${identifier.value}`)}&_revinclude=Observation:subject`,
+        headers: { Authorization: `Bearer ${t.tokens.admin}` },
+      });
+      search.on('error', () => undefined);
+      let answered = false;
+      search.on('response', () => (answered = true));
+      hangUp = async () => {
+        search.destroy();
+        await once(serverSockets[0]!, 'close');
+      };
+      const abandoned = () => t.logLines.some((line) => line.includes('Request abandoned by the client'));
+      for (let waited = 0; !abandoned() && waited < 10_000; waited += 50) await sleep(50);
+      expect(abandoned(), 'the broker noticed and logged the abandoned request').toBe(true);
+      expect(answered).toBe(false);
+      expect(calls).toEqual(['find']); // the page query only: no _revinclude query after the client left
+    } finally {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+});
+
+/**
+ * A TCP relay to the test database that can stop passing bytes on: the database then accepts connections and
+ * never answers, the way an overloaded or partitioned one does.
+ */
+async function startDatabaseGate(target: URL) {
+  let frozen = false;
+  const held: (() => void)[] = [];
+  const sockets = new Set<net.Socket>();
+  const relay = (to: net.Socket) => (chunk: Buffer) => {
+    if (frozen) held.push(() => to.write(chunk));
+    else to.write(chunk);
+  };
+  const server = net.createServer((client) => {
+    const upstream = net.connect(Number(target.port), target.hostname);
+    for (const socket of [client, upstream]) {
+      sockets.add(socket);
+      socket.on('error', () => socket.destroy());
+      socket.on('close', () => sockets.delete(socket));
+    }
+    client.on('data', relay(upstream));
+    upstream.on('data', relay(client));
+    client.on('close', () => upstream.destroy());
+    upstream.on('close', () => client.destroy());
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const uri = new URL(target);
+  uri.host = `127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+  uri.searchParams.set('directConnection', 'true');
+  return {
+    uri: uri.toString(),
+    freeze: () => {
+      frozen = true;
+    },
+    thaw: () => {
+      frozen = false;
+      for (const write of held.splice(0)) write();
+    },
+    close: async () => {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+describe('liveness and readiness while the database does not answer', () => {
+  test('healthz answers at once, readyz answers 503 within 2 s, and both recover with the database', async () => {
+    const gate = await startDatabaseGate(new URL(inject('mongoUri')));
+    const config = loadConfig({
+      NODE_ENV: 'test',
+      HUREN_BASE_URL: 'http://huren.test/fhir',
+      HUREN_DATA_DIR: TEST_DATA_DIR,
+      HUREN_RULES_POLL_MS: '100',
+    });
+    const quiet = new Writable({ write: (_chunk, _enc, done) => done() });
+    const dbName = `t_ops_unanswered_${randomBytes(4).toString('hex')}`;
+    const deps = await createServices(config, createLogger({ level: 'error', stream: quiet }), gate.uri, dbName);
+    const app = createApp(deps);
+    try {
+      expect((await request(app).get('/readyz')).status).toBe(200);
+      gate.freeze();
+      await sleep(300); // past the rules poll interval: a request that refreshes the rules now waits on the database
+      // What the probe is spared: a request that needs the database waits for it.
+      await expect(request(app).get('/fhir/metadata').timeout(1000)).rejects.toThrow(/Timeout/);
+
+      const started = Date.now();
+      const health = await request(app).get('/healthz').timeout(5000);
+      expect(health.status).toBe(200);
+      expect(health.body).toEqual({ status: 'ok' });
+      expect(Date.now() - started).toBeLessThan(500);
+
+      const readyStarted = Date.now();
+      const ready = await request(app).get('/readyz').timeout(10_000);
+      expect(ready.status).toBe(503);
+      expect(ready.body).toEqual({ status: 'not ready', database: 'unreachable' });
+      expect(Date.now() - readyStarted).toBeLessThan(2000);
+
+      gate.thaw();
+      let again = await request(app).get('/readyz');
+      for (let waited = 0; again.status !== 200 && waited < 20_000; waited += 250) {
+        await sleep(250);
+        again = await request(app).get('/readyz');
+      }
+      expect(again.status).toBe(200);
+    } finally {
+      gate.thaw();
+      await deps.connection.dropDatabase().catch(() => undefined);
+      await deps.connection.close();
+      await gate.close();
+    }
+  }, 60_000);
 });

@@ -12,6 +12,12 @@ describe('configuration', () => {
     expect(c.mongodbUri).toBeUndefined();
   });
 
+  test('request bodies are bounded: 1000 items per array, 1000 entries per Bundle, 64 levels deep', () => {
+    const c = loadConfig({});
+    expect([c.maxArrayItems, c.maxBundleEntries, c.maxJsonDepth]).toEqual([1000, 1000, 64]);
+    expect(loadConfig({ HUREN_MAX_ARRAY_ITEMS: '5000' }).maxArrayItems).toBe(5000);
+  });
+
   test('sizes accept units and the base URL loses its trailing slash', () => {
     const c = loadConfig({ HUREN_MAX_BODY: '512kb', HUREN_BASE_URL: 'https://huren.example.org/fhir/' });
     expect(c.maxBodyBytes).toBe(512 * 1024);
@@ -25,6 +31,7 @@ describe('configuration', () => {
     [{ HUREN_DEFAULT_TIMEZONE: 'Asia/Shanghai' }, /UTC offset such as \+08:00/],
     [{ HUREN_PAGE_SIZE: '500', HUREN_MAX_PAGE_SIZE: '100' }, /must not exceed/],
     [{ HUREN_BASE_URL: 'ftp://x' }, /http\(s\) URL/],
+    [{ HUREN_MAX_ARRAY_ITEMS: '0' }, /HUREN_MAX_ARRAY_ITEMS must be an integer between 10 and 1000000/],
     [{ HUREN_MODE: 'production' }, /HUREN_PATIENT_KEY_SECRET is required in production mode/],
     [{ HUREN_PATIENT_KEY_SECRET: 'too-short' }, /HUREN_PATIENT_KEY_SECRET must have at least 16 bytes/],
   ])('refuses %o with a message that says what to fix', (env, message) => {
