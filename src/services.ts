@@ -59,6 +59,7 @@ export async function createServices(config: Config, log: Logger, uri: string, d
     { onVersion: facts.onVersion, onVersions: facts.onVersions },
   );
   const metrics = createMetrics();
+  await store.upgradeLayout();
   const replayed = await store.replayPending();
   // A database from before the patient index: build it once, in the background (checks work meanwhile; their audit
   // events and identity corroboration name the patients once it is done).

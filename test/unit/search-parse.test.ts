@@ -296,7 +296,31 @@ describe('reference parameters', () => {
       deleted: false,
       'sp.result': 'Observation/hb-1',
       'sp.based-on': 'ServiceRequest/o-1',
+      tk: 'DiagnosticReport|result|Observation/hb-1',
     });
+  });
+
+  test('a search narrows on its most selective equality: an identifier before a reference before a code or status', async () => {
+    const filter = await filterOf('Observation', {
+      status: 'final',
+      code: 'http://loinc.org|718-7',
+      subject: 'Patient/p-1',
+      identifier: 'urn:lab|A-1',
+    });
+    expect(filter.tk).toBe('Observation|identifier|urn:lab|A-1');
+    expect(
+      (await filterOf('Observation', { status: 'final', code: 'http://loinc.org|718-7', subject: 'Patient/p-1' })).tk,
+    ).toBe('Observation|subject|Patient/p-1');
+    expect((await filterOf('Observation', { status: 'final', code: 'http://loinc.org|718-7' })).tk).toBe(
+      'Observation|code|http://loinc.org|718-7',
+    );
+    // Alternatives (comma) and prefixes (system|) are no single stored value: nothing to narrow on, the search scans.
+    expect(
+      (await filterOf('Observation', { code: 'http://loinc.org|718-7,http://loinc.org|4548-4' })).tk,
+    ).toBeUndefined();
+    expect((await filterOf('Observation', { code: 'http://loinc.org|' })).tk).toBeUndefined();
+    // By id the primary key serves it.
+    expect((await filterOf('Observation', { _id: 'o-1', status: 'final' })).tk).toBeUndefined();
   });
 
   test('chained parameters resolve the target search and match its references', async () => {

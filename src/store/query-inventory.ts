@@ -1,0 +1,160 @@
+/**
+ * Every query shape the application sends to the database, in one list (issue 17; design.md, Database).
+ *
+ * An `anchor` shape is an equality on one field (a scalar, or an element of an array) that an index of the
+ * collection serves: on FerretDB over PostgreSQL through the GIN companion our FerretDB build gives every index
+ * (db/ferretdb/patches.json), on MongoDB through an ordinary or multikey index whose first key it is. Whatever else the
+ * query asks (ranges, `$in`, `$or`, sorts) is applied to the few documents the anchor finds.
+ *
+ * A `scan` shape reads a whole collection (or a large share of one) on purpose: a small collection, a rebuild, a
+ * maintenance purge. Each says why it is acceptable.
+ *
+ * test/integration/query-inventory.test.ts runs every anchor under `explain` (pushed down and served by an index on
+ * the embedded database; IXSCAN and no COLLSCAN on MongoDB when MONGODB_URI is set), and the test run records the
+ * queries the app really sends and fails on any that no entry covers.
+ */
+export interface AnchorShape {
+  collection: string;
+  /** The field the equality is on. */
+  anchor: string;
+  /** A value of the right type for `explain` (strings unless said). */
+  sample?: string | boolean | number;
+  /** What sends it. */
+  use: string;
+}
+
+export interface ScanShape {
+  collection: string;
+  /** The top-level keys the filter has (all of them); `[]` is `{}`. */
+  keys: string[];
+  /** Further keys the filter may have. */
+  extra?: RegExp;
+  use: string;
+  /** Why a scan is acceptable here. */
+  why: string;
+}
+
+export const ANCHORS: AnchorShape[] = [
+  { collection: 'resources', anchor: '_id', use: 'read, vread check, planning of writes, _include, by-id searches' },
+  {
+    collection: 'resources',
+    anchor: 'tk',
+    use: 'FHIR search, conditional create/update/delete, chains, _revinclude, a Patient’s re-projection',
+  },
+  { collection: 'history', anchor: '_id', use: 'vread, version claims of every write' },
+  { collection: 'history', anchor: 'id', use: 'instance history; a replayed op finding its own version' },
+  { collection: 'ingest_log', anchor: '_id', use: 'removing a projected entry' },
+  { collection: 'conditional_claims', anchor: '_id', use: 'conditional create claims' },
+  { collection: 'facts', anchor: 'patientKeys', use: '$reuse-check, CDS Hooks, the doctor’s view' },
+  { collection: 'facts', anchor: 'source', use: 'replacing and removing the facts of one result' },
+  { collection: 'facts', anchor: '_id', use: 'upserting a fact' },
+  { collection: 'patient_index', anchor: '_id', use: 'patient lookup by key' },
+  { collection: 'patient_keys', anchor: '_id', use: 'a Patient’s keys' },
+  { collection: 'decisions', anchor: '_id', use: 'recording a decision' },
+  { collection: 'decisions', anchor: 'check', use: 'the decisions of one check' },
+  { collection: 'decisions', anchor: 'day', use: 'report: open days' },
+  { collection: 'decisions', anchor: 'month', use: 'report: summing a closed month' },
+  { collection: 'ledger_marks', anchor: '_id', use: 'report rollup marks' },
+  { collection: 'ledger_rollups', anchor: '_id', use: 'report rollups' },
+  { collection: 'reuse_checks', anchor: '_id', use: 'a check by id ($reuse-decision, the view)' },
+  { collection: 'cds_cards', anchor: '_id', use: 'CDS feedback' },
+  { collection: 'cds_clients', anchor: '_id', use: 'CDS client JWT check' },
+  { collection: 'clients', anchor: '_id', use: 'token endpoint' },
+  { collection: 'seen_jti', anchor: '_id', use: 'replayed client assertions' },
+  { collection: 'signing_keys', anchor: '_id', use: 'verifying an access token' },
+  { collection: 'app_launches', anchor: '_id', use: 'SMART launch' },
+  { collection: 'app_codes', anchor: '_id', use: 'SMART authorization codes' },
+  { collection: 'app_claims', anchor: '_id', use: 'single use of launches and codes' },
+  { collection: 'sync_endpoints', anchor: '_id', use: 'a hospital endpoint' },
+  { collection: 'sync_status', anchor: '_id', use: 'a hospital’s sync state' },
+  { collection: 'sync_leases', anchor: '_id', use: 'renewing a sync lease' },
+  { collection: 'sync_leases', anchor: 'endpoint', use: 'taking a sync lease' },
+  { collection: 'recognition_rules', anchor: '_id', use: 'a rules version' },
+  { collection: 'demo_seed', anchor: '_id', use: 'demo seeding marker' },
+  { collection: 'store_meta', anchor: '_id', use: 'the store layout marker' },
+];
+
+const RARE = 'rare and bounded: at most a few hundred documents in a city';
+
+export const SCANS: ScanShape[] = [
+  {
+    collection: 'resources',
+    keys: ['type', 'deleted'],
+    extra: /^(sp\.|so\.|lastUpdated$|owner$|\$and$|\$or$)/,
+    use: 'a FHIR search without any single-valued equality (Observation?status=final,amended), rebuilds',
+    why: 'searches page with a limit; rebuilds of derived indexes read everything by design, in batches',
+  },
+  {
+    collection: 'resources',
+    keys: ['type', 'lastUpdated'],
+    use: 'audit retention purge',
+    why: 'maintenance, once per 10 minutes, outside requests',
+  },
+  { collection: 'resources', keys: [], use: 'layout upgrade at start-up', why: 'once per layout version' },
+  {
+    collection: 'history',
+    keys: [],
+    extra: /^(type|lastUpdated|\$and)$/,
+    use: 'type and system _history',
+    why: 'paged newest first; MongoDB serves it from {type, lastUpdated}; FerretDB sorts the type in Go',
+  },
+  {
+    collection: 'history',
+    keys: ['type', 'lastUpdated'],
+    use: 'audit retention purge',
+    why: 'maintenance, once per 10 minutes, outside requests',
+  },
+  { collection: 'ingest_log', keys: [], use: 'replay at start-up', why: 'holds only unprojected entries' },
+  { collection: 'facts', keys: [], use: 'rebuild of the fact index', why: 'a rebuild reads everything by design' },
+  { collection: 'ledger_rollups', keys: [], use: 'rebuild of report rollups', why: 'a rebuild by design' },
+  { collection: 'recognition_rules', keys: [], use: 'the newest rules version', why: 'one document per edit' },
+  { collection: 'sync_endpoints', keys: [], use: 'listing hospital endpoints', why: RARE },
+  { collection: 'sync_status', keys: [], use: 'listing sync states', why: RARE },
+  { collection: 'clients', keys: ['demo'], use: 'removing demo clients', why: RARE },
+  { collection: 'cds_clients', keys: ['demo'], use: 'removing demo CDS clients', why: RARE },
+  {
+    collection: 'signing_keys',
+    keys: [],
+    extra: /^(signUntil|verifyUntil)$/,
+    use: 'the broker’s keys',
+    why: 'a handful of keys',
+  },
+  { collection: 'seen_jti', keys: ['expiresAt'], use: 'purge', why: 'entries live 5 minutes: maintenance' },
+  { collection: 'app_launches', keys: ['expiresAt'], use: 'purge', why: 'entries live minutes: maintenance' },
+  { collection: 'app_codes', keys: ['expiresAt'], use: 'purge', why: 'entries live minutes: maintenance' },
+  { collection: 'app_claims', keys: ['at'], use: 'purge', why: 'entries live a day: maintenance' },
+];
+
+/** What the test run records of one query: its collection and its filter's top-level keys with their kind. */
+export interface ObservedQuery {
+  collection: string;
+  /** Top-level keys whose condition is an equality on a scalar (an index anchor). */
+  equalities: string[];
+  /** Every top-level key. */
+  keys: string[];
+}
+
+/** The filter's shape (values left out: no data of the test run is kept). */
+export function observe(collection: string, filter: Record<string, unknown>): ObservedQuery {
+  const keys = Object.keys(filter).sort();
+  const equalities = keys.filter((k) => {
+    const v = filter[k];
+    if (k.startsWith('$')) return false;
+    if (v === null || typeof v !== 'object' || v instanceof Date) return true;
+    const ops = Object.keys(v);
+    return ops.length > 0 && ops.every((op) => op === '$eq');
+  });
+  return { collection, equalities, keys };
+}
+
+/** The inventory entry that covers an observed query, or undefined (a query shape nobody checked). */
+export function coverOf(q: ObservedQuery): AnchorShape | ScanShape | undefined {
+  const anchor = ANCHORS.find((a) => a.collection === q.collection && q.equalities.includes(a.anchor));
+  if (anchor) return anchor;
+  return SCANS.find(
+    (s) =>
+      s.collection === q.collection &&
+      s.keys.every((k) => q.keys.includes(k)) &&
+      q.keys.every((k) => s.keys.includes(k) || (s.extra?.test(k) ?? false)),
+  );
+}
