@@ -66,6 +66,17 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
+	// Stop with the process that started us: a broker killed with SIGKILL must not leave its database listening.
+	parent := os.Getppid()
+	go func() {
+		for range time.Tick(time.Second) {
+			if os.Getppid() != parent {
+				stop()
+				return
+			}
+		}
+	}()
+
 	done := make(chan error, 1)
 	go func() { done <- f.Run(ctx) }()
 

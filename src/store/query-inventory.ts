@@ -44,6 +44,11 @@ export const ANCHORS: AnchorShape[] = [
   { collection: 'history', anchor: '_id', use: 'vread, version claims of every write' },
   { collection: 'history', anchor: 'id', use: 'instance history; a replayed op finding its own version' },
   { collection: 'ingest_log', anchor: '_id', use: 'removing a projected entry' },
+  {
+    collection: 'ingest_log',
+    anchor: 'refs',
+    use: 'a conditional create finding the accepted write of a lapsed claim',
+  },
   { collection: 'conditional_claims', anchor: '_id', use: 'conditional create claims' },
   { collection: 'facts', anchor: 'patientKeys', use: '$reuse-check, CDS Hooks, the doctor’s view' },
   { collection: 'facts', anchor: 'source', use: 'replacing and removing the facts of one result' },

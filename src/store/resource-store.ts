@@ -63,8 +63,12 @@ const isDuplicateKey = (err: unknown) => (err as { code?: number })?.code === DU
 /** Version of the stored search values (`sp`, `so`, `tk`); a database marked older is indexed again at start-up. */
 export const STORE_LAYOUT = 2;
 
-/** How long a conditional-create claim counts as "in progress" before it may be taken over. */
-const CLAIM_IN_PROGRESS_MS = 30_000;
+/** A conditional-create claim's lease, renewed by its owner every third of it while the request is in flight. */
+const CLAIM_LEASE_MS = 15_000;
+/** How long a request waits for another request's claimed resource before answering 409 (retry). */
+const CLAIM_WAIT_MS = 30_000;
+/** The longest a request holds a claim. */
+const CLAIM_MAX_HOLD_MS = 120_000;
 
 /**
  * The one generic resource repository: versioned current documents, full history, and the ingest log that makes
@@ -78,6 +82,8 @@ export class ResourceStore {
   /** AuditEvents of concurrent requests are appended together (one round trip for many under load). */
   private readonly appendedHistory: InsertBatcher<HistoryDoc>;
   private readonly appendedCurrent: InsertBatcher<CurrentDoc>;
+  /** The conditional-create claims this process holds (one object, shared by every per-request view of the store). */
+  private readonly leases: ClaimLeases;
 
   constructor(
     private readonly models: StoreModels,
@@ -92,6 +98,7 @@ export class ResourceStore {
     this.claims = models.claims.collection as unknown as Collection<ConditionalClaimDoc>;
     this.appendedHistory = new InsertBatcher(this.historyCol);
     this.appendedCurrent = new InsertBatcher(this.current);
+    this.leases = new ClaimLeases(this.claims, log, clock);
   }
 
   // ---- layout ----
@@ -279,6 +286,12 @@ export class ResourceStore {
    * Makes conditional create race-free: the canonical condition is the `_id` of a claim document, so two parallel
    * identical requests cannot both create (a unique key, not a read-then-write). Returns the id to create under, or
    * the id of the resource another request created for the same condition.
+   *
+   * A claim is a lease its owner renews while its request is in flight (until it commits or gives the claim back):
+   * it is never taken over while its owner can still commit. Others wait for the claimed resource with a lookup by
+   * `_id` (backing off), and take the claim over only when its lease ran out and no accepted write of the claimed
+   * resource is waiting in the ingest log (its owner crashed or gave up), or when the claimed resource exists but
+   * no longer matches the condition.
    */
   async claimCondition(
     type: string,
@@ -286,50 +299,71 @@ export class ResourceStore {
     search: () => Promise<string[]>,
   ): Promise<{ id: string; existing: boolean }> {
     const key = `${type}?${condition}`;
-    const deadline = Date.now() + CLAIM_IN_PROGRESS_MS;
-    for (;;) {
+    const deadline = Date.now() + CLAIM_WAIT_MS;
+    let delay = 10;
+    const found = async (): Promise<{ id: string; existing: boolean } | undefined> => {
       const matches = await search();
       if (matches.length > 1) {
         throw preconditionFailed(`The condition ${key} matches ${matches.length} resources; it must match at most one`);
       }
-      if (matches.length === 1) return { id: matches[0], existing: true };
+      return matches.length === 1 ? { id: matches[0]!, existing: true } : undefined;
+    };
+    for (;;) {
+      const existing = await found();
+      if (existing) return existing;
       const id = randomUUID();
+      const ref = `${type}/${id}`;
       try {
-        await this.claims.insertOne({ _id: key, ref: `${type}/${id}`, createdAt: this.clock() });
+        await this.claims.insertOne({ _id: key, ref, createdAt: this.clock(), until: this.leaseEnd() });
+        this.leases.hold(key, ref);
         return { id, existing: false };
       } catch (err) {
         if (!isDuplicateKey(err)) throw err;
       }
-      const claim = await this.claims.findOne({ _id: key });
-      if (!claim) continue;
-      const claimed = await this.current.findOne({ _id: claim.ref, deleted: false });
-      if (claimed) {
-        // The claimed resource exists; search again in case it no longer matches the condition.
-        const again = await search();
-        if (again.includes(claimed.id)) return { id: claimed.id, existing: true };
+      // Another request holds the claim: wait for its resource.
+      for (;;) {
+        const claim = await this.claims.findOne({ _id: key });
+        if (!claim) break; // given back: claim again
+        const claimed = await this.current.findOne({ _id: claim.ref });
+        let takeOver = false;
+        if (claimed && !claimed.deleted) {
+          const again = await found();
+          if (again) return again;
+          takeOver = true; // written, but it no longer matches the condition
+        } else if (new Date(claim.until ?? claim.createdAt).getTime() < this.clock().getTime()) {
+          // The owner stopped renewing; unless its write was accepted (then it lands, now or on replay).
+          takeOver = !(await this.ingest.findOne({ refs: claim.ref }, { projection: { _id: 1 } }));
+        }
+        if (takeOver) {
+          const taken = await this.claims.findOneAndUpdate(
+            { _id: key, ref: claim.ref },
+            { $set: { ref, createdAt: this.clock(), until: this.leaseEnd() } },
+          );
+          if (taken) {
+            this.leases.hold(key, ref);
+            return { id, existing: false };
+          }
+          break;
+        }
+        if (Date.now() > deadline) throw conflict(`Another request is still creating ${key}; retry`);
+        await sleep(delay);
+        delay = Math.min(delay * 2, 250);
       }
-      const age = this.clock().getTime() - new Date(claim.createdAt).getTime();
-      if (claimed || age > CLAIM_IN_PROGRESS_MS) {
-        // Stale claim (its resource was deleted, changed, or never written after a crash): take it over atomically.
-        const taken = await this.claims.findOneAndUpdate(
-          { _id: key, ref: claim.ref },
-          { $set: { ref: `${type}/${id}`, createdAt: this.clock() } },
-        );
-        if (taken) return { id, existing: false };
-        continue;
-      }
-      if (Date.now() > deadline) throw conflict(`Another request is still creating ${key}; retry`);
-      await sleep(20); // another request is creating it right now: wait for it to land
     }
   }
 
   /**
    * Gives back a claim of `claimCondition` whose resource will not be written (the request failed after claiming,
    * e.g. a later entry of its transaction was refused), so that a retry of the same condition is served at once
-   * instead of waiting for the claim to go stale. Only the claim still naming `id` is removed.
+   * instead of waiting for the claim's lease to run out. Only the claim still naming `id` is removed.
    */
   async releaseClaim(type: string, condition: string, id: string): Promise<void> {
+    this.leases.release(`${type}/${id}`);
     await this.claims.deleteOne({ _id: `${type}?${condition}`, ref: `${type}/${id}` });
+  }
+
+  private leaseEnd(): Date {
+    return leaseEnd(this.clock);
   }
 
   /**
@@ -383,8 +417,11 @@ export class ResourceStore {
    */
   async commit(ops: WriteOp[]): Promise<AppliedWrite[]> {
     if (ops.length === 0) return [];
-    const entry: IngestLogDoc = { _id: randomUUID(), state: 'pending', createdAt: this.clock(), ops };
+    const refs = [...new Set(ops.map((op) => `${op.type}/${op.id}`))];
+    const entry: IngestLogDoc = { _id: randomUUID(), state: 'pending', createdAt: this.clock(), ops, refs };
     await this.ingest.insertOne(entry);
+    // Accepted: a claim of these resources is covered by the entry from now on (claimCondition), not by its lease.
+    for (const ref of refs) this.leases.release(ref);
     let applied: AppliedWrite[];
     try {
       applied = await this.project(entry, true);
@@ -653,6 +690,50 @@ export class ResourceStore {
         error: (err as Error)?.name,
         code: (err as { code?: unknown })?.code,
       });
+    }
+  }
+}
+
+function leaseEnd(clock: () => Date): Date {
+  return new Date(clock().getTime() + CLAIM_LEASE_MS);
+}
+
+/** Claims this process holds (ref → claim key and since when), renewed until committed or given back. */
+class ClaimLeases {
+  private readonly held = new Map<string, { key: string; since: number }>();
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly claims: Collection<ConditionalClaimDoc>,
+    private readonly log: Logger,
+    private readonly clock: () => Date,
+  ) {}
+
+  hold(key: string, ref: string): void {
+    this.held.set(ref, { key, since: Date.now() });
+    this.timer ??= setInterval(() => void this.renew(), CLAIM_LEASE_MS / 3).unref();
+  }
+
+  release(ref: string): void {
+    this.held.delete(ref);
+    if (this.held.size === 0 && this.timer) {
+      clearInterval(this.timer);
+      this.timer = undefined;
+    }
+  }
+
+  private async renew(): Promise<void> {
+    for (const [ref, { key, since }] of this.held) {
+      // A request does not hold a claim for longer than this: one that neither committed nor gave it back is over.
+      if (Date.now() - since > CLAIM_MAX_HOLD_MS) {
+        this.release(ref);
+        continue;
+      }
+      await this.claims
+        .updateOne({ _id: key, ref }, { $set: { until: leaseEnd(this.clock) } })
+        .catch((err: unknown) =>
+          this.log.warn('Conditional-create claim not renewed', { error: (err as Error)?.name }),
+        );
     }
   }
 }

@@ -223,6 +223,43 @@ describe('FHIR REST interactions', () => {
     expect(found.body.total).toBe(1);
   });
 
+  test('50 identical conditional creates at once make exactly one resource, and none is refused', async () => {
+    const value = '370202198502020021';
+    const results = await Promise.all(
+      Array.from({ length: 50 }, () =>
+        api()
+          .post('/fhir/Patient')
+          .set('Content-Type', FHIR_JSON)
+          .set('If-None-Exist', `identifier=${ID_CARD}|${value}`)
+          .send({ resourceType: 'Patient', identifier: [{ system: ID_CARD, value }] }),
+      ),
+    );
+    expect(results.filter((r) => r.status === 201)).toHaveLength(1);
+    expect(results.filter((r) => r.status === 200)).toHaveLength(49);
+    expect(new Set(results.map((r) => r.body.id)).size).toBe(1);
+    const found = await api().get(`/fhir/Patient?identifier=${ID_CARD}|${value}&_total=accurate`);
+    expect(found.body.total).toBe(1);
+  });
+
+  test('a claim whose owner stopped renewing it (a crash) is taken over: the create goes through', async () => {
+    const value = '370202198502020048';
+    const condition = `identifier=${ID_CARD}|${value}`;
+    // What a process killed between claiming and writing leaves: a claim whose lease ran out, and no write.
+    await t.deps.connection.db!.collection('conditional_claims').insertOne({
+      _id: `Patient?${condition}` as never,
+      ref: 'Patient/never-written',
+      createdAt: new Date(Date.now() - 60_000),
+      until: new Date(Date.now() - 30_000),
+    });
+    const res = await api()
+      .post('/fhir/Patient')
+      .set('Content-Type', FHIR_JSON)
+      .set('If-None-Exist', condition)
+      .send({ resourceType: 'Patient', identifier: [{ system: ID_CARD, value }] });
+    expect(res.status).toBe(201);
+    expect(res.body.id).not.toBe('never-written');
+  });
+
   test('conditional update by identifier creates, then updates the same resource', async () => {
     const ident = { system: 'urn:huren:test:lis', value: 'lis-cond-1' };
     const url = `/fhir/Observation?identifier=${ident.system}|${ident.value}`;
