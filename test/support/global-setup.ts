@@ -39,10 +39,14 @@ export async function teardown(): Promise<void> {
   fs.rmSync(queryLogDir, { recursive: true, force: true });
   const uncovered = [...observed.values()].filter((q) => !coverOf(q));
   if (uncovered.length > 0) {
-    throw new Error(
-      `${uncovered.length} query shape(s) sent by the app are not in src/store/query-inventory.ts (add an index ` +
-        `anchor, or a scan with its reason):\n${uncovered.map((q) => `  ${q.collection} {${q.keys.join(', ')}}`).join('\n')}`,
+    // vitest does not fail the run for an error thrown here (it only prints it): the exit code does.
+    process.stderr.write(
+      `\nFAIL query inventory: ${uncovered.length} query shape(s) the app sent are not in ` +
+        `src/store/query-inventory.ts (add an index anchor, or a scan with its reason):\n` +
+        `${uncovered.map((q) => `  ${q.collection} {${q.keys.join(', ')}}`).join('\n')}\n`,
     );
+    process.exitCode = 1;
+    return;
   }
   process.stderr.write(`Query inventory: all ${observed.size} query shapes the tests sent are covered\n`);
 }
