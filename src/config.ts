@@ -20,6 +20,8 @@ export interface Config {
   maxArrayItems: number;
   defaultPageSize: number;
   maxPageSize: number;
+  /** The longest a search's database query may run before it is stopped and refused as too costly. */
+  searchTimeoutMs: number;
   /** Time zone (UTC offset) used for dates without a zone, e.g. search `date=2024-03-05`. */
   defaultTimeZone: string;
   /** How long in-flight requests may take to finish on shutdown. */
@@ -118,6 +120,7 @@ export function loadConfig(env: Env = process.env): Config {
     maxArrayItems: integer(env, 'HUREN_MAX_ARRAY_ITEMS', 1000, 10, 1_000_000),
     defaultPageSize,
     maxPageSize,
+    searchTimeoutMs: integer(env, 'HUREN_SEARCH_TIMEOUT_MS', 20000, 1, 600000),
     defaultTimeZone: tz,
     shutdownGraceMs: integer(env, 'HUREN_SHUTDOWN_GRACE_MS', 10000, 0, 600000),
     syncLeaseSeconds: integer(env, 'HUREN_SYNC_LEASE_SECONDS', 120, 5, 3600),

@@ -56,7 +56,7 @@ export async function createServices(config: Config, log: Logger, uri: string, d
     (r: Resource) => ({ ...extractSearchValues(registry, r), owner: ownersOf(r) }),
     log,
     undefined,
-    { onVersion: facts.onVersion, onVersions: facts.onVersions },
+    { onVersion: facts.onVersion, onVersions: facts.onVersions, searchTimeoutMs: config.searchTimeoutMs },
   );
   const metrics = createMetrics();
   await store.upgradeLayout();

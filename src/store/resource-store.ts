@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
 import type { Resource } from 'fhir/r4';
 import type { Collection, Document, Filter } from 'mongodb';
-import { conflict, gone, notFound, preconditionFailed } from '../fhir/outcomes.js';
+import { conflict, error, gone, notFound, preconditionFailed } from '../fhir/outcomes.js';
 import type { Logger } from '../log.js';
 import { hoistAnd } from './filter-shape.js';
 import { InsertBatcher } from './insert-batcher.js';
@@ -41,6 +41,8 @@ export type VersionHook = (doc: CurrentDoc, store: ResourceStore) => Promise<voi
 export type VersionsHook = (docs: CurrentDoc[], store: ResourceStore) => Promise<void>;
 
 export interface ResourceStoreOptions {
+  /** The longest a search query (find, count) may run: past it the database stops it and the search is refused. */
+  searchTimeoutMs?: number;
   onVersion?: VersionHook;
   /** Called instead of `onVersion` for the versions of one entry applied together; `onVersion` stays the fallback. */
   onVersions?: VersionsHook;
@@ -171,11 +173,14 @@ export class ResourceStore {
 
   /** Filters come from the search layer, which builds them for the `resources` document shape. */
   async find(filter: Filter<Document>, sort: Record<string, 1 | -1>, limit: number): Promise<CurrentDoc[]> {
-    return this.current
-      .find(hoistAnd(filter) as Filter<CurrentDoc>)
-      .sort(sort)
-      .limit(limit)
-      .toArray();
+    return bounded(
+      this.current
+        .find(hoistAnd(filter) as Filter<CurrentDoc>)
+        .sort(sort)
+        .limit(limit)
+        .maxTimeMS(this.options.searchTimeoutMs ?? 0)
+        .toArray(),
+    );
   }
 
   /** Every current document matching `filter`, in `_id` order, read in batches (for rebuilds of derived indexes). */
@@ -187,7 +192,11 @@ export class ResourceStore {
   }
 
   async count(filter: Filter<Document>): Promise<number> {
-    return this.current.countDocuments(hoistAnd(filter) as Filter<CurrentDoc>);
+    return bounded(
+      this.current.countDocuments(hoistAnd(filter) as Filter<CurrentDoc>, {
+        maxTimeMS: this.options.searchTimeoutMs ?? 0,
+      }),
+    );
   }
 
   /**
@@ -691,6 +700,23 @@ export class ResourceStore {
         code: (err as { code?: unknown })?.code,
       });
     }
+  }
+}
+
+/** MongoDB's and FerretDB's code for a query stopped by its maxTimeMS. */
+const MAX_TIME_EXPIRED = 50;
+
+/** A search query the database stopped at its time limit becomes a FHIR `too-costly` refusal. */
+async function bounded<T>(query: Promise<T>): Promise<T> {
+  try {
+    return await query;
+  } catch (err) {
+    if ((err as { code?: number })?.code !== MAX_TIME_EXPIRED) throw err;
+    throw error(
+      400,
+      'too-costly',
+      'The search reads too much of the database: narrow it with a patient, subject, identifier or code',
+    );
   }
 }
 

@@ -926,3 +926,40 @@ describe('deleted resources', () => {
     expect(entriesOf(revinc, 'include').map((e) => e.resource!.id)).toEqual(['obs-hgb-ouyang']);
   });
 });
+
+describe('a search that reads too much of the database', () => {
+  let slow: TestApp;
+  beforeAll(async () => {
+    // A time limit no query can meet stands in for a search over a city's worth of one type.
+    slow = await createTestApp('search-timeout', { HUREN_SEARCH_TIMEOUT_MS: '1' });
+    const entry = Array.from({ length: 200 }, (_, i) => ({
+      resource: {
+        resourceType: 'Observation',
+        status: 'final',
+        code: { coding: [{ system: 'http://loinc.org', code: '2345-7' }] },
+        subject: { reference: `Patient/p${i % 20}` },
+        effectiveDateTime: new Date(Date.UTC(2024, 0, 1, 0, i)).toISOString(),
+      },
+      request: { method: 'POST', url: 'Observation' },
+    }));
+    const res = await slow
+      .as('admin')
+      .post('/fhir')
+      .set('Content-Type', 'application/fhir+json')
+      .send({ resourceType: 'Bundle', type: 'batch', entry });
+    expect(res.status).toBe(200);
+  });
+  afterAll(async () => {
+    await slow.close();
+  });
+
+  test('is stopped at HUREN_SEARCH_TIMEOUT_MS and refused as too costly, saying how to narrow it', async () => {
+    for (const query of ['status=final', 'status=final&_total=accurate']) {
+      const res = await slow.as('admin').get(`/fhir/Observation?${query}`);
+      expect(res.status).toBe(400);
+      expect(res.body.resourceType).toBe('OperationOutcome');
+      expect(res.body.issue[0].code).toBe('too-costly');
+      expect(res.body.issue[0].diagnostics).toMatch(/patient, subject, identifier or code/);
+    }
+  });
+});
