@@ -13,6 +13,8 @@
  *     CDS Hooks: a demo EHR JWT for one call; registering an EHR (src/cds/cli.ts).
  *   seed --patients N [--seed S]
  *     Seeds N synthetic demo patients with results and a year of decisions (idempotent; src/demo/command.ts).
+ *   migrate-sqlite [--batch-size N]
+ *     Copies a data directory of the earlier SQLite default into the new database (src/migrate-command.ts).
  */
 import fs from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -27,6 +29,7 @@ import { seedCommand } from './demo/command.js';
 import { cdsClient, CdsCliError, cdsToken } from './cds/cli.js';
 import { importCommand, UsageError } from './import/command.js';
 import { syncCommand } from './sync/command.js';
+import { migrateSqliteCommand } from './migrate-command.js';
 
 async function token(args: string[]): Promise<void> {
   const { values } = parseArgs({
@@ -149,6 +152,7 @@ const commands: Record<string, (args: string[]) => Promise<void>> = {
   'cds-token': (args) => cds(cdsToken, args),
   'cds-client': (args) => cds(cdsClient, args),
   seed: (args) => connector(seedCommand, args),
+  'migrate-sqlite': (args) => connector(migrateSqliteCommand, args),
 };
 const run = command ? commands[command] : undefined;
 if (!run) fail(`usage: huren ${Object.keys(commands).join('|')} [options]  (unknown command '${command ?? ''}')`);

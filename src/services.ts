@@ -11,7 +11,7 @@ import { cdsClients, removeDemoCdsClients, seedDemoCdsClient } from './cds/clien
 import { KeyRing, type SigningKeyDoc } from './auth/keys.js';
 import { ownersOf } from './auth/policy.js';
 import type { ClientDoc, SeenJtiDoc, TokenDeps } from './auth/tokens.js';
-import { createSearchRegistry, extractSearchValues } from './fhir/search/index.js';
+import { createSearchRegistry, extractSearchValues, type SearchRegistry } from './fhir/search/index.js';
 import { createValidator } from './fhir/validation/validator.js';
 import type { Logger } from './log.js';
 import { createMetrics } from './ops/metrics.js';
@@ -23,7 +23,7 @@ import { DecisionLedger } from './recognition/ledger.js';
 import { LedgerRollups } from './reports/rollups.js';
 import { ReuseCheckStore } from './recognition/reuse-checks.js';
 import { createModels, ensureIndexes } from './store/models.js';
-import { ResourceStore } from './store/resource-store.js';
+import { ResourceStore, type IndexFn } from './store/resource-store.js';
 import { SyncService } from './sync/service.js';
 
 /** The recognition rules shipped with Huren (catalogue, local codes, institutions …). */
@@ -33,6 +33,11 @@ export const SEED_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)
  * Connects to the database and builds everything the app needs: indexes, compiled validators, the search registry,
  * the store. Replays ingest-log entries a crash left unfinished before anything is served.
  */
+/** The search values, tokens and owners the store keeps with each resource. */
+export function resourceIndex(registry: SearchRegistry): IndexFn {
+  return (r: Resource) => ({ ...extractSearchValues(registry, r), owner: ownersOf(r) });
+}
+
 export async function createServices(config: Config, log: Logger, uri: string, dbName: string): Promise<AppDeps> {
   const connection = await mongoose.createConnection(uri, { dbName, serverSelectionTimeoutMS: 10000 }).asPromise();
   const models = createModels(connection);
@@ -51,13 +56,11 @@ export async function createServices(config: Config, log: Logger, uri: string, d
   const ledger = new DecisionLedger(connection.db!);
   await ledger.ensureIndexes();
   const rollups = new LedgerRollups(connection.db!, ledger);
-  const store = new ResourceStore(
-    models,
-    (r: Resource) => ({ ...extractSearchValues(registry, r), owner: ownersOf(r) }),
-    log,
-    undefined,
-    { onVersion: facts.onVersion, onVersions: facts.onVersions, searchTimeoutMs: config.searchTimeoutMs },
-  );
+  const store = new ResourceStore(models, resourceIndex(registry), log, undefined, {
+    onVersion: facts.onVersion,
+    onVersions: facts.onVersions,
+    searchTimeoutMs: config.searchTimeoutMs,
+  });
   const metrics = createMetrics();
   await store.upgradeLayout();
   const replayed = await store.replayPending();

@@ -38,6 +38,11 @@ export interface StartDatabaseOptions {
   postgresSettings?: Record<string, string | number>;
   /** Progress messages for slow steps (the first FerretDB build takes a minute or two). */
   onProgress?: (message: string) => void;
+  /**
+   * Start even though the data directory still holds the SQLite files of the earlier default: only the migration
+   * (migrate-sqlite.ts), which copies them into this database, may.
+   */
+  allowLegacySqlite?: boolean;
 }
 
 export class DatabaseUnavailableError extends Error {
@@ -56,6 +61,14 @@ export async function startDatabase(options: StartDatabaseOptions): Promise<Data
       processes: {},
       stop: async () => {},
     };
+  }
+  // Before anything is started or built: a data directory of the earlier default is converted first, never ignored.
+  const legacy = options.memory || options.allowLegacySqlite ? undefined : legacySqliteData(options.dataDir);
+  if (legacy) {
+    throw new DatabaseUnavailableError(
+      `${legacy} holds a database of the earlier SQLite default, which does not scale. Convert it once with ` +
+        `\`${MIGRATE_COMMAND}\` (it copies every collection into the embedded PostgreSQL and keeps the SQLite files).`,
+    );
   }
   const mongod = findOnPath('mongod');
   if (mongod) return startMongod(mongod, options);
@@ -76,7 +89,7 @@ function findOnPath(command: string): string | undefined {
   return undefined;
 }
 
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = net.createServer();
     server.unref();
@@ -265,6 +278,13 @@ function stopper(child: ChildProcess, cleanup?: () => void): () => Promise<void>
     });
 }
 
+/**
+ * FerretDB logs a failed SQL statement with its arguments at ERROR level: a duplicate key (the conditional-create
+ * claim, a replayed version, an idempotent insert: expected, answered by the app) would put the start of a stored
+ * document into the log. Every failure also reaches the app as an error, which logs it without data.
+ */
+const FERRETDB_LOG_LEVEL = 'ERROR+4';
+
 /** Where a database of the SQLite default (before PostgreSQL) keeps its files, under HUREN_DATA_DIR. */
 export const LEGACY_SQLITE_DIR = 'ferretdb';
 /** The embedded PostgreSQL cluster, under HUREN_DATA_DIR. */
@@ -272,10 +292,14 @@ export const POSTGRES_DIR = 'postgresql';
 /** The one command that converts a SQLite data directory (README: Migration). */
 export const MIGRATE_COMMAND = 'npm run cli -- migrate-sqlite';
 
-/** A data directory written by the SQLite default that has not been converted yet. */
+/**
+ * A data directory written by the SQLite default that has not been converted yet: `<dataDir>/ferretdb` holds SQLite
+ * files. Only the migration's last step, renaming that directory once every collection is copied and counted, makes
+ * this false; a PostgreSQL cluster beside it (a migration interrupted half-way) does not.
+ */
 export function legacySqliteData(dataDir: string): string | undefined {
   const dir = path.join(dataDir, LEGACY_SQLITE_DIR);
-  if (!fs.existsSync(dir) || fs.existsSync(path.join(dataDir, POSTGRES_DIR))) return undefined;
+  if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) return undefined;
   return fs.readdirSync(dir).some((f) => f.endsWith('.sqlite')) ? dir : undefined;
 }
 
@@ -286,13 +310,6 @@ function throwAwayBase(): string {
 }
 
 async function startFerretDb(binary: string, options: StartDatabaseOptions): Promise<DatabaseServer> {
-  const legacy = options.memory ? undefined : legacySqliteData(options.dataDir);
-  if (legacy) {
-    throw new DatabaseUnavailableError(
-      `${legacy} holds a database of the earlier SQLite default, which does not scale. Convert it once with ` +
-        `\`${MIGRATE_COMMAND}\` (it copies every collection into the embedded PostgreSQL and keeps the SQLite files).`,
-    );
-  }
   const binDir = findPostgresBinaries();
   let dir: string;
   if (options.memory) {
@@ -312,7 +329,7 @@ async function startFerretDb(binary: string, options: StartDatabaseOptions): Pro
     onProgress: options.onProgress,
   });
   const port = await freePort();
-  const args = ['-listen', `127.0.0.1:${port}`, '-log-level', 'error', '-postgresql-url', cluster.url];
+  const args = ['-listen', `127.0.0.1:${port}`, '-log-level', FERRETDB_LOG_LEVEL, '-postgresql-url', cluster.url];
   const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   try {
     await waitForReady(child, 'FerretDB', /^ready /m, port);
@@ -345,7 +362,7 @@ async function startFerretDb(binary: string, options: StartDatabaseOptions): Pro
 export async function startLegacySqlite(dir: string): Promise<DatabaseServer> {
   const binary = await ensureFerretDb();
   const port = await freePort();
-  const child = spawn(binary, ['-listen', `127.0.0.1:${port}`, '-log-level', 'error', '-dir', dir], {
+  const child = spawn(binary, ['-listen', `127.0.0.1:${port}`, '-log-level', FERRETDB_LOG_LEVEL, '-dir', dir], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   await waitForReady(child, 'FerretDB (SQLite)', /^ready /m, port);

@@ -131,7 +131,7 @@ export class ResourceStore {
         this.log.info('Indexing stored resources', { done, total });
       }
     };
-    for await (const doc of this.current.find({}).sort({ _id: 1 }).batchSize(500)) {
+    for await (const doc of this.current.find({}).batchSize(500)) {
       const { sp, so, tk, owner } = doc.resource
         ? this.index(doc.resource)
         : { sp: {}, so: {}, tk: [], owner: undefined };
@@ -231,11 +231,14 @@ export class ResourceStore {
       and.push({ $or: [{ lastUpdated: { $lt: t } }, { lastUpdated: t, _id: { $lt: options.cursor.k } }] });
     }
     const filter = hoistAnd((and.length ? { $and: and } : {}) as Filter<Document>) as Filter<HistoryDoc>;
-    const docs = await this.historyCol
-      .find(filter)
-      .sort({ lastUpdated: -1, _id: -1 })
-      .limit(options.count + 1)
-      .toArray();
+    const docs = await bounded(
+      this.historyCol
+        .find(filter)
+        .sort({ lastUpdated: -1, _id: -1 })
+        .limit(options.count + 1)
+        .maxTimeMS(this.options.searchTimeoutMs ?? 0)
+        .toArray(),
+    );
     const entries = docs.slice(0, options.count);
     const last = entries.at(-1);
     return {
@@ -715,7 +718,8 @@ async function bounded<T>(query: Promise<T>): Promise<T> {
     throw error(
       400,
       'too-costly',
-      'The search reads too much of the database: narrow it with a patient, subject, identifier or code',
+      'The search reads too much of the database: narrow it with a patient, subject, identifier or code (history: ' +
+        'ask for one resource)',
     );
   }
 }

@@ -96,4 +96,18 @@ describe('database', () => {
     );
     expect(await claims.countDocuments({})).toBe(1);
   });
+  test('a bulk write replacing 200 existing documents completes (re-projected facts, the layout upgrade)', async () => {
+    // FerretDB 1.24 held every statement's pooled connection until the whole command ended: 50 or more replacements
+    // of existing documents in one command hung (db/ferretdb/patches.json).
+    const facts = conn.collection<{ _id: string; v: number }>('bulk_facts');
+    await facts.insertMany(Array.from({ length: 200 }, (_, i) => ({ _id: `f${i}`, v: 1 })));
+    const result = await facts.bulkWrite(
+      Array.from({ length: 200 }, (_, i) => ({
+        replaceOne: { filter: { _id: `f${i}` }, replacement: { v: 2 }, upsert: true },
+      })),
+      { ordered: false },
+    );
+    expect(result.matchedCount).toBe(200);
+    expect(await facts.countDocuments({ v: 2 })).toBe(200);
+  });
 });

@@ -12,7 +12,7 @@ import { createApp, type AppDeps } from '../../src/app.js';
 import { loadConfig, type Config } from '../../src/config.js';
 import { createLogger } from '../../src/log.js';
 import { createServices } from '../../src/services.js';
-import { monitored, recordQueries } from './query-log.js';
+import { flushQueries, recordQueries } from './query-log.js';
 
 export interface TestApp {
   app: Express;
@@ -72,8 +72,8 @@ export async function createTestApp(
   });
   const log = createLogger({ level: 'info', stream });
   const dbName = options.dbName ?? `t_${name.replace(/\W/g, '_')}_${randomBytes(4).toString('hex')}`;
-  const deps = await createServices(config, log, monitored(inject('mongoUri')), dbName);
-  const stopRecording = recordQueries(deps.connection.getClient(), inject('queryLogDir'));
+  const deps = await createServices(config, log, inject('mongoUri'), dbName);
+  recordQueries(deps.connection.db!);
   const app = createApp(deps);
   const tokens: Record<string, string> = {};
   const demoClients = options.fetchTokens === false ? [] : readDemoClients(config.dataDir);
@@ -125,7 +125,7 @@ export async function createTestApp(
     },
     close: async () => {
       clearInterval(refresh);
-      stopRecording();
+      flushQueries(inject('queryLogDir'));
       if (!options.keepDatabase) await deps.connection.dropDatabase();
       await deps.connection.close();
     },
