@@ -5,7 +5,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { findPostgresBinaries, startPostgres, sweepOrphans, type PostgresCluster } from './postgres.js';
+import { clusterDirFor, findPostgresBinaries, startPostgres, sweepOrphans, type PostgresCluster } from './postgres.js';
 
 /**
  * Finds a MongoDB-wire database, in the order design.md fixes:
@@ -319,7 +319,7 @@ async function startFerretDb(binary: string, options: StartDatabaseOptions): Pro
     fs.chmodSync(dir, 0o755);
     fs.writeFileSync(path.join(dir, 'huren.pid'), `${process.pid}\n`);
   } else {
-    dir = path.join(options.dataDir, POSTGRES_DIR);
+    dir = await clusterDirFor(options.dataDir, POSTGRES_DIR);
   }
   const cluster = await startPostgres(await freePort(), {
     dir,

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
@@ -115,19 +115,45 @@ async function ensureClusterUser(): Promise<void> {
   }
 }
 
-/** As root, the cluster's user must be able to enter every directory above the cluster. */
-async function assertReachable(dir: string): Promise<void> {
-  if (!isRoot()) return;
-  for (let d = path.dirname(dir); ; d = path.dirname(d)) {
+/** The first directory above `dir` that the cluster's user cannot enter (as root), or undefined. */
+async function unreachableParent(dir: string): Promise<string | undefined> {
+  if (!isRoot()) return undefined;
+  await ensureClusterUser();
+  for (let d = path.dirname(path.resolve(dir)); ; d = path.dirname(d)) {
     try {
       await run('runuser', ['-u', CLUSTER_USER, '--', 'test', '-x', d]);
     } catch {
-      throw new PostgresUnavailableError(
-        `PostgreSQL runs as the system user "${CLUSTER_USER}" (it refuses root), who cannot enter ${d}. ` +
-          `Choose a HUREN_DATA_DIR outside it, or let that user in (chmod o+x ${d}).`,
-      );
+      return d;
     }
-    if (d === path.dirname(d)) return;
+    if (d === path.dirname(d)) return undefined;
+  }
+}
+
+/**
+ * Where the cluster of a data directory lives: `<dataDir>/postgresql`, unless Huren runs as root and the cluster's
+ * user cannot reach it (a data directory in root's private home): then in /var/lib/huren, with `<dataDir>/postgresql`
+ * a link to it, so the data directory still shows where its database is.
+ */
+export async function clusterDirFor(dataDir: string, name: string): Promise<string> {
+  const dir = path.join(path.resolve(dataDir), name);
+  if (fs.existsSync(dir)) return fs.realpathSync(dir);
+  if (!(await unreachableParent(dir))) return dir;
+  const id = createHash('sha256').update(path.resolve(dataDir)).digest('hex').slice(0, 16);
+  const real = path.join('/var/lib/huren', id, name);
+  fs.mkdirSync(real, { recursive: true });
+  for (const d of ['/var/lib/huren', path.dirname(real)]) fs.chmodSync(d, 0o755);
+  fs.mkdirSync(path.dirname(dir), { recursive: true });
+  fs.symlinkSync(real, dir);
+  return real;
+}
+
+async function assertReachable(dir: string): Promise<void> {
+  const blocked = await unreachableParent(dir);
+  if (blocked) {
+    throw new PostgresUnavailableError(
+      `PostgreSQL runs as the system user "${CLUSTER_USER}" (it refuses root), who cannot enter ${blocked}. ` +
+        `Choose a HUREN_DATA_DIR outside it, or let that user in (chmod o+x ${blocked}).`,
+    );
   }
 }
 
