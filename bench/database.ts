@@ -1,25 +1,19 @@
 /**
  * The database a benchmark run uses, one for every side of every ratio:
  * - `MONGODB_URI` when set (production runs MongoDB);
- * - else `--db postgresql` (default): a throw-away PostgreSQL cluster (in /dev/shm where it fits) behind our FerretDB 1.24 launcher,
- *   because FerretDB pushes equality filters down to PostgreSQL, while on SQLite every filter other than `_id` scans
- *   the collection in Go (measured: 0.9 s for one patient's facts among 10 k, 7.5 s for a Patient by identifier
- *   among 14 k resources), which no benchmark at 100 k results can wait for;
- * - `--db sqlite`: the embedded FerretDB-SQLite of development (small --results only).
+ * - else the embedded database of `npm start` and the tests (src/store/database.ts): FerretDB 1.24 over a PostgreSQL
+ *   cluster Huren starts itself, here a throw-away one without fsync (benchmark data may be lost). It goes on /dev/shm
+ *   when twice its expected size fits there (it is memory), else on disk in the system's temporary directory.
  *
- * FerretDB 1.24 on PostgreSQL filters equality as `_jsonb->'field' @> value` but creates btree indexes, which `@>`
- * cannot use: every lookup, `_id` included, is a sequential scan (FerretDB issue 4646, whose workaround is a GIN
- * index on the same expression). `tune` adds that GIN index for `_id` and for every top-level field that leads one
- * of the app's indexes, so each side of every ratio runs on a database whose indexes work, as on MongoDB. FerretDB
- * pushes down no nested field (`sp.patient`) and no range, which stay filtered in FerretDB itself.
+ * FerretDB pushes equality on any path down to PostgreSQL, and our build gives every index a GIN companion on the
+ * expressions of that pushdown (db/ferretdb/patches.json), so the bench needs no index of its own: every side runs on
+ * the indexes the application creates, as on MongoDB.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { ensureFerretDb, startDatabase } from '../src/store/database.js';
+import type { Db } from 'mongodb';
+import { startDatabase } from '../src/store/database.js';
 
 export interface BenchDatabase {
   uri: string;
@@ -29,200 +23,109 @@ export interface BenchDatabase {
    * PostgreSQL's backends).
    */
   processes: Record<string, number>;
+  /** Bytes the database takes on disk (data, indexes and write-ahead log), where the bench can tell. */
+  sizeBytes(): number | null;
   /**
-   * Makes the indexes of database `dbName` usable where the database needs help (FerretDB on PostgreSQL, below);
-   * returns what it created. Call it once the collections and their indexes exist.
+   * After a bulk load: what PostgreSQL's autovacuum does a minute or so after one, at once, so that a measurement
+   * does not depend on when it comes (see `settle`). Returns the collections settled and the seconds it took.
    */
-  tune(dbName: string): Promise<string[]>;
-  /** Bytes the database takes on disk (data and indexes), where the database can tell. */
-  sizeBytes(): Promise<number | null>;
+  settle(db: Db): Promise<{ collections: number; seconds: number } | null>;
   stop(): Promise<void>;
 }
 
 /**
- * What one loaded result costs the PostgreSQL cluster, with history, facts and the GIN indexes of `tune`, rounded up
- * from the summaries' `databaseMb / results`. The cluster goes on /dev/shm only when twice that fits there (it is
- * memory); a full run (1 M) goes on disk, still without fsync.
+ * What one loaded result costs the PostgreSQL cluster (resources with their token list, history, facts, the patient
+ * index, a ledger of 0.6 entries per result, every index with its GIN companion), rounded up from the summaries'
+ * `databaseMb / results`. The cluster goes on /dev/shm only when twice that fits there.
  */
-const PG_BYTES_PER_RESULT = 40_000;
+const PG_BYTES_PER_RESULT = 60_000;
 
-function clusterBase(results: number): string {
+function throwAwayDir(results: number): string {
   const shm = '/dev/shm';
   if (!fs.existsSync(shm)) return os.tmpdir();
   const { bavail, bsize } = fs.statfsSync(shm);
   return bavail * bsize > 2 * results * PG_BYTES_PER_RESULT ? shm : os.tmpdir();
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
+/** Allocated bytes of every file under `dir` (what `du -s` counts). */
+function diskUsage(dir: string): number {
+  let bytes = 0;
+  for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+    const full = path.join(dir, entry.name);
+    try {
+      if (entry.isDirectory()) bytes += diskUsage(full);
+      else if (entry.isFile()) bytes += fs.statSync(full).blocks * 512;
+    } catch {
+      // removed meanwhile (a temporary file of PostgreSQL)
+    }
+  }
+  return bytes;
 }
 
-function binDir(): string {
-  const root = '/usr/lib/postgresql';
-  const versions = fs.existsSync(root) ? fs.readdirSync(root).sort((a, b) => Number(b) - Number(a)) : [];
-  const dir = versions.map((v) => path.join(root, v, 'bin')).find((d) => fs.existsSync(path.join(d, 'initdb')));
-  if (!dir) throw new Error('PostgreSQL is not installed (apt-get install postgresql), or pass --db sqlite');
-  return dir;
+/**
+ * `compact` on every collection, which FerretDB 1.24 runs as `VACUUM ANALYZE` of its table. Right after a bulk load
+ * PostgreSQL has no statistics of the new rows and every GIN index holds them in its pending list (GIN's fast
+ * update), which each lookup reads through and the planner prices in: measured at 9 k resources, the planner then
+ * chose a scan of the `type` index or of the whole table (every document de-TOASTed and filtered: 120-160 ms for one
+ * patient's Observations) over the `tk` index (0.5 ms once vacuumed). Autovacuum does the same on its own within a
+ * minute or so of a load (inserts past its threshold); the bench does not wait for it.
+ */
+async function settle(db: Db): Promise<{ collections: number; seconds: number }> {
+  const started = performance.now();
+  const names = (await db.listCollections({}, { nameOnly: true }).toArray()).map((c) => c.name);
+  for (const name of names) await db.command({ compact: name });
+  return { collections: names.length, seconds: Number(((performance.now() - started) / 1000).toFixed(1)) };
 }
 
-/** initdb refuses to run as root: run the cluster as the `postgres` system user then. */
-function asClusterUser(command: string, args: string[]): [string, string[]] {
-  return process.getuid?.() === 0 ? ['runuser', ['-u', 'postgres', '--', command, ...args]] : [command, args];
-}
-
-function waitForLine(child: ChildProcess, line: RegExp, what: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`${what} not ready after 60 s: ${out.slice(-500)}`)), 60000);
-    child.stdout?.on('data', (b: Buffer) => {
-      out += b.toString();
-      if (line.test(out)) {
-        clearTimeout(timer);
-        child.stdout?.removeAllListeners('data');
-        child.stdout?.resume();
-        resolve();
-      }
-    });
-    child.stderr?.on('data', (b: Buffer) => (out += b.toString()));
-    child.once('exit', (code) => reject(new Error(`${what} exited (${code}): ${out.slice(-500)}`)));
-  });
-}
-
-async function startPostgresFerret(results: number): Promise<BenchDatabase> {
-  const bin = binDir();
-  const base = clusterBase(results);
-  const dir = fs.mkdtempSync(path.join(base, 'huren-bench-pg-'));
-  fs.chmodSync(dir, 0o777);
-  const data = path.join(dir, 'data');
-  const pgPort = await freePort();
-  const run = (cmd: string, args: string[]) => {
-    const [c, a] = asClusterUser(path.join(bin, cmd), args);
-    execFileSync(c, a, { stdio: ['ignore', 'ignore', 'pipe'] });
-  };
-  run('initdb', ['-D', data, '-A', 'trust', '-U', 'ferretdb', '--no-sync']);
-  run('pg_ctl', [
-    '-D',
-    data,
-    '-l',
-    path.join(dir, 'postgres.log'),
-    '-w',
-    '-o',
-    `-p ${pgPort} -k ${dir} -c listen_addresses=127.0.0.1 -c shared_buffers=512MB -c synchronous_commit=off -c fsync=off -c full_page_writes=off -c wal_level=minimal -c max_wal_senders=0`,
-    'start',
-  ]);
-  const [c, a] = asClusterUser(path.join(bin, 'createdb'), [
-    '-h',
-    '127.0.0.1',
-    '-p',
-    String(pgPort),
-    '-U',
-    'ferretdb',
-    'ferretdb',
-  ]);
-  execFileSync(c, a);
-  const pgPid = Number(fs.readFileSync(path.join(data, 'postmaster.pid'), 'utf8').split('\n')[0]);
-
-  const binary = await ensureFerretDb((m) => process.stderr.write(`${m}\n`));
-  const port = await freePort();
-  const ferret = spawn(
-    binary,
-    [
-      '-listen',
-      `127.0.0.1:${port}`,
-      '-log-level',
-      'error',
-      '-postgresql-url',
-      `postgres://ferretdb@127.0.0.1:${pgPort}/ferretdb`,
-    ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
+/**
+ * `BENCH_POSTGRES_SETTINGS="name=value,…"`: PostgreSQL settings to try on the embedded database (an experiment: the
+ * figures are then not those of `npm start`, and the results name the settings), e.g.
+ * `gin_pending_list_limit=64kB`.
+ */
+function experimentSettings(): Record<string, string> {
+  const raw = process.env.BENCH_POSTGRES_SETTINGS?.trim();
+  if (!raw) return {};
+  return Object.fromEntries(
+    raw.split(',').map((pair) => {
+      const eq = pair.indexOf('=');
+      if (eq <= 0) throw new Error(`BENCH_POSTGRES_SETTINGS: '${pair}' is not name=value`);
+      return [pair.slice(0, eq).trim(), pair.slice(eq + 1).trim()];
+    }),
   );
-  await waitForLine(ferret, /^ready /m, 'FerretDB (PostgreSQL)');
-  const psql = (sql: string) => {
-    const [c, a] = asClusterUser(path.join(bin, 'psql'), [
-      ...['-h', '127.0.0.1', '-p', String(pgPort), '-U', 'ferretdb', '-d', 'ferretdb'],
-      ...['-At', '-v', 'ON_ERROR_STOP=1', '-c', sql],
-    ]);
-    return execFileSync(c, a, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-  };
-  return {
-    uri: `mongodb://127.0.0.1:${port}/`,
-    description: `FerretDB 1.24 (PostgreSQL ${path.basename(path.dirname(bin))} backend, throw-away cluster on ${base} without durability (fsync, synchronous_commit off), GIN indexes for FerretDB's equality pushdown)`,
-    processes: { ferretdb: ferret.pid!, postgresql: pgPid },
-    tune: async (dbName) => {
-      const rows = psql(
-        `SELECT tablename || '|' || indexdef FROM pg_indexes WHERE schemaname = '${dbName.replace(/'/g, "''")}'`,
-      );
-      const wanted = new Map<string, Set<string>>();
-      for (const line of rows.split('\n').filter(Boolean)) {
-        const [table, def] = [line.slice(0, line.indexOf('|')), line.slice(line.indexOf('|') + 1)];
-        if (table.startsWith('_ferretdb_') || !def.includes('USING btree')) continue;
-        const fields = wanted.get(table) ?? new Set<string>(['_id']);
-        // Top-level keys only: `((_jsonb -> 'sp'::text) -> 'patient'::text)` is nested (not pushed down).
-        for (const m of def.matchAll(/\(\(_jsonb -> '([^']+)'::text\)\)/g)) fields.add(m[1]!);
-        wanted.set(table, fields);
-      }
-      const created: string[] = [];
-      for (const [table, fields] of wanted) {
-        for (const field of fields) {
-          const name = `${table.slice(0, 40)}_${createHash('sha256').update(field).digest('hex').slice(0, 8)}_gin`;
-          psql(
-            `CREATE INDEX IF NOT EXISTS "${name}" ON "${dbName}"."${table}" USING gin ((_jsonb -> '${field}') jsonb_path_ops)`,
-          );
-          created.push(`${table}.${field}`);
-        }
-      }
-      psql(`ANALYZE`);
-      return created;
-    },
-    sizeBytes: async () => Number(psql(`SELECT pg_database_size('ferretdb')`).trim()),
-    stop: async () => {
-      ferret.kill('SIGTERM');
-      await new Promise((r) => ferret.once('exit', r));
-      run('pg_ctl', ['-D', data, '-m', 'fast', '-w', 'stop']);
-      fs.rmSync(dir, { recursive: true, force: true });
-    },
-  };
 }
 
-export async function startBenchDatabase(kind: string, dataDir: string, results: number): Promise<BenchDatabase> {
+/** `results`: the largest size the run loads (decides where the cluster goes). */
+export async function startBenchDatabase(dataDir: string, results: number): Promise<BenchDatabase> {
   if (process.env.MONGODB_URI) {
     const db = await startDatabase({ uri: process.env.MONGODB_URI, dataDir });
     return {
       uri: db.uri,
       description: 'MongoDB at MONGODB_URI',
-      processes: {},
-      tune: async () => [],
-      sizeBytes: async () => null,
+      processes: db.processes,
+      sizeBytes: () => null,
+      // MongoDB keeps its indexes and statistics current as it writes.
+      settle: async () => null,
       stop: () => db.stop(),
     };
   }
-  if (kind === 'postgresql') return startPostgresFerret(results);
-  if (kind !== 'sqlite') throw new Error(`--db must be postgresql or sqlite, not ${kind}`);
-  const db = await startDatabase({ dataDir, memory: true });
-  // The launcher is the only process: its pid is found by its port.
+  const experiment = experimentSettings();
+  const db = await startDatabase({
+    dataDir,
+    memory: true,
+    durable: false,
+    throwAwayDir: throwAwayDir(results),
+    // More cache than the default 256 MB: the loader writes the whole city at once.
+    postgresSettings: { shared_buffers: '512MB', ...experiment },
+    onProgress: (m) => process.stderr.write(`${m}\n`),
+  });
+  const cluster = db.postgres;
+  const extra = Object.entries(experiment).map(([k, v]) => `${k}=${v}`);
   return {
     uri: db.uri,
-    description: db.description,
-    processes: Object.fromEntries(pidsListening(new URL(db.uri).port).map((pid) => ['ferretdb', pid])),
-    // The launcher's patch (db/ferretdb/patches.json) makes `_id` lookups use the index; nothing else is pushed down.
-    tune: async () => [],
-    sizeBytes: async () => null,
+    description: `${db.description}${extra.length ? `; experiment: ${extra.join(', ')}` : ''}`,
+    processes: db.processes,
+    sizeBytes: () => (cluster ? diskUsage(path.join(cluster.dir, 'data')) : null),
+    settle: (mongo) => (cluster ? settle(mongo) : Promise.resolve(null)),
     stop: () => db.stop(),
   };
-}
-
-function pidsListening(port: string): number[] {
-  try {
-    const out = execFileSync('ss', ['-ltnpH', `sport = :${port}`], { encoding: 'utf8' });
-    return [...out.matchAll(/pid=(\d+)/g)].map((m) => Number(m[1]));
-  } catch {
-    return [];
-  }
 }

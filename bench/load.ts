@@ -7,7 +7,7 @@
  * pushed through the API.
  */
 import { randomUUID } from 'node:crypto';
-import type { DiagnosticReport, Resource } from 'fhir/r4';
+import type { DiagnosticReport, Observation, Resource } from 'fhir/r4';
 import type { AnyBulkWriteOperation, Collection } from 'mongodb';
 import type { AppDeps } from '../src/app.js';
 import { ownersOf } from '../src/auth/policy.js';
@@ -32,8 +32,8 @@ export interface SamplePatient {
   value: string;
   key: string;
   /**
-   * The identifying code (LOINC or catalogue) of each of its DiagnosticReports that has one, newest last. An imaging
-   * exam without a LOINC code is known only by modality, body part and method: Huren maps it, but a one-search
+   * The identifying codes (LOINC or catalogue) of its DiagnosticReports that have one, each once, newest last. An
+   * imaging exam without a LOINC code is known only by modality, body part and method: Huren maps it, but a one-search
    * generic client cannot ask for it, so the benchmarks do not ask about it.
    */
   codes: { system: string; code: string }[];
@@ -156,12 +156,67 @@ async function insertAll<T extends { _id: string }>(collection: Collection<T>, d
   await collection.bulkWrite(ops, { ordered: false });
 }
 
-/** Generates and loads patients until `results` DiagnosticReports are stored. */
-export async function loadCity(
-  deps: LoadDeps,
-  options: { results: number; seed: number; now: Date },
-): Promise<{ summary: LoadSummary; sample: SamplePatient[] }> {
-  const started = Date.now();
+/** A loaded Observation of demo-hospital-b, which that hospital's system may update by its identifier. */
+export interface UpdateTarget {
+  system: string;
+  value: string;
+  resource: Observation & { id: string };
+}
+
+/** Deterministic pseudo-random numbers in [0, 1) (mulberry32): the same run picks the same samples. */
+function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * A uniform sample of at most `size` of the items offered so far (reservoir sampling, algorithm R): after every
+ * load step the benchmarks ask about patients spread over all the data, not only the first loaded.
+ */
+class Reservoir<T> {
+  readonly items: T[] = [];
+  private seen = 0;
+  private readonly random: () => number;
+
+  constructor(
+    private readonly size: number,
+    seed: number,
+  ) {
+    this.random = seededRandom(seed);
+  }
+
+  offer(make: () => T): void {
+    this.seen++;
+    if (this.items.length < this.size) this.items.push(make());
+    else {
+      const j = Math.floor(this.random() * this.seen);
+      if (j < this.size) this.items[j] = make();
+    }
+  }
+}
+
+export interface CityLoader {
+  /** Generates and loads more patients until `results` DiagnosticReports are stored in all; the totals so far. */
+  loadTo(results: number): Promise<LoadSummary>;
+  /** Up to 2 000 patients with an identifying result code, uniform over everything loaded so far. */
+  sample(): SamplePatient[];
+  /** Up to 2 000 Observations of demo-hospital-b with their identifier, uniform over everything loaded so far. */
+  targets(): UpdateTarget[];
+}
+
+const UPDATING_HOSPITAL = 'Organization/demo-hospital-b';
+
+/**
+ * Loads the synthetic city of `seed` step by step: the generator continues where the last step stopped, so that a
+ * run measures at 10 k results, loads up to 100 k, measures again, and so on.
+ */
+export function createCityLoader(deps: LoadDeps, options: { seed: number; now: Date }): CityLoader {
   const col = collections(deps);
   const rules = deps.facts!.rules;
   const summary: LoadSummary = {
@@ -175,13 +230,19 @@ export async function loadCity(
     resultsPerSecond: 0,
     documentsPerSecond: 0,
   };
-  const sample: SamplePatient[] = [];
-  const progress = createProgress('Loading results', options.results);
+  const sample = new Reservoir<SamplePatient>(SAMPLE_SIZE, options.seed);
+  const targets = new Reservoir<UpdateTarget>(SAMPLE_SIZE, options.seed + 1);
+  const generator = generateDemoPatients(rules, {
+    seed: options.seed,
+    count: Number.MAX_SAFE_INTEGER,
+    now: options.now,
+  });
   let validated = false;
-  let batch: DemoPatient[] = [];
-  let inFlight: Promise<void> = Promise.resolve();
+  /** DiagnosticReports generated (written or being written). */
+  let planned = 0;
 
-  const flush = async (demos: DemoPatient[]) => {
+  /** The documents of some patients, with the samples offered (CPU only). */
+  const build = (demos: DemoPatient[]) => {
     if (!validated) {
       // The generator's output is checked like any pushed resource once: a generator bug must not reach the store.
       for (const r of demos.flatMap((d) => [d.patient, ...d.results, ...d.originals])) {
@@ -198,6 +259,7 @@ export async function loadCity(
     const index: { _id: string; patients: Record<string, ReturnType<typeof recordOf>> }[] = [];
     const patientKeys: { _id: string; keys: string[] }[] = [];
     let results = 0;
+    let amended = 0;
     for (const demo of demos) {
       const docs = patientDocuments(deps, demo, at, txn);
       current.push(...docs.current);
@@ -207,102 +269,141 @@ export async function loadCity(
       patientKeys.push(docs.patientKeys);
       const reports = demo.results.filter((r) => r.resourceType === 'DiagnosticReport');
       results += reports.length;
-      summary.amended += demo.originals.length;
-      // Reservoir-free sample: every k-th patient, enough for the benchmarks to spread over the data.
-      const codes = reports.flatMap((r) => identifyingCoding(rules.index, r as DiagnosticReport));
-      if (summary.patients % 7 === 0 && sample.length < SAMPLE_SIZE && codes.length) {
+      amended += demo.originals.length;
+      // Each code once (its newest report last): a check names every item once, as the generic client asks.
+      const all = reports.flatMap((r) => identifyingCoding(rules.index, r as DiagnosticReport));
+      const codes = all.filter((c, k) => !all.slice(k + 1).some((d) => d.system === c.system && d.code === c.code));
+      if (codes.length) {
         const id = demo.patient.identifier![0]!;
-        sample.push({
+        sample.offer(() => ({
           id: demo.patient.id,
           system: id.system!,
           value: id.value!,
           key: docs.keys[0]!,
           codes,
           facts: docs.facts.map(({ _id: _i, effectiveAt: _e, ...f }) => f),
-        });
+        }));
       }
-      summary.patients++;
+      for (const r of demo.results) {
+        if (r.resourceType !== 'Observation' || r.performer?.[0]?.reference !== UPDATING_HOSPITAL) continue;
+        const identifier = r.identifier?.[0];
+        if (!identifier?.system || !identifier.value) continue;
+        targets.offer(() => ({
+          system: identifier.system!,
+          value: identifier.value!,
+          resource: r as Observation & { id: string },
+        }));
+      }
     }
-    await inFlight;
-    // One batch writes while the next is generated: generation and the database overlap on two cores.
-    inFlight = Promise.all([
+    return { patients: demos.length, current, history, facts, index, patientKeys, results, amended };
+  };
+
+  const write = async (docs: ReturnType<typeof build>) => {
+    const { current, history, facts, index, patientKeys, results, amended } = docs;
+    await Promise.all([
       insertAll(col.current, current),
       insertAll(col.history, history),
       insertAll(col.facts, facts),
       insertAll(col.patientIndex, index),
       insertAll(col.patientKeys, patientKeys),
-    ]).then(() => {
-      summary.results += results;
-      summary.resources += current.length;
-      summary.historyVersions += history.length;
-      summary.facts += facts.length;
-      progress.tick(results, `${summary.resources} resources, ${summary.facts} facts`);
-    });
+    ]);
+    summary.results += results;
+    summary.patients += docs.patients;
+    summary.amended += amended;
+    summary.resources += current.length;
+    summary.historyVersions += history.length;
+    summary.facts += facts.length;
+    return results;
   };
 
-  let planned = 0;
-  for (const demo of generateDemoPatients(rules, {
-    seed: options.seed,
-    count: Number.MAX_SAFE_INTEGER,
-    now: options.now,
-  })) {
-    batch.push(demo);
-    planned += demo.results.filter((r) => r.resourceType === 'DiagnosticReport').length;
-    if (planned >= options.results) break;
-    if (batch.length < BATCH_PATIENTS) continue;
-    await flush(batch);
-    batch = [];
-  }
-  if (batch.length) await flush(batch);
-  await inFlight;
-  summary.ms = Date.now() - started;
-  summary.resultsPerSecond = Math.round((summary.results / summary.ms) * 1000);
-  summary.documentsPerSecond = Math.round(
-    ((summary.resources + summary.historyVersions + summary.facts) / summary.ms) * 1000,
-  );
-  progress.finish(`${summary.resources} resources, ${summary.facts} facts`);
-  return { summary, sample };
+  return {
+    async loadTo(target) {
+      const started = Date.now();
+      const progress = createProgress('Loading results', Math.max(0, target - planned));
+      let inFlight: Promise<void> = Promise.resolve();
+      let batch: DemoPatient[] = [];
+      const send = async () => {
+        const docs = build(batch);
+        batch = [];
+        await inFlight;
+        // One batch writes while the next is generated: generation and the database overlap on two cores.
+        inFlight = write(docs).then((n) => progress.tick(n, `${summary.resources} resources, ${summary.facts} facts`));
+      };
+      while (planned < target) {
+        const demo = generator.next().value as DemoPatient;
+        batch.push(demo);
+        planned += demo.results.filter((r) => r.resourceType === 'DiagnosticReport').length;
+        if (batch.length >= BATCH_PATIENTS) await send();
+      }
+      if (batch.length) await send();
+      await inFlight;
+      summary.ms += Date.now() - started;
+      summary.resultsPerSecond = Math.round((summary.results / summary.ms) * 1000);
+      summary.documentsPerSecond = Math.round(
+        ((summary.resources + summary.historyVersions + summary.facts) / summary.ms) * 1000,
+      );
+      progress.finish(`${summary.resources} resources, ${summary.facts} facts`);
+      return { ...summary };
+    },
+    sample: () => sample.items,
+    targets: () => targets.items,
+  };
+}
+
+/** What the ledger holds after a load step. */
+export interface LedgerSummary {
+  entries: number;
+  checks: number;
+  ms: number;
+  /** First and last day of the entries. */
+  from: string;
+  to: string;
 }
 
 /**
  * A year of the decisions ledger for the demo city: the checks other institutions asked about generated patients
  * and what their doctors did, built by the ledger's own pure functions (`promptEntries`, `decisionEntry`, through
- * the demo history generator), written in bulk until about `entries` entries are stored.
+ * the demo history generator), written in bulk. `loadTo(n)` adds entries until about n are stored in all,
+ * continuing the generator where the last step stopped.
  */
-export async function loadLedger(
+export function createLedgerLoader(
   deps: LoadDeps & Pick<AppDeps, 'ledger'>,
-  options: { entries: number; seed: number; now: Date; secret: string },
-): Promise<{ entries: number; checks: number; ms: number; from: string; to: string }> {
-  const started = Date.now();
+  options: { seed: number; now: Date; secret: string },
+): { loadTo(entries: number): Promise<LedgerSummary> } {
   const rules = deps.facts!.rules;
-  const progress = createProgress('Loading ledger', options.entries);
-  let batch: LedgerEntry[] = [];
-  let entries = 0;
-  let checks = 0;
-  let days = { from: '9999', to: '0000' };
-  const write = async () => {
-    await insertAll(deps.ledger!.collection, batch);
-    entries += batch.length;
-    progress.tick(batch.length, `${checks} checks`);
-    batch = [];
-  };
-  for (const demo of generateDemoPatients(rules, {
+  const generator = generateDemoPatients(rules, {
     seed: options.seed,
     count: Number.MAX_SAFE_INTEGER,
     now: options.now,
-  })) {
-    const history = demoHistory(rules, demo, { seed: options.seed, now: options.now, secret: options.secret });
-    checks += history.checks.length;
-    for (const e of history.entries) {
-      // Ids derive from the patient id, as in the demo seed: prefixed so a second load in one database adds entries.
-      batch.push({ ...e, _id: `bench-${options.seed}-${e._id}` });
-      if (e.day < days.from) days = { ...days, from: e.day };
-      if (e.day > days.to) days = { ...days, to: e.day };
-    }
-    if (batch.length >= 5000) await write();
-    if (entries + batch.length >= options.entries) break;
-  }
-  if (batch.length) await write();
-  progress.finish(`${checks} checks`);
-  return { entries, checks, ms: Date.now() - started, ...days };
+  });
+  const summary: LedgerSummary = { entries: 0, checks: 0, ms: 0, from: '9999', to: '0000' };
+  return {
+    async loadTo(target) {
+      const started = Date.now();
+      const progress = createProgress('Loading ledger', Math.max(0, target - summary.entries));
+      let batch: LedgerEntry[] = [];
+      const write = async () => {
+        await insertAll(deps.ledger!.collection, batch);
+        summary.entries += batch.length;
+        progress.tick(batch.length, `${summary.checks} checks`);
+        batch = [];
+      };
+      while (summary.entries + batch.length < target) {
+        const demo = generator.next().value as DemoPatient;
+        const history = demoHistory(rules, demo, { seed: options.seed, now: options.now, secret: options.secret });
+        summary.checks += history.checks.length;
+        for (const e of history.entries) {
+          // Ids derive from the patient id, as in the demo seed: prefixed so that a load in a seeded database adds.
+          batch.push({ ...e, _id: `bench-${options.seed}-${e._id}` });
+          if (e.day < summary.from) summary.from = e.day;
+          if (e.day > summary.to) summary.to = e.day;
+        }
+        if (batch.length >= 5000) await write();
+      }
+      if (batch.length) await write();
+      summary.ms += Date.now() - started;
+      progress.finish(`${summary.checks} checks`);
+      return { ...summary };
+    },
+  };
 }

@@ -1,36 +1,55 @@
 /**
- * `npm run bench [-- --quick] [-- --results N] [-- --ledger N] [-- --db postgresql|sqlite] [-- --seconds S]`
+ * `npm run bench [-- --quick | --scaling 10000,100000 | --results N] [-- --only a,b] [-- --seconds S]
+ *  [-- --row-seconds S] [-- --mixed-seconds S] [-- --ledger-per-result R]`
  *
- * Loads a synthetic city (bench/load.ts) into ONE database, then measures on it, in this one run:
- * - reuse-core: `runReuseCheck` in-process (1 and 5 items) against the floor, the bare driver query of a patient's
- *   facts (the lookup the check makes);
+ * Loads a synthetic city (bench/load.ts) into ONE database step by step and measures on it, in this one run:
+ * - scaling: at every size of the run (default 10 k, 100 k, 1 M results; `--quick` 10 k and 100 k; `--scaling a,b,…`
+ *   any sizes; `--results N` N alone) the same single-client requests (bench/scaling.ts: FHIR searches, conditional
+ *   writes, a transaction, `$reuse-check`, the year report), median and p99 and the growth per 10× data; the data
+ *   is loaded up to the next size between two measurements;
+ * then at the largest size:
+ * - reuse-core: `runReuseCheck` in process (1 and 5 items) against the replay of the database operations it
+ *   performs (bench/replay.ts), c = 1, 8, 64;
  * - reuse-http: `POST /fhir/$reuse-check` with autocannon against the real broker listening in its own process
- *   (bench/server.ts), 1 and 5 items, c = 1, 8, 64, a different patient per request; the floor again; the generic
- *   way (one FHIR search per item plus client-side rules, bench/generic.ts); the broker's RSS under c = 64;
+ *   (bench/server.ts), 1 and 5 items, c = 1, 8, 64, a different patient per request, against the replay of every
+ *   database operation of such a check from the bench process (the floor) and against the generic way (one indexed
+ *   FHIR search per item plus client-side rules, bench/generic.ts); the broker's RSS under c = 64;
  * - ingest: transaction Bundles of 1, 10, 100 new resources through HTTP vs a bare insertMany of the same documents;
- * - reports: a year of the decisions ledger by month × organization through HTTP vs the bare aggregation;
- * - summary: every ratio against the issue's targets, memory, and the query plans (explain) of the hot queries.
- * Each benchmark prints its JSON summary and writes bench/results/<name>-<date>.json.
+ * - reports: a year of the decisions ledger by month × organization through HTTP (cold and warm) vs the bare
+ *   aggregation;
+ * - mixed: reuse checks, searches, reads and writes from 32 loops for `--mixed-seconds` (default 120): errors,
+ *   p50/p99, throughput, broker and database memory over time (bench/mixed.ts);
+ * - summary: every figure against the issue's targets, memory, and the query plans (explain) of the hot queries.
+ * Each benchmark prints its JSON summary and writes bench/results/<name>-<largest size>-<date>.json.
  */
-import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import type { Parameters } from 'fhir/r4';
 import type { AppDeps } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
+import { searchToken } from '../src/fhir/search/extract.js';
 import { createLogger } from '../src/log.js';
 import { decideReuse } from '../src/recognition/engine.js';
 import { localDate } from '../src/recognition/time.js';
 import { createServices } from '../src/services.js';
+import type { CurrentDoc, HistoryDoc } from '../src/store/models.js';
 import { runReuseCheck } from '../src/fhir/reuse-check.js';
 import { startBroker, type Broker } from './broker.js';
 import { startBenchDatabase } from './database.js';
 import { createGenericClient, hurenAnswer } from './generic.js';
 import { bundleOf, ingestStream } from './ingest.js';
-import { documentsOf, loadCity, loadLedger, type SamplePatient } from './load.js';
+import {
+  createCityLoader,
+  createLedgerLoader,
+  documentsOf,
+  type LedgerSummary,
+  type LoadSummary,
+  type SamplePatient,
+} from './load.js';
 import {
   cannon,
   cpuMsPer,
@@ -43,50 +62,72 @@ import {
   withCpu,
   type Throughput,
 } from './measure.js';
+import { mixedLoad, type MixedResult } from './mixed.js';
+import { createReplay, type AuditTemplate } from './replay.js';
+import { BUREAU, CLINICIAN_B, HIS_B, REQUESTER, checkBody, createRequests } from './requests.js';
+import { formatScaling, measureScaling, scalingTable, type RowFigures, type ScalingTable } from './scaling.js';
 
 const { values } = parseArgs({
   options: {
     quick: { type: 'boolean', default: false },
     results: { type: 'string' },
-    ledger: { type: 'string', default: '60000' },
-    db: { type: 'string', default: 'postgresql' },
+    scaling: { type: 'string' },
+    'ledger-per-result': { type: 'string', default: '0.6' },
     seconds: { type: 'string', default: '5' },
+    'row-seconds': { type: 'string', default: '5' },
+    'mixed-seconds': { type: 'string', default: '120' },
+    concurrency: { type: 'string', default: '32' },
     only: { type: 'string' },
   },
 });
-/** `--only reuse-core,reuse-http,ingest,reports`: some benchmarks (the summary then has only what ran). */
-const only = new Set(values.only?.split(',') ?? ['reuse-core', 'reuse-http', 'ingest', 'reports']);
-/** `--quick`: 100 k results (the issue's size); the full run is 1 M. */
-const QUICK_RESULTS = 100_000;
-/** Up to this size the slow generic way is measured more thoroughly (it scans on FerretDB, see below). */
-const SMALL_RESULTS = 20_000;
-const results = Number(values.results ?? (values.quick ? QUICK_RESULTS : 1_000_000));
-const ledgerEntries = Number(values.ledger);
+const ALL = ['scaling', 'reuse-core', 'reuse-http', 'ingest', 'reports', 'mixed'];
+/** `--only scaling,reuse-core,reuse-http,ingest,reports,mixed`: some benchmarks (the summary has only what ran). */
+const only = new Set(values.only?.split(',') ?? ALL);
+for (const name of only) if (!ALL.includes(name)) throw new Error(`--only takes ${ALL.join(',')}, not ${name}`);
+/** `--quick`: up to 100 k results (the issue's size); the full run goes on to 1 M. */
+const QUICK_SIZES = [10_000, 100_000];
+const FULL_SIZES = [10_000, 100_000, 1_000_000];
+const sizes = (
+  values.scaling
+    ? values.scaling.split(',').map(Number)
+    : values.results
+      ? [Number(values.results)]
+      : values.quick
+        ? QUICK_SIZES
+        : FULL_SIZES
+).sort((a, b) => a - b);
+if (sizes.some((n) => !Number.isInteger(n) || n <= 0)) throw new Error(`sizes must be positive integers: ${sizes}`);
+const results = sizes[sizes.length - 1]!;
+/** Ledger entries per loaded result (60 k for 100 k results): a bigger city asks more checks. */
+const ledgerPerResult = Number(values['ledger-per-result']);
 const seconds = Number(values.seconds);
+const rowSeconds = Number(values['row-seconds']);
+const mixedSeconds = Number(values['mixed-seconds']);
+const mixedConcurrency = Number(values.concurrency);
 const here = path.dirname(fileURLToPath(import.meta.url));
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'huren-bench-'));
 const SECRET = 'huren-bench-patient-key-secret-0001';
 const DB_NAME = 'huren_bench';
 const DAY = 86400_000;
-const REQUESTER = 'Organization/demo-hospital-b';
-const HIS_B = 'demo-his-hospital-b';
-const CLINICIAN_B = 'demo-clinician-hospital-b';
-const BUREAU = 'demo-bureau';
-/**
- * Where the generic way is measured. On FerretDB 1.24 every search condition on a nested field (`sp.patient`,
- * `sp.code`, `sp.date`) is filtered in Go over every DiagnosticReport (only `type` and `deleted` reach PostgreSQL),
- * so one search costs seconds at 20 k results and 64 of them in flight take minutes: measured at c = 1 and 8 only.
- */
-const GENERIC_PLAN: Record<number, (1 | 5)[]> = results <= SMALL_RESULTS ? { 1: [1, 5], 8: [1] } : { 1: [1] };
-/** Sample patients on which the generic answer is compared with Huren's (each costs a generic search). */
-const AGREEMENT_SAMPLES = results <= SMALL_RESULTS ? 5 : results <= QUICK_RESULTS ? 2 : 1;
-const TARGETS = { reuseVsFloor: 0.7, reuseVsGeneric: 3, ingestVsInsertMany: 0.5, yearReportMs: 2000 };
+/** Sample patients on which the generic answer is compared with Huren's. */
+const AGREEMENT_SAMPLES = 20;
+const TARGETS = {
+  reuseVsFloor: 0.7,
+  reuseVsGeneric: 3,
+  ingestVsInsertMany: 0.5,
+  yearReportMs: 2000,
+  growthPer10x: 1.5,
+  searchMedianMsAt1M: 50,
+  mixed: { errors: 0, p99Ms: 1000 },
+};
 
 const started = new Date();
 const machine = { cpus: os.cpus().length, model: os.cpus()[0]?.model, memGb: Math.round(os.totalmem() / 1024 ** 3) };
 
 /** Progress on stderr: stdout carries the JSON summaries. */
 const step = (what: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${what}\n`);
+
+const sizeName = (n: number) => (n >= 1_000_000 ? `${n / 1_000_000}M` : `${Math.round(n / 1000)}k`);
 
 function write(name: string, summary: Record<string, unknown>): void {
   const json = JSON.stringify({ name, date: new Date().toISOString(), machine, ...summary }, null, 2);
@@ -100,22 +141,17 @@ interface Context {
   deps: AppDeps;
   sample: SamplePatient[];
   now: Date;
-  /** Start of the facts window the check reads (longest validity + margin). */
+  /** Start of the facts window the check reads (longest validity + the check's margin). */
   from: Date;
   database: string;
-  /** Makes the database's indexes usable (bench/database.ts); again after the benchmark creates collections. */
-  tune: () => Promise<string[]>;
   /** The database's processes by name, for the CPU per request of each (`withCpu`). */
   dbProcesses: Record<string, number>;
 }
 
-/** The bare driver query of a patient's facts: the lookup `$reuse-check` makes, nothing else. */
-function floorQuery(ctx: Context) {
-  const factCol = ctx.deps.facts.facts.collection;
-  return (i: number) =>
-    factCol
-      .find({ patientKeys: ctx.sample[i % ctx.sample.length]!.key, effectiveAt: { $gte: ctx.from, $lte: ctx.now } })
-      .toArray();
+/** The facts window `$reuse-check` reads at `now`: the longest validity window plus 2 days (reuse-check.ts). */
+function factsFrom(deps: AppDeps, now: Date): Date {
+  const longest = Math.max(...deps.facts.rules.catalogue.items.map((i) => i.validityDays));
+  return new Date(now.getTime() - (longest + 2) * DAY);
 }
 
 async function reuseCore(ctx: Context, load: unknown) {
@@ -149,44 +185,63 @@ async function reuseCore(ctx: Context, load: unknown) {
       at: now,
     });
   };
+  const replay = (items: 1 | 5) =>
+    createReplay({ deps, sample, requester: 'demo-hospital-b', at: now, from, items, scope: 'check' });
   const out: Record<string, Record<string, Throughput>> = {};
   // Everything runs in this process (no broker): its CPU and the database's.
   const cpu = (work: () => Promise<Throughput>) => withCpu({ bench: process.pid, ...ctx.dbProcesses }, work);
   for (const c of [1, 8, 64]) {
+    step(`reuse-core c=${c}`);
     out[`c${c}`] = {
-      floor: await cpu(() => measure(seconds, c, floorQuery(ctx))),
+      replay1: await cpu(() => measure(seconds, c, replay(1))),
       core1: await cpu(() => measure(seconds, c, core(1))),
+      replay5: await cpu(() => measure(seconds, c, replay(5))),
       core5: await cpu(() => measure(seconds, c, core(5))),
     };
   }
+  const ratios = Object.fromEntries(
+    Object.entries(out).map(([c, r]) => [
+      c,
+      {
+        core1VsReplay: ratio(r.core1!.perSecond, r.replay1!.perSecond),
+        core5VsReplay: ratio(r.core5!.perSecond, r.replay5!.perSecond),
+      },
+    ]),
+  );
   write('reuse-core', {
     database: ctx.database,
     load,
     verifiedSamples: verified,
     measureSeconds: seconds,
+    notes: [
+      'core: runReuseCheck in the bench process (no HTTP, token, patient index or audit): facts read, engine, check and prompts stored (group commit)',
+      'replay: the database operations runReuseCheck performs, bare, from the same process: facts find, then the check and its prompts inserted (bench/replay.ts)',
+    ],
     results: out,
-    ratios: Object.fromEntries(
-      Object.entries(out).map(([c, r]) => [
-        c,
-        {
-          core1VsFloor: ratio(r.core1!.perSecond, r.floor!.perSecond),
-          core5VsFloor: ratio(r.core5!.perSecond, r.floor!.perSecond),
-        },
-      ]),
-    ),
+    ratios,
   });
+  return ratios;
 }
 
-/** The `$reuse-check` Parameters asking about a sample patient's newest `items` result codes. */
-function checkBody(s: SamplePatient, items: number): string {
-  return JSON.stringify({
-    resourceType: 'Parameters',
-    parameter: [
-      { name: 'patient', valueIdentifier: { system: s.system, value: s.value } },
-      ...s.codes.slice(-items).map((c) => ({ name: 'code', valueCoding: c })),
-      { name: 'requester', valueReference: { reference: REQUESTER } },
-    ],
-  });
+/**
+ * The documents of the AuditEvent the broker wrote for the last `$reuse-check` about `s` (the replay's template):
+ * found by its entity token, the newest one.
+ */
+async function auditTemplate(ctx: Context, s: SamplePatient): Promise<AuditTemplate> {
+  const db = ctx.deps.connection.db!;
+  const docs = await db
+    .collection<CurrentDoc>('resources')
+    .find({ tk: searchToken('AuditEvent', 'entity', `Patient/${s.id}`), type: 'AuditEvent' })
+    .toArray();
+  const checks = docs.filter((d) =>
+    (d.resource as { subtype?: { code?: string }[] } | null)?.subtype?.some((c) => c.code === 'operation'),
+  );
+  checks.sort((a, b) => new Date(b.lastUpdated).getTime() - new Date(a.lastUpdated).getTime());
+  const current = checks[0];
+  if (!current) throw new Error(`no AuditEvent of a $reuse-check about Patient/${s.id} found`);
+  const history = await db.collection<HistoryDoc>('history').findOne({ _id: `${current._id}/1` });
+  if (!history) throw new Error(`no history document of ${current._id}`);
+  return { current, history };
 }
 
 async function reuseHttp(ctx: Context, broker: Broker) {
@@ -198,41 +253,59 @@ async function reuseHttp(ctx: Context, broker: Broker) {
     'Content-Type': 'application/fhir+json',
   });
   const generic = createGenericClient(ctx.deps.facts.rules, broker.origin, ctx.now);
+  const check = async (s: SamplePatient, items: 1 | 5) => {
+    const res = await fetch(url, { method: 'POST', headers: await headers(), body: checkBody(s, items) });
+    if (res.status !== 200) throw new Error(`$reuse-check answered ${res.status}: ${await res.text()}`);
+    return hurenAnswer((await res.json()) as Parameters);
+  };
   // Does the generic client answer the same question? Compare its pick with Huren's proposed result.
   const agreement = { compared: 0, same: 0 };
   step(`reuse-http: generic vs Huren answers on ${AGREEMENT_SAMPLES} patients`);
-  {
-    for (const s of sample.slice(0, AGREEMENT_SAMPLES)) {
-      const res = await fetch(url, { method: 'POST', headers: await headers(), body: checkBody(s, 1) });
-      if (res.status !== 200) throw new Error(`$reuse-check answered ${res.status}: ${await res.text()}`);
-      const huren = hurenAnswer((await res.json()) as Parameters);
-      const picked = await generic.answer(await broker.token(CLINICIAN_B), s, 1);
+  for (const s of sample.slice(0, AGREEMENT_SAMPLES)) {
+    const huren = await check(s, 5);
+    const picked = await generic.answer(await broker.token(CLINICIAN_B), s, 5);
+    for (let k = 0; k < huren.length; k++) {
       agreement.compared++;
-      if (huren[0] === picked[0]) agreement.same++;
+      if (huren[k] === picked[k]) agreement.same++;
     }
   }
+  // The replay's AuditEvents: copies of the ones the broker writes for a check of 1 and of 5 items.
+  const templates = {} as Record<1 | 5, AuditTemplate>;
+  for (const items of [1, 5] as const) {
+    await check(sample[0]!, items);
+    templates[items] = await auditTemplate(ctx, sample[0]!);
+  }
+  const replay = (items: 1 | 5) =>
+    createReplay({
+      deps: ctx.deps,
+      sample,
+      requester: REQUESTER.replace('Organization/', ''),
+      at: ctx.now,
+      from: ctx.from,
+      items,
+      scope: 'http',
+      audit: templates[items],
+    });
   const out: Record<string, Record<string, Throughput>> = {};
   let rssUnderLoadMb = 0;
   for (const c of [1, 8, 64]) {
-    step(`reuse-http c=${c}: floor`);
     const processes = { bench: process.pid, broker: broker.pid, ...ctx.dbProcesses };
     const run = async (items: 1 | 5) => {
       const h = await headers();
       step(`reuse-http c=${c}: Huren, ${items} item(s)`);
       return withCpu(processes, () => cannon({ url, seconds, concurrency: c, headers: h, bodies: bodies[items] }));
     };
-    const row: Record<string, Throughput> = {
-      floor: await withCpu(processes, () => measure(seconds, c, floorQuery(ctx))),
-    };
-    if (c === 64) {
-      const { value, peakMb } = await peakRss(broker.pid, () => run(1));
-      row.huren1 = value;
-      rssUnderLoadMb = peakMb;
-    } else {
-      row.huren1 = await run(1);
-    }
-    row.huren5 = await run(5);
-    for (const items of GENERIC_PLAN[c] ?? []) {
+    const row: Record<string, Throughput> = {};
+    for (const items of [1, 5] as const) {
+      step(`reuse-http c=${c}: replay, ${items} item(s)`);
+      row[`replay${items}`] = await withCpu(processes, () => measure(seconds, c, replay(items)));
+      if (c === 64 && items === 1) {
+        const { value, peakMb } = await peakRss(broker.pid, () => run(1));
+        row.huren1 = value;
+        rssUnderLoadMb = peakMb;
+      } else {
+        row[`huren${items}`] = await run(items);
+      }
       step(`reuse-http c=${c}: generic, ${items} item(s)`);
       const token = await broker.token(CLINICIAN_B);
       row[`generic${items}`] = await withCpu(processes, () =>
@@ -245,10 +318,10 @@ async function reuseHttp(ctx: Context, broker: Broker) {
     Object.entries(out).map(([c, r]) => [
       c,
       {
-        huren1VsFloor: ratio(r.huren1!.perSecond, r.floor!.perSecond),
-        huren5VsFloor: ratio(r.huren5!.perSecond, r.floor!.perSecond),
-        huren1VsGeneric1: r.generic1 ? ratio(r.huren1!.perSecond, r.generic1.perSecond) : null,
-        huren5VsGeneric5: r.generic5 ? ratio(r.huren5!.perSecond, r.generic5.perSecond) : null,
+        huren1VsReplay: ratio(r.huren1!.perSecond, r.replay1!.perSecond),
+        huren5VsReplay: ratio(r.huren5!.perSecond, r.replay5!.perSecond),
+        huren1VsGeneric1: ratio(r.huren1!.perSecond, r.generic1!.perSecond),
+        huren5VsGeneric5: ratio(r.huren5!.perSecond, r.generic5!.perSecond),
       },
     ]),
   );
@@ -258,10 +331,9 @@ async function reuseHttp(ctx: Context, broker: Broker) {
     patients: sample.length,
     notes: [
       'huren: autocannon POST /fhir/$reuse-check as demo-his-hospital-b, one body per sample patient, rotating',
-      'floor: bare driver find of the patient facts by key and window, from the bench process (no HTTP)',
-      'generic: one GET /fhir/DiagnosticReport?patient&code&date=ge search per item as demo-clinician-hospital-b (a his client only reads its own institution), then newest final result from a qualified institution within the window, client-side',
+      "replay (the floor): every database operation of such a check, bare, from the bench process: the facts find and the patient index findOne together, then the check and its prompts inserted together, then the AuditEvent's history and current documents inserted together (bench/replay.ts); documents built before the timing; no group commit",
+      'generic: one GET /fhir/DiagnosticReport?patient&code&date=ge search per item, one after the other, as demo-clinician-hospital-b (a his client only reads its own institution), then the newest final result from a qualified institution within the window, client-side',
     ],
-    genericMeasuredAt: GENERIC_PLAN,
     genericAgreement: agreement,
     results: out,
     ratios,
@@ -293,7 +365,6 @@ async function ingest(ctx: Context, broker: Broker) {
       if (index.name !== '_id_') await col.createIndex(index.key, { name: index.name, unique: index.unique ?? false });
     }
   }
-  await ctx.tune();
   const tag = randomUUID().slice(0, 8);
   const skipped: Record<string, string> = {};
   let msPerResource = 0;
@@ -390,7 +461,7 @@ async function ingest(ctx: Context, broker: Broker) {
   return ratios;
 }
 
-async function reports(ctx: Context, broker: Broker, ledger: Awaited<ReturnType<typeof loadLedger>>) {
+async function reports(ctx: Context, broker: Broker, ledger: LedgerSummary) {
   const tz = ctx.deps.facts.rules.catalogue.timeZone;
   const to = localDate(ctx.now.getTime(), tz);
   const from = localDate(ctx.now.getTime() - 364 * DAY, tz);
@@ -427,13 +498,10 @@ async function reports(ctx: Context, broker: Broker, ledger: Awaited<ReturnType<
     { $match: { day: { $gte: from, $lte: to } } },
     { $group: { _id: { month: '$month', institution: '$institution' }, n: { $sum: 1 } } },
   ];
-  const bare = await times(
-    async () => {
-      await col.aggregate(pipeline).toArray();
-      return undefined;
-    },
-    results <= SMALL_RESULTS ? 5 : 3,
-  );
+  const bare = await times(async () => {
+    await col.aggregate(pipeline).toArray();
+    return undefined;
+  }, 3);
   const summary = {
     database: ctx.database,
     ledger,
@@ -461,7 +529,9 @@ function summarisePlan(explain: unknown): unknown {
   return {
     filterPushdown: e.filterPushdown,
     sortPushdown: e.sortPushdown,
-    scan: /Seq Scan|SCAN|COLLSCAN|Index Scan|IXSCAN|IDHACK|SEARCH|Bitmap Heap Scan/.exec(text)?.[0],
+    scan: /Seq Scan|COLLSCAN|Bitmap Heap Scan|Index Only Scan|Index Scan|IXSCAN|IDHACK|EXPRESS_IXSCAN/.exec(text)?.[0],
+    // Which index: PostgreSQL's names end with the key (`…_tk___47b0805c_gin`); MongoDB's are the key pattern.
+    indexes: [...new Set([...text.matchAll(/"(?:Index Name|indexName)":"([^"]+)"/g)].map((m) => m[1]))],
     sqlFilter: /"Filter":"((?:[^"\\]|\\.)*)"/.exec(text)?.[1]?.slice(0, 240),
   };
 }
@@ -470,10 +540,8 @@ async function plans(ctx: Context, ledgerPeriod: { from: string; to: string }) {
   const db = ctx.deps.connection.db!;
   const s0 = ctx.sample[0]!;
   const report = await db
-    .collection('resources')
-    .findOne({ type: 'DiagnosticReport', 'resource.subject.reference': `Patient/${s0.id}` });
-  const sp = (report?.sp ?? {}) as Record<string, unknown>;
-  const first = (v: unknown) => (Array.isArray(v) ? v[0] : v);
+    .collection<CurrentDoc>('resources')
+    .findOne({ tk: searchToken('DiagnosticReport', 'patient', `Patient/${s0.id}`), type: 'DiagnosticReport' });
   const attempt = async (cursor: () => { explain(): Promise<unknown> }) => {
     try {
       return summarisePlan(await cursor().explain());
@@ -481,20 +549,32 @@ async function plans(ctx: Context, ledgerPeriod: { from: string; to: string }) {
       return { error: (e as Error).message };
     }
   };
+  const resources = db.collection('resources');
+  const code = s0.codes[0]!;
   return {
-    'facts of a patient (reuse check, floor)': await attempt(() =>
+    'facts of a patient (reuse check)': await attempt(() =>
       ctx.deps.facts.facts.collection.find({ patientKeys: s0.key, effectiveAt: { $gte: ctx.from, $lte: ctx.now } }),
     ),
-    'patient index by key (reuse check audit)': await attempt(() =>
+    'patient index by key (reuse check: audit, identity)': await attempt(() =>
       db.collection('patient_index').find({ _id: s0.key as never }),
     ),
-    'DiagnosticReport by patient and code (generic search)': await attempt(() =>
-      db.collection('resources').find({
+    'DiagnosticReport?patient&code (search anchored on the patient token)': await attempt(() =>
+      resources.find({
+        tk: searchToken('DiagnosticReport', 'patient', `Patient/${s0.id}`),
         type: 'DiagnosticReport',
         deleted: false,
-        'sp.patient': first(sp.patient),
-        'sp.code': first(sp.code),
+        'sp.code': `${code.system}|${code.code}`,
       }),
+    ),
+    'Patient?identifier (search anchored on the identifier token)': await attempt(() =>
+      resources.find({
+        tk: searchToken('Patient', 'identifier', `${s0.system}|${s0.value}`),
+        type: 'Patient',
+        deleted: false,
+      }),
+    ),
+    'resource by id (every write, read)': await attempt(() =>
+      resources.find({ _id: `DiagnosticReport/${report?.id ?? ''}` as never }),
     ),
     'report rollup of a closed month by id (report)': await attempt(() =>
       ctx.deps.rollups!.collection.find({ _id: `month:${ledgerPeriod.from.slice(0, 7)}` }),
@@ -508,14 +588,28 @@ async function plans(ctx: Context, ledgerPeriod: { from: string; to: string }) {
         { $group: { _id: { month: '$month', institution: '$institution' }, n: { $sum: 1 } } },
       ]),
     ),
-    'resource by id (ingest update check)': await attempt(() =>
-      db.collection('resources').find({ _id: `DiagnosticReport/${report?.id ?? ''}` as never }),
-    ),
+  };
+}
+
+/** The mixed load's figures as the summary prints them. */
+function mixedSummary(m: MixedResult) {
+  return {
+    concurrency: m.concurrency,
+    seconds: m.seconds,
+    requests: m.requests,
+    errors: m.errors,
+    perSecond: m.perSecond,
+    p50ms: m.p50ms,
+    p99ms: m.p99ms,
+    cpuMsPerRequest: m.cpuMsPerRequest,
+    memoryTrend: m.memoryTrend,
+    met: { errors: m.errors <= TARGETS.mixed.errors, p99: m.p99ms < TARGETS.mixed.p99Ms },
   };
 }
 
 async function main(): Promise<void> {
-  const db = await startBenchDatabase(values.db!, dataDir, results);
+  const db = await startBenchDatabase(dataDir, results);
+  step(`database: ${db.description}`);
   const env = {
     HUREN_DATA_DIR: dataDir,
     HUREN_PATIENT_KEY_SECRET: SECRET,
@@ -542,60 +636,175 @@ async function main(): Promise<void> {
   }
   try {
     const now = new Date();
-    const { summary: load, sample } = await loadCity(deps, { results, seed: 1, now });
-    const rules = deps.facts.rules;
-    const longest = Math.max(...rules.catalogue.items.map((i) => i.validityDays));
-    const ledger = await loadLedger(deps, { entries: ledgerEntries, seed: 1, now, secret: SECRET });
-    const benchRssAfterLoad = rssMb(process.pid);
-    step('tuning the database indexes');
-    const tuned = await db.tune(DB_NAME);
-    const databaseBytes = await db.sizeBytes();
+    const tz = deps.facts.rules.catalogue.timeZone;
+    const city = createCityLoader(deps, { seed: 1, now });
+    const ledgerLoader = createLedgerLoader(deps, { seed: 1, now, secret: SECRET });
+    const steps: {
+      results: number;
+      load: LoadSummary;
+      ledger: LedgerSummary;
+      databaseMb: number | null;
+      settled: { collections: number; seconds: number } | null;
+      rows?: Record<string, RowFigures>;
+      coldReportMs?: number;
+    }[] = [];
+    let load: LoadSummary | undefined;
+    let ledger: LedgerSummary | undefined;
+    let benchRssAfterLoad: number | undefined;
+    let brokerAfterStart: number | undefined;
+    const measured = new Map<number, Record<string, RowFigures>>();
+    const tag = randomUUID().slice(0, 8);
+    for (const size of sizes) {
+      step(`loading up to ${size} results`);
+      load = await city.loadTo(size);
+      ledger = await ledgerLoader.loadTo(Math.round(ledgerPerResult * size));
+      benchRssAfterLoad = rssMb(process.pid);
+      if (!broker) {
+        step('starting the broker');
+        broker = await startBroker({ ...env, BENCH_DB_URI: db.uri, BENCH_DB_NAME: DB_NAME }, dataDir);
+        brokerAfterStart = rssMb(broker.pid);
+      }
+      const b = broker;
+      const requests = createRequests({
+        origin: b.origin,
+        token: (client) => b.token(client),
+        rules: deps.facts.rules,
+        now,
+        sample: city.sample(),
+        targets: city.targets(),
+        tag: `${tag}-s${size}`,
+      });
+      if (only.has('scaling') && measured.size === 0) {
+        // A broker just started runs its first requests slower (JIT, caches): without a pass first, the smallest
+        // size would look slower than the next and the growth per 10× better than it is.
+        step('scaling: a warm-up pass of every row (not counted)');
+        await measureScaling(requests, { seconds: 2, minRequests: 10 });
+      }
+      // Every size is measured on a settled database: the writes of the warm-up pass (or of the last size's rows)
+      // would otherwise wait in the GIN pending lists that every search reads through (docs/scale.md).
+      step('settling the database (VACUUM ANALYZE, as autovacuum would after a bulk load)');
+      const settled = await db.settle(deps.connection.db!);
+      const bytes = db.sizeBytes();
+      const databaseMb = bytes === null ? null : Math.round(bytes / 1024 ** 2);
+      step(`${load.results} results, ${load.resources} resources, ${ledger.entries} ledger entries, ${databaseMb} MB`);
+      const entry: (typeof steps)[number] = { results: load.results, load, ledger, databaseMb, settled };
+      steps.push(entry);
+      if (!only.has('scaling')) continue;
+      // The ledger grew: rollups built before would be stale. The first report builds them (cold), as after loading.
+      await deps.rollups!.clear();
+      const t0 = performance.now();
+      await requests.yearReport();
+      entry.coldReportMs = Number((performance.now() - t0).toFixed(1));
+      const rows = await measureScaling(requests, {
+        seconds: rowSeconds,
+        minRequests: 20,
+        onRow: (name) => step(`scaling at ${sizeName(size)}: ${name}`),
+      });
+      entry.rows = rows;
+      measured.set(size, rows);
+      process.stderr.write(`${formatScaling(scalingTable(measured))}\n`);
+    }
+    const table: ScalingTable | undefined = measured.size ? scalingTable(measured) : undefined;
+    if (table) {
+      write('scaling', {
+        database: db.description,
+        sizes,
+        ledgerPerResult,
+        rowSeconds,
+        notes: [
+          'one request at a time from the bench process to the broker in its own process; each row for --row-seconds (at least 20 requests) after 3 not counted, and before the first size a 2-s pass of every row not counted (the broker warms up); the data is loaded up to the next size between two measurements, and the database settled (VACUUM ANALYZE) before each',
+          'searches and reads as demo-clinician-hospital-b, writes and $reuse-check as demo-his-hospital-b, the report as demo-bureau; every request is audited (an AuditEvent written before the answer)',
+          'patients: a uniform sample (reservoir) of 2 000 patients over everything loaded; update targets: 2 000 Observations of demo-hospital-b likewise',
+          'the ledger grows with the data (--ledger-per-result); the rollups are cleared after each load step and the first report (coldReportMs) rebuilds them',
+          'growthPer10x: (median at the larger size / median at the smaller)^(1 / log10 of the size ratio)',
+        ],
+        steps,
+        table,
+        text: formatScaling(table),
+      });
+    }
+    const sample = city.sample();
     const ctx: Context = {
       deps,
       sample,
       now,
-      from: new Date(now.getTime() - (longest + 1) * DAY),
+      from: factsFrom(deps, now),
       database: db.description,
-      tune: () => db.tune(DB_NAME),
       dbProcesses: db.processes,
     };
-    if (only.has('reuse-core')) {
-      step('reuse-core');
-      await reuseCore(ctx, load);
+    const reuseCoreRatios = only.has('reuse-core') ? (step('reuse-core'), await reuseCore(ctx, load)) : undefined;
+    const http = only.has('reuse-http') ? await reuseHttp(ctx, broker!) : undefined;
+    const ingestRatios = only.has('ingest') ? (step('ingest'), await ingest(ctx, broker!)) : undefined;
+    const report = only.has('reports') ? (step('reports'), await reports(ctx, broker!, ledger!)) : undefined;
+    let mixed: MixedResult | undefined;
+    if (only.has('mixed')) {
+      step(`mixed load: c=${mixedConcurrency} for ${mixedSeconds} s`);
+      const b = broker!;
+      mixed = await mixedLoad({
+        requests: createRequests({
+          origin: b.origin,
+          token: (client) => b.token(client),
+          rules: deps.facts.rules,
+          now,
+          sample,
+          targets: city.targets(),
+          tag: `${tag}-mixed`,
+        }),
+        seconds: mixedSeconds,
+        concurrency: mixedConcurrency,
+        brokerPid: b.pid,
+        dbProcesses: db.processes,
+      });
+      write('mixed', { database: db.description, results, ...mixed });
     }
-    step('starting the broker');
-    broker = await startBroker({ ...env, BENCH_DB_URI: db.uri, BENCH_DB_NAME: DB_NAME }, dataDir);
-    const brokerAfterStart = rssMb(broker.pid);
-    const http = only.has('reuse-http') ? await reuseHttp(ctx, broker) : undefined;
-    step('ingest');
-    const ingestRatios = only.has('ingest') ? await ingest(ctx, broker) : undefined;
-    step('reports');
-    const report = only.has('reports') ? await reports(ctx, broker, ledger) : undefined;
+    const bytes = db.sizeBytes();
     const worst = (key: string) =>
       http ? Math.min(...Object.values(http.ratios).map((r) => (r as Record<string, number>)[key] ?? Infinity)) : null;
-    const tz = rules.catalogue.timeZone;
+    const largest = String(sizes[sizes.length - 1]);
     write('summary', {
       database: db.description,
       results,
+      sizes,
       benchmarks: [...only],
-      ledgerEntries: ledger.entries,
       load,
-      databaseMb: databaseBytes === null ? null : Math.round(databaseBytes / 1024 ** 2),
-      tunedIndexes: tuned,
+      ledger,
+      databaseMb: bytes === null ? null : Math.round(bytes / 1024 ** 2),
       targets: TARGETS,
+      scaling: table
+        ? {
+            text: formatScaling(table),
+            worstGrowthPer10x: Math.max(...table.rows.flatMap((r) => Object.values(r.growthPer10x))),
+            searchMediansAtLargestMs: Object.fromEntries(
+              table.rows.filter((r) => r.search).map((r) => [r.name, r.bySize[largest]!.medianMs]),
+            ),
+          }
+        : undefined,
       met: {
+        scalingGrowth: table
+          ? Object.fromEntries(
+              table.rows.map((r) => [r.name, Object.values(r.growthPer10x).every((g) => g <= TARGETS.growthPer10x)]),
+            )
+          : undefined,
+        searchMedianAt1M:
+          table && results >= 1_000_000
+            ? table.rows.filter((r) => r.search).every((r) => r.bySize[largest]!.medianMs < TARGETS.searchMedianMsAt1M)
+            : 'not measured (no 1 M step)',
         reuseVsFloor: {
-          worst: Math.min(worst('huren1VsFloor') ?? NaN, worst('huren5VsFloor') ?? NaN),
+          worst: Math.min(worst('huren1VsReplay') ?? NaN, worst('huren5VsReplay') ?? NaN),
           target: TARGETS.reuseVsFloor,
         },
         reuseVsGeneric: {
           worst: Math.min(worst('huren1VsGeneric1') ?? NaN, worst('huren5VsGeneric5') ?? NaN),
+          worst5Items: worst('huren5VsGeneric5'),
           target: TARGETS.reuseVsGeneric,
         },
         ingestVsInsertMany: { byBundle: ingestRatios, target: TARGETS.ingestVsInsertMany },
         yearReport: { medianMs: report?.http.medianMs, coldMs: report?.cold.medianMs, target: TARGETS.yearReportMs },
+        mixed: mixed ? mixedSummary(mixed).met : undefined,
       },
       reuseRatios: http?.ratios,
+      reuseCoreRatios,
+      mixed: mixed ? mixedSummary(mixed) : undefined,
       rssMb: {
         brokerAfterStartOnLoadedData: brokerAfterStart,
         brokerUnderC64: http?.rssUnderLoadMb,
@@ -608,6 +817,17 @@ async function main(): Promise<void> {
       }),
       wallMinutes: Number(((Date.now() - started.getTime()) / 60000).toFixed(1)),
     });
+    if (table)
+      process.stderr.write(
+        `\nScaling (median and p99 in ms, growth of the median per 10× data):\n${formatScaling(table)}\n`,
+      );
+    if (mixed) {
+      const m = mixedSummary(mixed);
+      process.stderr.write(
+        `\nMixed load, c=${m.concurrency} for ${m.seconds} s: ${m.requests} requests, ${m.errors} errors, ` +
+          `${m.perSecond}/s, p50 ${m.p50ms} ms, p99 ${m.p99ms} ms; memory after warm-up: ${JSON.stringify(m.memoryTrend)}\n`,
+      );
+    }
   } finally {
     await cleanUp();
   }
