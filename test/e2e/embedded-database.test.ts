@@ -7,6 +7,7 @@ import { requestToken } from '../../src/auth/assertion.js';
 import { readDemoClients } from '../../src/auth/demo-clients.js';
 import { freePort, LEGACY_SQLITE_DIR, MIGRATE_COMMAND } from '../../src/store/database.js';
 import { isAlive, npmPostgresBinaries, startPostgres } from '../../src/store/postgres.js';
+import { startServer, type ServerProcess } from '../support/server-process.js';
 
 /**
  * `npm start` without MONGODB_URI: the broker creates and starts its own PostgreSQL under HUREN_DATA_DIR with
@@ -26,30 +27,10 @@ describe('the embedded database of npm start', () => {
     fs.rmSync(dataDir, { recursive: true, force: true });
   });
 
-  async function start(): Promise<{ base: string; output: () => string; exited: Promise<number | null> }> {
-    const { MONGODB_URI: _unused, ...env } = process.env;
-    const proc = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-      env: { ...env, HUREN_DATA_DIR: dataDir, HUREN_LOG_LEVEL: 'info', PORT: '0', HUREN_DEMO_PATIENTS: '0' },
-    });
-    child = proc;
-    let out = '';
-    proc.stdout.on('data', (c: Buffer) => (out += c.toString()));
-    proc.stderr.on('data', (c: Buffer) => (out += c.toString()));
-    const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
-    const base = await new Promise<string>((resolve, reject) => {
-      const timer = setInterval(() => {
-        const m = /"fhir":"(http:\/\/localhost:\d+\/fhir)"/.exec(out);
-        if (m) {
-          clearInterval(timer);
-          resolve(m[1]!);
-        }
-      }, 50);
-      void exited.then((code) => {
-        clearInterval(timer);
-        reject(new Error(`server exited with ${code}: ${out.slice(-3000)}`));
-      });
-    });
-    return { base, output: () => out, exited };
+  async function start(): Promise<ServerProcess> {
+    const server = await startServer({ MONGODB_URI: undefined, HUREN_DATA_DIR: dataDir, HUREN_DEMO_PATIENTS: '0' });
+    child = server.child;
+    return server;
   }
 
   async function token(base: string): Promise<string> {

@@ -1,10 +1,11 @@
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { MongoClient } from 'mongodb';
 import { afterEach, describe, expect, inject, test } from 'vitest';
 import { requestToken } from '../../src/auth/assertion.js';
 import { readDemoClients } from '../../src/auth/demo-clients.js';
 import { TEST_DATA_DIR } from '../support/app.js';
+import { startServer } from '../support/server-process.js';
 
 /** The real process as `npm start` runs it: config → database → app → listen, and graceful shutdown. */
 describe('server process', () => {
@@ -16,35 +17,13 @@ describe('server process', () => {
   async function start(
     env: Record<string, string>,
   ): Promise<{ base: string; exited: Promise<number | null>; output: () => string }> {
-    const proc = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-      env: {
-        ...process.env,
-        HUREN_DATA_DIR: TEST_DATA_DIR,
-        HUREN_LOG_LEVEL: 'info',
-        PORT: '0',
-        HUREN_DB_NAME: `t_server_${randomBytes(4).toString('hex')}`,
-        ...env,
-      },
+    const server = await startServer({
+      HUREN_DATA_DIR: TEST_DATA_DIR,
+      HUREN_DB_NAME: `t_server_${randomBytes(4).toString('hex')}`,
+      ...env,
     });
-    child = proc;
-    let out = '';
-    proc.stdout.on('data', (c: Buffer) => (out += c.toString()));
-    proc.stderr.on('data', (c: Buffer) => (out += c.toString()));
-    const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
-    const base = await new Promise<string>((resolve, reject) => {
-      const timer = setInterval(() => {
-        const m = /"fhir":"(http:\/\/localhost:\d+\/fhir)"/.exec(out);
-        if (m) {
-          clearInterval(timer);
-          resolve(m[1]);
-        }
-      }, 50);
-      void exited.then((code) => {
-        clearInterval(timer);
-        reject(new Error(`server exited with ${code}: ${out}`));
-      });
-    });
-    return { base, exited, output: () => out };
+    child = server.child;
+    return server;
   }
 
   test('serves the CapabilityStatement, then finishes an in-flight transaction on SIGTERM and exits cleanly', async () => {
