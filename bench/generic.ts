@@ -18,8 +18,8 @@ const FINAL = new Set(['final', 'amended', 'corrected']);
 const agent = new http.Agent({ keepAlive: true });
 
 /**
- * GET over node:http rather than fetch: fetch (undici) gives up when response headers take over 300 s, and at 1 M
- * results one generic search on FerretDB takes about that long (it scans every DiagnosticReport).
+ * GET over node:http rather than fetch: fetch (undici) gives up when response headers take over 300 s, which one
+ * generic search took at 1 M results before searches narrowed on the token index (every DiagnosticReport scanned).
  */
 function get(url: string, headers: Record<string, string>): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {

@@ -461,6 +461,16 @@ async function ingest(ctx: Context, broker: Broker) {
   return ratios;
 }
 
+/** What the warm report reads besides the open days: the rollups (their accepted tuples grow with the ledger). */
+async function rollupSize(ctx: Context) {
+  const docs = await ctx.deps.rollups!.collection.find({}).toArray();
+  return {
+    documents: docs.length,
+    acceptedTuples: docs.reduce((n, d) => n + ((d as { accepted?: unknown[] }).accepted?.length ?? 0), 0),
+    jsonMb: Number((docs.reduce((n, d) => n + JSON.stringify(d).length, 0) / 1024 ** 2).toFixed(2)),
+  };
+}
+
 async function reports(ctx: Context, broker: Broker, ledger: LedgerSummary) {
   const tz = ctx.deps.facts.rules.catalogue.timeZone;
   const to = localDate(ctx.now.getTime(), tz);
@@ -507,6 +517,7 @@ async function reports(ctx: Context, broker: Broker, ledger: LedgerSummary) {
     ledger,
     period: { from, to },
     entriesInPeriod: inYear,
+    rollups: await rollupSize(ctx),
     rows,
     notes: [
       'cold: GET /reports/savings?by=month,organization as demo-bureau with no rollup stored (each month of entries read once, rollups written)',
