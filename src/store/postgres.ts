@@ -22,6 +22,11 @@ import { promisify } from 'node:util';
  *   but while a table grows fast (a hospital's first sync, a bulk import) its statistics lag behind and PostgreSQL
  *   takes it for small and reads all of it (measured: a patient's search scanned 5 000 resources, 75 ms, with the GIN
  *   index unused). A query that no index can serve still scans.
+ * - `gin_pending_list_limit=64kB`: a GIN index keeps new entries in an unsorted pending list until it reaches this size
+ *   (4 MB by default) or vacuum merges it, and every lookup reads the whole list. Every FHIR request writes an
+ *   AuditEvent whose tokens land in the `tk` index's list, so with the default each search paid for the last few
+ *   thousand requests (docs/scale.md: 35 ms per search on a settled database, 136–162 ms after 1 200 audited requests;
+ *   20–26 ms with 64 kB, writes no slower).
  */
 export interface PostgresCluster {
   /** `postgres://user:password@127.0.0.1:port/postgres` */
@@ -260,6 +265,7 @@ export async function startPostgres(port: number, options: StartPostgresOptions)
     shared_buffers: '256MB',
     plan_cache_mode: 'force_custom_plan',
     enable_seqscan: 'off',
+    gin_pending_list_limit: '64kB',
     ...(durable ? {} : { fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off' }),
     ...options.settings,
   };
