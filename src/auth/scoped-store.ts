@@ -63,10 +63,10 @@ export function scopeStore(store: ResourceStore, access: AccessContext | undefin
       store.claimCondition(type, tenantCondition(condition), search),
     releaseClaim: (type: string, condition: string, id: string) =>
       store.releaseClaim(type, tenantCondition(condition), id),
-    planUpdate: async (resource: Resource, id: string, ifMatch?: string) => {
+    planUpdate: async (resource: Resource, id: string, ifMatch?: string, known?: CurrentDoc | null) => {
       // Checked before planning: an update that changes nothing is answered without a commit, and If-Match must
-      // not tell another institution's version numbers.
-      const doc = await current(resource.resourceType, id);
+      // not tell another institution's version numbers. `known`: the current document the caller has just read.
+      const doc = known !== undefined ? known : await current(resource.resourceType, id);
       assertWritable(access, { type: resource.resourceType, id, prevVid: doc?.vid ?? 0, method: 'PUT', resource }, doc);
       planned.set(`${resource.resourceType}/${id}`, doc);
       return store.planUpdate(resource, id, ifMatch, doc);

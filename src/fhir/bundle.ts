@@ -1,5 +1,5 @@
 import type { Bundle, BundleEntry, BundleEntryResponse, Resource } from 'fhir/r4';
-import type { WriteOp } from '../store/models.js';
+import type { CurrentDoc, WriteOp } from '../store/models.js';
 import type { AppliedWrite } from '../store/resource-store.js';
 import {
   assertValid,
@@ -204,9 +204,20 @@ async function transaction(
 
     // 3. plan every write. The plans of updates (each reads its resource's current version) are read at once, and
     // taken in processing order below, so the first failing entry is still the one reported.
+    // Their current versions are read with one query for all of them.
+    const puts = sorted.filter((x) => x.method === 'PUT');
+    const known = new Map(
+      (await deps.store.findCurrentMany(puts.map((e) => `${e.type}/${e.id ?? targets.get(e.index)!}`))).map((d) => [
+        d._id,
+        d,
+      ]),
+    );
     const putPlans = new Map<number, Promise<Awaited<ReturnType<typeof planPut>>>>();
-    for (const e of sorted.filter((x) => x.method === 'PUT')) {
-      const plan = planPut(deps, e, e.id ?? targets.get(e.index)!, e.entry.request?.ifMatch).catch(rethrowAt(e));
+    for (const e of puts) {
+      const id = e.id ?? targets.get(e.index)!;
+      const plan = planPut(deps, e, id, e.entry.request?.ifMatch, known.get(`${e.type}/${id}`) ?? null).catch(
+        rethrowAt(e),
+      );
       plan.catch(() => undefined); // awaited in order below; not an unhandled rejection meanwhile
       putPlans.set(e.index, plan);
     }
@@ -290,7 +301,13 @@ function rethrowAt(e: ParsedEntry): (err: unknown) => never {
   };
 }
 
-async function planPut(deps: FhirDeps, e: ParsedEntry, id: string, ifMatch: string | undefined) {
+async function planPut(
+  deps: FhirDeps,
+  e: ParsedEntry,
+  id: string,
+  ifMatch: string | undefined,
+  known: CurrentDoc | null,
+) {
   if (e.id !== undefined && e.resource!.id !== e.id) {
     throw badRequest(
       `The resource id '${String(e.resource!.id)}' does not match request.url id '${e.id}'`,
@@ -303,7 +320,7 @@ async function planPut(deps: FhirDeps, e: ParsedEntry, id: string, ifMatch: stri
       `Bundle.entry[${e.index}].resource.id`,
     );
   }
-  return deps.store.planUpdate(e.resource!, id, ifMatch);
+  return deps.store.planUpdate(e.resource!, id, ifMatch, known);
 }
 
 function writeEntry(req: FhirRequest, w: AppliedWrite | undefined, status: number): BundleEntry {

@@ -431,17 +431,16 @@ async function includes(deps: FhirDeps, parsed: SearchRequest, page: CurrentDoc[
       const refs = sources
         .filter((d) => rev.targetTypes.length === 0 || rev.targetTypes.includes(d.type))
         .map((d) => `${d.type}/${d.id}`);
-      // One indexed lookup per page resource, in parallel ($in is not pushed down to PostgreSQL by FerretDB).
-      const lists = await Promise.all(
-        refs.map((ref) =>
-          deps.store.find(
-            { tk: searchToken(rev.sourceType, rev.param, ref), type: rev.sourceType, deleted: false },
-            { _id: 1 },
-            deps.config.maxPageSize,
-          ),
-        ),
+      // One query for the whole page: an `$in` of the page's tokens (an index lookup per token).
+      if (refs.length === 0) continue;
+      const tokens = refs.map((ref) => searchToken(rev.sourceType, rev.param, ref));
+      found.push(
+        ...(await deps.store.find(
+          { tk: tokens.length === 1 ? tokens[0] : { $in: tokens }, type: rev.sourceType, deleted: false },
+          { _id: 1 },
+          deps.config.maxPageSize,
+        )),
       );
-      found.push(...lists.flat().slice(0, deps.config.maxPageSize));
     }
     sources = [];
     for (const d of found) {

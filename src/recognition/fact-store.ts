@@ -44,8 +44,8 @@ export class FactStore {
 
   /** A patient's facts (by any of its pseudonymous keys) with an effective time in [from, until]. */
   async findForPatient(patientKeys: string[], from: Date, until: Date): Promise<RecognitionFact[]> {
-    // One key (the usual case) as plain equality: FerretDB pushes equality down to PostgreSQL but never `$in`
-    // (measured in bench/: every fact fetched and filtered in Go otherwise). Same matches on MongoDB.
+    // One key (the usual case) as plain equality, several as `$in` (pushed down by our FerretDB build, an index
+    // lookup per key on either database).
     const keys = patientKeys.length === 1 ? patientKeys[0]! : { $in: patientKeys };
     const docs = await this.collection.find({ patientKeys: keys, effectiveAt: { $gte: from, $lte: until } }).toArray();
     return docs.map(({ _id: _unusedId, effectiveAt: _unusedAt, ...fact }) => fact);

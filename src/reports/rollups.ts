@@ -202,11 +202,15 @@ export class LedgerRollups {
   ): Promise<{ tally: LedgerTally; stats: RollupStats }> {
     const plan = planPeriod(from, to, localDate(now.getTime(), timeZone));
     const pieces = [...plan.months.map((m) => `month:${m}`), ...plan.days.map((d) => `day:${d}`)];
-    // Every rollup and its mark by _id, all at once (FerretDB pushes down `_id` equality, never `$in`).
-    const [rollups, marks] = await Promise.all([
-      Promise.all(pieces.map((_id) => this.collection.findOne({ _id }))),
-      Promise.all(pieces.map((_id) => this.ledger.marks.findOne({ _id }))),
+    // Every rollup and its mark by _id: one `$in` query each (an index lookup per piece).
+    const [rollupDocs, markDocs] = await Promise.all([
+      this.collection.find({ _id: { $in: pieces } }).toArray(),
+      this.ledger.marks.find({ _id: { $in: pieces } }).toArray(),
     ]);
+    const rollupById = new Map(rollupDocs.map((d) => [d._id, d]));
+    const markById = new Map(markDocs.map((d) => [d._id, d]));
+    const rollups = pieces.map((_id) => rollupById.get(_id));
+    const marks = pieces.map((_id) => markById.get(_id));
     const marksReadAt = performance.now();
     const tally = emptyTally();
     const stale = new Map<string, { piece: string; stamp: string | null }[]>(); // by month

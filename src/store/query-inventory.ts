@@ -1,10 +1,10 @@
 /**
  * Every query shape the application sends to the database, in one list (issue 17; design.md, Database).
  *
- * An `anchor` shape is an equality on one field (a scalar, or an element of an array) that an index of the
- * collection serves: on FerretDB over PostgreSQL through the GIN companion our FerretDB build gives every index
+ * An `anchor` shape is an equality on one field (a scalar, or an element of an array; or an `$in` of up to 1 000
+ * strings, one equality each) that an index of the collection serves: on FerretDB over PostgreSQL through the GIN companion our FerretDB build gives every index
  * (db/ferretdb/patches.json), on MongoDB through an ordinary or multikey index whose first key it is. Whatever else the
- * query asks (ranges, `$in`, `$or`, sorts) is applied to the few documents the anchor finds.
+ * query asks (ranges, `$or`, sorts) is applied to the few documents the anchor finds.
  *
  * A `scan` shape reads a whole collection (or a large share of one) on purpose: a small collection, a rebuild, a
  * maintenance purge. Each says why it is acceptable.
@@ -147,9 +147,18 @@ export function observe(collection: string, filter: Record<string, unknown>): Ob
     if (k.startsWith('$')) return false;
     if (v === null || typeof v !== 'object' || v instanceof Date) return true;
     const ops = Object.keys(v);
+    if (ops.length === 1 && ops[0] === '$in') return stringsIn((v as { $in: unknown }).$in);
     return ops.length > 0 && ops.every((op) => op === '$eq');
   });
   return { collection, equalities, keys };
+}
+
+/**
+ * An `$in` our FerretDB build pushes down (db/ferretdb/patches.json): up to 1 000 strings, one equality each; an empty
+ * one matches nothing and reads nothing.
+ */
+export function stringsIn(values: unknown): boolean {
+  return Array.isArray(values) && values.length <= 1000 && values.every((x) => typeof x === 'string');
 }
 
 /** The inventory entry that covers an observed query, or undefined (a query shape nobody checked). */

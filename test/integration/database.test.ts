@@ -110,4 +110,29 @@ describe('database', () => {
     expect(result.matchedCount).toBe(200);
     expect(await facts.countDocuments({ v: 2 })).toBe(200);
   });
+
+  test('$in finds exactly the documents MongoDB would, on scalars, arrays and nested paths', async () => {
+    // Our FerretDB build pushes `$in` of strings down as one equality per value (db/ferretdb/patches.json); the
+    // answers must stay MongoDB's: a match on any value, in arrays too, never a type-confused match, none for `[]`.
+    type Doc = { _id: string; tk?: unknown; meta?: { tag: unknown } };
+    const docs = conn.collection<Doc>('in_docs');
+    await docs.createIndex({ tk: 1 });
+    await docs.insertMany([
+      { _id: 'a', tk: ['x|1', 'y|2'], meta: { tag: 'p' } },
+      { _id: 'b', tk: 'x|1', meta: { tag: ['p', 'q'] } },
+      { _id: 'c', tk: ['z|3'], meta: { tag: 'q' } },
+      { _id: 'd', tk: 1, meta: { tag: 1 } },
+      { _id: 'e', tk: { v: 'x|1' } },
+      { _id: 'f' },
+    ]);
+    const ids = async (filter: object) => (await docs.find(filter).toArray()).map((d) => d._id).sort();
+    expect(await ids({ _id: { $in: ['a', 'c', 'nope'] } })).toEqual(['a', 'c']);
+    expect(await ids({ tk: { $in: ['x|1', 'z|3'] } })).toEqual(['a', 'b', 'c']);
+    expect(await ids({ tk: { $in: ['1'] } })).toEqual([]);
+    expect(await ids({ tk: { $in: [1, 'z|3'] } })).toEqual(['c', 'd']);
+    expect(await ids({ 'meta.tag': { $in: ['p'] } })).toEqual(['a', 'b']);
+    expect(await ids({ tk: { $in: [] } })).toEqual([]);
+    expect(await ids({ _id: { $in: ['a', 'b'] }, tk: 'y|2' })).toEqual(['a']);
+    expect(await docs.countDocuments({ tk: { $in: ['x|1'] } })).toBe(2);
+  });
 });

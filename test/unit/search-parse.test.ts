@@ -314,10 +314,22 @@ describe('reference parameters', () => {
     expect((await filterOf('Observation', { status: 'final', code: 'http://loinc.org|718-7' })).tk).toBe(
       'Observation|code|http://loinc.org|718-7',
     );
-    // Alternatives (comma) and prefixes (system|) are no single stored value: nothing to narrow on, the search scans.
+    // Alternatives (comma) narrow on any of their tokens, one index lookup each; a single-valued equality of the same
+    // rank is preferred. A prefix (system|) is no stored value: nothing to narrow on, the search scans.
+    expect((await filterOf('Observation', { code: 'http://loinc.org|718-7,http://loinc.org|4548-4' })).tk).toEqual({
+      $in: ['Observation|code|http://loinc.org|718-7', 'Observation|code|http://loinc.org|4548-4'],
+    });
     expect(
-      (await filterOf('Observation', { code: 'http://loinc.org|718-7,http://loinc.org|4548-4' })).tk,
-    ).toBeUndefined();
+      (
+        await filterOf('Observation', {
+          code: 'http://loinc.org|718-7,http://loinc.org|4548-4',
+          subject: 'Patient/p-1',
+        })
+      ).tk,
+    ).toBe('Observation|subject|Patient/p-1');
+    expect((await filterOf('Observation', { subject: 'Patient/p-1,Patient/p-2', patient: 'Patient/p-3' })).tk).toBe(
+      'Observation|patient|Patient/p-3',
+    );
     expect((await filterOf('Observation', { code: 'http://loinc.org|' })).tk).toBeUndefined();
     // By id the primary key serves it.
     expect((await filterOf('Observation', { _id: 'o-1', status: 'final' })).tk).toBeUndefined();

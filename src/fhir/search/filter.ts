@@ -28,21 +28,30 @@ export async function buildMongoFilter(
   resolveChain: ResolveChain,
 ): Promise<Filter<Document>> {
   const conditions: Condition[] = [{ type: req.resourceType }, { deleted: false }];
-  let anchor: { rank: number; token: string } | undefined;
+  let anchor: { rank: number; tokens: string[] } | undefined;
   for (const filter of req.filters) {
     const def = getSearchParam(registry, req.resourceType, filter.param);
     if (!def) throw new Error(`Search parameter ${req.resourceType}.${filter.param} is not in the registry`);
-    const { condition, key } = await filterCondition(def, req.resourceType, filter, resolveChain);
+    const { condition, keys } = await filterCondition(def, req.resourceType, filter, resolveChain);
     conditions.push(condition);
-    if (key === undefined || def.field !== `sp.${def.code}`) continue;
+    if (keys === undefined || keys.length > MAX_ANCHOR_VALUES || def.field !== `sp.${def.code}`) continue;
     const rank = anchorRank(def, filter);
-    if (!anchor || rank < anchor.rank) anchor = { rank, token: searchToken(req.resourceType, def.code, key) };
+    const better = !anchor || rank < anchor.rank || (rank === anchor.rank && keys.length < anchor.tokens.length);
+    if (better) anchor = { rank, tokens: keys.map((k) => searchToken(req.resourceType, def.code, k)) };
   }
   // `_id` is the primary key: no token needed.
-  const byId = req.filters.some((f) => f.kind === 'token' && f.param === '_id' && !f.modifier && f.values.length === 1);
-  if (anchor && !byId) conditions.unshift({ tk: anchor.token });
+  const byId = req.filters.some((f) => f.kind === 'token' && f.param === '_id' && !f.modifier);
+  if (anchor && !byId) {
+    conditions.unshift({ tk: anchor.tokens.length === 1 ? anchor.tokens[0] : { $in: anchor.tokens } });
+  }
   return and(conditions) as Filter<Document>;
 }
+
+/**
+ * An anchor of several values (`code=a,b`, a chain's matches) is an `$in` of their tokens, one index lookup each
+ * (pushed down by our FerretDB build too); more values than this are left to the other conditions.
+ */
+const MAX_ANCHOR_VALUES = 100;
 
 /** Parameters whose few values each match a large share of a type (a poor anchor when anything else is asked). */
 const UNSELECTIVE = new Set(['status', 'category', 'gender', 'intent', 'priority', 'active', 'deceased', 'language']);
@@ -75,36 +84,35 @@ function or(conditions: Condition[]): Condition {
 }
 
 /**
- * The condition of one filter, and `key`: the one stored value it requires (as in `tk`) when it is a single-valued
- * exact match, which makes it a candidate anchor.
+ * The condition of one filter, and `keys`: when it is an exact match, the stored values (as in `tk`) of which a
+ * matching resource has at least one, which makes it a candidate anchor.
  */
 async function filterCondition(
   def: SearchParamDef,
   resourceType: string,
   filter: SearchFilter,
   resolveChain: ResolveChain,
-): Promise<{ condition: Condition; key?: string }> {
+): Promise<{ condition: Condition; keys?: string[] }> {
   switch (filter.kind) {
     case 'token': {
-      const v = filter.values.length === 1 && !filter.modifier ? filter.values[0]! : undefined;
-      const key = v?.code === undefined ? undefined : v.system === undefined ? v.code : `${v.system}|${v.code}`;
-      return { condition: tokenCondition(def.field, resourceType, filter.values, filter.modifier), key };
+      const exact = !filter.modifier && filter.values.every((v) => v.code !== undefined);
+      const keys = exact
+        ? filter.values.map((v) => (v.system === undefined ? v.code! : `${v.system}|${v.code}`))
+        : undefined;
+      return { condition: tokenCondition(def.field, resourceType, filter.values, filter.modifier), keys };
     }
     case 'reference':
-      return {
-        condition: { [def.field]: inList(filter.values) },
-        key: filter.values.length === 1 ? filter.values[0] : undefined,
-      };
+      return { condition: { [def.field]: inList(filter.values) }, keys: filter.values };
     case 'chain': {
       const refs: string[] = [];
       for (const target of filter.targets) refs.push(...(await resolveChain(target.resourceType, target.request)));
       const unique = [...new Set(refs)];
-      return { condition: { [def.field]: { $in: unique } }, key: unique.length === 1 ? unique[0] : undefined };
+      return { condition: { [def.field]: { $in: unique } }, keys: unique };
     }
     case 'uri':
       return {
         condition: uriCondition(def.field, filter.modifier, filter.values),
-        key: filter.modifier === 'exact' && filter.values.length === 1 ? filter.values[0] : undefined,
+        keys: filter.modifier === 'exact' ? filter.values : undefined,
       };
     default:
       return { condition: otherCondition(def, filter) };
