@@ -13,8 +13,10 @@
  *
  * What a rollup keeps is exactly what the report needs and sums across days: funnel counts per (month, institution,
  * category, item, event, outcome, reason, counts-as-decline), savings per (month, institution, category, item) in
- * fen, and the accepted (day, institution, category, item, patient key) tuples for 互认人次, a distinct count of
- * (institution, patient, day). No identifier: the patient key is the ledger's own pseudonym.
+ * fen, and for 互认人次 (a distinct count of (institution, patient, day)) the number of distinct patients with an
+ * acceptance per (day, institution), per (day, institution, category), per (day, institution, item) and per (day,
+ * institution, category, item): a visit never spans two days, so these counts add up across days and pieces, and a
+ * rollup grows with the days, institutions and items it covers, not with the patients. No patient key is kept.
  */
 import type { Collection, Db } from 'mongodb';
 import type { DecisionLedger, LedgerEntry } from '../recognition/ledger.js';
@@ -32,8 +34,11 @@ export interface LedgerTally {
   funnel: Map<string, number>;
   /** month, institution, category, item → saving of accepted entries in fen */
   savingFen: Map<string, number>;
-  /** day, institution, category, item, patientKey of accepted entries (distinct) */
-  accepted: Set<string>;
+  /**
+   * Distinct patients with an acceptance, by level and day, institution[, category][, item]: level `v` (day,
+   * institution), `c` (+ category), `i` (+ item), `ci` (+ category, item).
+   */
+  visits: Map<string, number>;
 }
 
 interface RollupDoc {
@@ -43,17 +48,30 @@ interface RollupDoc {
   /** `{ k, n }` pairs: FerretDB 1.24 stores no arrays inside arrays. */
   funnel: { k: string; n: number }[];
   savingFen: { k: string; n: number }[];
-  accepted: string[];
+  /** Absent in rollups built before the visit counts (they are rebuilt). */
+  visits?: { k: string; n: number }[];
   entries: number;
   builtAt: Date;
 }
 
 export function emptyTally(): LedgerTally {
-  return { funnel: new Map(), savingFen: new Map(), accepted: new Set() };
+  return { funnel: new Map(), savingFen: new Map(), visits: new Map() };
 }
 
-/** Adds ledger entries to a tally (pure). */
+/** The visit count levels, each with the parts of an accepted entry its key holds after the day and institution. */
+const VISIT_LEVELS: [string, (e: LedgerEntry) => string[]][] = [
+  ['v', () => []],
+  ['c', (e) => [e.category]],
+  ['i', (e) => [e.item]],
+  ['ci', (e) => [e.category, e.item]],
+];
+
+/**
+ * Adds ledger entries to a tally (pure). `entries` must be every entry of the days they cover, and the tally must hold
+ * none of those days yet: the distinct visits are counted within one call.
+ */
 export function addEntries(tally: LedgerTally, entries: Iterable<LedgerEntry>): LedgerTally {
+  const seen = new Set<string>();
   for (const e of entries) {
     const funnelKey = [
       e.month,
@@ -69,17 +87,23 @@ export function addEntries(tally: LedgerTally, entries: Iterable<LedgerEntry>): 
     if (e.event === 'accepted') {
       const where = [e.month, e.institution, e.category, e.item].join(SEP);
       tally.savingFen.set(where, (tally.savingFen.get(where) ?? 0) + Math.round((e.saving ?? 0) * 100));
-      tally.accepted.add([e.day, e.institution, e.category, e.item, e.patientKey].join(SEP));
+      for (const [level, parts] of VISIT_LEVELS) {
+        const key = [level, e.day, e.institution, ...parts(e)].join(SEP);
+        const visit = key + SEP + e.patientKey;
+        if (seen.has(visit)) continue;
+        seen.add(visit);
+        tally.visits.set(key, (tally.visits.get(key) ?? 0) + 1);
+      }
     }
   }
   return tally;
 }
 
-/** Adds one tally to another (pure). */
+/** Adds one tally to another (pure); they must cover different days. */
 export function mergeTally(into: LedgerTally, from: LedgerTally): LedgerTally {
   for (const [k, n] of from.funnel) into.funnel.set(k, (into.funnel.get(k) ?? 0) + n);
   for (const [k, n] of from.savingFen) into.savingFen.set(k, (into.savingFen.get(k) ?? 0) + n);
-  for (const k of from.accepted) into.accepted.add(k);
+  for (const [k, n] of from.visits) into.visits.set(k, (into.visits.get(k) ?? 0) + n);
   return into;
 }
 
@@ -116,25 +140,31 @@ export function aggregatesOf(tally: LedgerTally, query: Pick<SavingsQuery, 'by' 
     if (g) g.fen += fen;
     else savings.set(key, { _id: id, n: 0, fen });
   }
-  // 互认人次: distinct (institution, patient, day) per group, and over all.
-  const patients = new Map<string, { id: Record<string, string>; seen: Set<string> }>();
-  const all = new Set<string>();
-  for (const k of tally.accepted) {
-    const [day, institution, category, item, patientKey] = k.split(SEP) as string[];
+  // 互认人次: distinct (institution, patient, day) per group, summed from the visit counts of the level that holds
+  // exactly the group's category and item; over all from level `v`.
+  const byCategory = query.by.includes('category');
+  const byItem = query.by.includes('item');
+  const level = byCategory && byItem ? 'ci' : byItem ? 'i' : byCategory ? 'c' : 'v';
+  const patients = new Map<string, { _id: Record<string, string>; n: number }>();
+  let patientsTotal = 0;
+  for (const [k, n] of tally.visits) {
+    const [kLevel, day, institution, ...parts] = k.split(SEP) as string[];
     if (query.organization && institution !== query.organization) continue;
-    const visit = [institution, patientKey, day].join(SEP);
-    all.add(visit);
-    const id = pick({ month: day!.slice(0, 7), organization: institution!, category: category!, item: item! });
+    if (kLevel === 'v') patientsTotal += n;
+    if (kLevel !== level) continue;
+    const category = byCategory ? parts[0]! : '';
+    const item = byItem ? parts[parts.length - 1]! : '';
+    const id = pick({ month: day!.slice(0, 7), organization: institution!, category, item });
     const key = JSON.stringify(id);
-    const g = patients.get(key) ?? { id, seen: new Set<string>() };
-    g.seen.add(visit);
-    patients.set(key, g);
+    const g = patients.get(key);
+    if (g) g.n += n;
+    else patients.set(key, { _id: id, n });
   }
   return {
     funnel: [...funnel.values()],
     savings: [...savings.values()].map(({ _id, fen }) => ({ _id, n: fen / 100 })),
-    patients: [...patients.values()].map(({ id, seen }) => ({ _id: id, n: seen.size })),
-    patientsTotal: all.size,
+    patients: [...patients.values()],
+    patientsTotal,
   };
 }
 
@@ -217,7 +247,7 @@ export class LedgerRollups {
     pieces.forEach((piece, i) => {
       const stamp = marks[i]?.stamp ?? null;
       const rollup = rollups[i];
-      if (rollup && rollup.stamp === stamp) {
+      if (rollup?.visits && rollup.stamp === stamp) {
         mergeTally(tally, fromDoc(rollup));
         return;
       }
@@ -301,7 +331,7 @@ function toDoc(id: string, stamp: string | null, tally: LedgerTally, entries: nu
     stamp,
     funnel: [...tally.funnel].map(([k, n]) => ({ k, n })),
     savingFen: [...tally.savingFen].map(([k, n]) => ({ k, n })),
-    accepted: [...tally.accepted],
+    visits: [...tally.visits].map(([k, n]) => ({ k, n })),
     entries,
     builtAt: new Date(),
   };
@@ -311,6 +341,6 @@ function fromDoc(doc: RollupDoc): LedgerTally {
   return {
     funnel: new Map(doc.funnel.map(({ k, n }) => [k, n])),
     savingFen: new Map(doc.savingFen.map(({ k, n }) => [k, n])),
-    accepted: new Set(doc.accepted),
+    visits: new Map((doc.visits ?? []).map(({ k, n }) => [k, n])),
   };
 }

@@ -153,4 +153,15 @@ describe('aggregatesOf: the report figures from a tally', () => {
       expect(aggregatesOf(merged, { by })).toEqual(aggregatesOf(addEntries(emptyTally(), LEDGER), { by }));
     }
   });
+
+  test('a rollup holds counts by day, institution and item, however many patients (no patient key kept)', () => {
+    const many = Array.from({ length: 500 }, (_, i) =>
+      entry({ event: 'accepted', day: '2026-01-05', patientKey: `pk-${i}`, saving: 30 }),
+    );
+    const tally = addEntries(emptyTally(), [...many, ...many]);
+    expect(tally.visits.size).toBe(4); // one count per level for (2026-01-05, demo-hospital-b, CBC)
+    expect([...tally.visits.keys()].join()).not.toContain('pk-');
+    expect(aggregatesOf(tally, { by: ['item'] }).patients).toEqual([{ _id: { item: 'HR-LAB-CBC' }, n: 500 }]);
+    expect(aggregatesOf(tally, { by: [] }).patientsTotal).toBe(500);
+  });
 });
