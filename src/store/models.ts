@@ -59,7 +59,14 @@ export interface IngestLogDoc {
   _id: string;
   state: 'pending';
   createdAt: Date;
-  ops: WriteOp[];
+  /**
+   * The ops as one JSON string: the database stores and returns a string far more cheaply than the documents of a
+   * whole bundle (measured on FerretDB: 100 results, 12 ms against 80 ms to write and remove), and nobody queries
+   * inside them.
+   */
+  opsJson?: string;
+  /** The ops of entries written before `opsJson` (still replayed). */
+  ops?: WriteOp[];
   /** `Type/id` of every op: a conditional create waiting on a claim finds an accepted, unprojected write by it. */
   refs?: string[];
 }
@@ -116,7 +123,7 @@ historySchema.index({ type: 1, lastUpdated: -1 });
 historySchema.index({ lastUpdated: -1 });
 
 const ingestSchema = new mongoose.Schema<IngestLogDoc>(
-  { _id: String, state: String, createdAt: Date, ops: mixed, refs: [String] },
+  { _id: String, state: String, createdAt: Date, opsJson: String, ops: mixed, refs: [String] },
   { ...options, collection: 'ingest_log' },
 );
 ingestSchema.index({ createdAt: 1 });

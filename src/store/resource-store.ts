@@ -429,13 +429,19 @@ export class ResourceStore {
   async commit(ops: WriteOp[]): Promise<AppliedWrite[]> {
     if (ops.length === 0) return [];
     const refs = [...new Set(ops.map((op) => `${op.type}/${op.id}`))];
-    const entry: IngestLogDoc = { _id: randomUUID(), state: 'pending', createdAt: this.clock(), ops, refs };
+    const entry: IngestLogDoc = {
+      _id: randomUUID(),
+      state: 'pending',
+      createdAt: this.clock(),
+      opsJson: JSON.stringify(ops),
+      refs,
+    };
     await this.ingest.insertOne(entry);
     // Accepted: a claim of these resources is covered by the entry from now on (claimCondition), not by its lease.
     for (const ref of refs) this.leases.release(ref);
     let applied: AppliedWrite[];
     try {
-      applied = await this.project(entry, true);
+      applied = await this.project(entry._id, entry.createdAt, ops, true);
     } catch (err) {
       // Refused before anything was applied (an If-Match lost a race): the entry is withdrawn, nothing was written.
       if (err instanceof PreconditionLost) {
@@ -452,7 +458,11 @@ export class ResourceStore {
   async replayPending(): Promise<number> {
     let replayed = 0;
     for await (const entry of this.ingest.find({}).sort({ createdAt: 1 })) {
-      await this.project(entry);
+      await this.project(
+        entry._id,
+        entry.createdAt,
+        entry.opsJson ? (JSON.parse(entry.opsJson) as WriteOp[]) : entry.ops!,
+      );
       await this.ingest.deleteOne({ _id: entry._id });
       replayed++;
     }
@@ -465,21 +475,21 @@ export class ResourceStore {
    * that lost a race to another writer is refused (412) rather than written on top. Once one op is applied (or on
    * replay, where nobody waits for an answer) every op is applied: all or nothing.
    */
-  private async project(entry: IngestLogDoc, live = false): Promise<AppliedWrite[]> {
-    const at = new Date(entry.createdAt);
-    const refs = new Set(entry.ops.map((op) => `${op.type}/${op.id}`));
+  private async project(txn: string, createdAt: Date, ops: WriteOp[], live = false): Promise<AppliedWrite[]> {
+    const at = new Date(createdAt);
+    const refs = new Set(ops.map((op) => `${op.type}/${op.id}`));
     // One op at a time where an If-Match may still be refused, or where two ops name one resource (each must see
     // the other's version); every other entry is applied in a few round trips whatever its size.
-    if ((live && entry.ops.some((op) => op.ifMatch)) || refs.size < entry.ops.length) {
+    if ((live && ops.some((op) => op.ifMatch)) || refs.size < ops.length) {
       const out: AppliedWrite[] = [];
-      for (const op of entry.ops) {
-        const { applied, doc } = await this.applyOp(entry._id, op, at, live && out.length === 0);
+      for (const op of ops) {
+        const { applied, doc } = await this.applyOp(txn, op, at, live && out.length === 0);
         await this.notifyVersions([doc]);
         out.push(applied);
       }
       return out;
     }
-    return this.projectTogether(entry._id, entry.ops, at);
+    return this.projectTogether(txn, ops, at);
   }
 
   /**

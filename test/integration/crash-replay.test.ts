@@ -95,9 +95,10 @@ describe('crash recovery: nothing accepted is lost', () => {
     ops: WriteOp[],
     createdAt = new Date(),
     id: string = crypto.randomUUID(),
-  ): Promise<IngestLogDoc> {
-    const entry: IngestLogDoc = { _id: id, state: 'pending', createdAt, ops };
-    await db().collection<IngestLogDoc>('ingest_log').insertOne(structuredClone(entry));
+  ): Promise<{ _id: string; createdAt: Date; ops: WriteOp[] }> {
+    const entry = { _id: id, state: 'pending' as const, createdAt, ops };
+    const stored: IngestLogDoc = { _id: id, state: 'pending', createdAt, opsJson: JSON.stringify(ops) };
+    await db().collection<IngestLogDoc>('ingest_log').insertOne(stored);
     return entry;
   }
 

@@ -209,6 +209,7 @@ describe('the recognition fact index follows the store', () => {
         resource: cbcReport(rid, `Patient/${pid}`),
       },
     ];
+    // An entry of the format before `opsJson` (ops as documents): still replayed.
     await t.deps.connection
       .db!.collection<IngestLogDoc>('ingest_log')
       .insertOne({ _id: crypto.randomUUID(), state: 'pending', createdAt: new Date(), ops });
