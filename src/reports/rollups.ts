@@ -15,6 +15,10 @@
  * category, item, event, outcome, reason, counts-as-decline), savings per (month, institution, category, item) in
  * fen, and the accepted (day, institution, category, item, patient key) tuples for 互认人次, a distinct count of
  * (institution, patient, day). No identifier: the patient key is the ledger's own pseudonym.
+ *
+ * A correction (src/recognition/ledger.ts) takes back what the decision it supersedes counted — its funnel cell and
+ * saving with a negative count, its accepted tuple through `unaccepted` — so the final decision counts once, even
+ * when the two entries fall in different rollups.
  */
 import type { Collection, Db } from 'mongodb';
 import type { DecisionLedger, LedgerEntry } from '../recognition/ledger.js';
@@ -32,8 +36,10 @@ export interface LedgerTally {
   funnel: Map<string, number>;
   /** month, institution, category, item → saving of accepted entries in fen */
   savingFen: Map<string, number>;
-  /** day, institution, category, item, patientKey of accepted entries (distinct) */
+  /** day, institution, category, item, patientKey, check of accepted entries (distinct) */
   accepted: Set<string>;
+  /** Accepted tuples taken back by a correction. */
+  unaccepted: Set<string>;
 }
 
 interface RollupDoc {
@@ -44,32 +50,51 @@ interface RollupDoc {
   funnel: { k: string; n: number }[];
   savingFen: { k: string; n: number }[];
   accepted: string[];
+  /** Absent in rollups built before corrections existed. */
+  unaccepted?: string[];
   entries: number;
   builtAt: Date;
 }
 
 export function emptyTally(): LedgerTally {
-  return { funnel: new Map(), savingFen: new Map(), accepted: new Set() };
+  return { funnel: new Map(), savingFen: new Map(), accepted: new Set(), unaccepted: new Set() };
 }
 
-/** Adds ledger entries to a tally (pure). */
+function funnelKey(
+  e: LedgerEntry,
+  counted: Pick<LedgerEntry, 'month' | 'event' | 'reason' | 'countsAsDecline'>,
+): string {
+  return [
+    counted.month,
+    e.institution,
+    e.category,
+    e.item,
+    counted.event,
+    e.outcome,
+    counted.reason ?? '',
+    counted.countsAsDecline === undefined ? '' : String(counted.countsAsDecline),
+  ].join(SEP);
+}
+
+function add(map: Map<string, number>, key: string, n: number): void {
+  map.set(key, (map.get(key) ?? 0) + n);
+}
+
+/** Adds ledger entries to a tally (pure). A correction adds its decision and takes back the one it supersedes. */
 export function addEntries(tally: LedgerTally, entries: Iterable<LedgerEntry>): LedgerTally {
   for (const e of entries) {
-    const funnelKey = [
-      e.month,
-      e.institution,
-      e.category,
-      e.item,
-      e.event,
-      e.outcome,
-      e.reason ?? '',
-      e.countsAsDecline === undefined ? '' : String(e.countsAsDecline),
-    ].join(SEP);
-    tally.funnel.set(funnelKey, (tally.funnel.get(funnelKey) ?? 0) + 1);
+    add(tally.funnel, funnelKey(e, e), 1);
     if (e.event === 'accepted') {
-      const where = [e.month, e.institution, e.category, e.item].join(SEP);
-      tally.savingFen.set(where, (tally.savingFen.get(where) ?? 0) + Math.round((e.saving ?? 0) * 100));
-      tally.accepted.add([e.day, e.institution, e.category, e.item, e.patientKey].join(SEP));
+      add(tally.savingFen, [e.month, e.institution, e.category, e.item].join(SEP), Math.round((e.saving ?? 0) * 100));
+      tally.accepted.add([e.day, e.institution, e.category, e.item, e.patientKey, e.check].join(SEP));
+    }
+    const r = e.reverses;
+    if (r) {
+      add(tally.funnel, funnelKey(e, r), -1);
+      if (r.event === 'accepted') {
+        add(tally.savingFen, [r.month, e.institution, e.category, e.item].join(SEP), -Math.round(r.saving * 100));
+        tally.unaccepted.add([r.day, e.institution, e.category, e.item, e.patientKey, e.check].join(SEP));
+      }
     }
   }
   return tally;
@@ -80,6 +105,7 @@ export function mergeTally(into: LedgerTally, from: LedgerTally): LedgerTally {
   for (const [k, n] of from.funnel) into.funnel.set(k, (into.funnel.get(k) ?? 0) + n);
   for (const [k, n] of from.savingFen) into.savingFen.set(k, (into.savingFen.get(k) ?? 0) + n);
   for (const k of from.accepted) into.accepted.add(k);
+  for (const k of from.unaccepted) into.unaccepted.add(k);
   return into;
 }
 
@@ -120,6 +146,7 @@ export function aggregatesOf(tally: LedgerTally, query: Pick<SavingsQuery, 'by' 
   const patients = new Map<string, { id: Record<string, string>; seen: Set<string> }>();
   const all = new Set<string>();
   for (const k of tally.accepted) {
+    if (tally.unaccepted.has(k)) continue;
     const [day, institution, category, item, patientKey] = k.split(SEP) as string[];
     if (query.organization && institution !== query.organization) continue;
     const visit = [institution, patientKey, day].join(SEP);
@@ -131,8 +158,9 @@ export function aggregatesOf(tally: LedgerTally, query: Pick<SavingsQuery, 'by' 
     patients.set(key, g);
   }
   return {
-    funnel: [...funnel.values()],
-    savings: [...savings.values()].map(({ _id, fen }) => ({ _id, n: fen / 100 })),
+    // A cell a correction took back to nothing is no cell (a decline reason with 0 entries is not listed).
+    funnel: [...funnel.values()].filter((g) => g.n !== 0),
+    savings: [...savings.values()].filter((g) => g.fen !== 0).map(({ _id, fen }) => ({ _id, n: fen / 100 })),
     patients: [...patients.values()].map(({ id, seen }) => ({ _id: id, n: seen.size })),
     patientsTotal: all.size,
   };
@@ -298,6 +326,7 @@ function toDoc(id: string, stamp: string | null, tally: LedgerTally, entries: nu
     funnel: [...tally.funnel].map(([k, n]) => ({ k, n })),
     savingFen: [...tally.savingFen].map(([k, n]) => ({ k, n })),
     accepted: [...tally.accepted],
+    unaccepted: [...tally.unaccepted],
     entries,
     builtAt: new Date(),
   };
@@ -308,5 +337,6 @@ function fromDoc(doc: RollupDoc): LedgerTally {
     funnel: new Map(doc.funnel.map(({ k, n }) => [k, n])),
     savingFen: new Map(doc.savingFen.map(({ k, n }) => [k, n])),
     accepted: new Set(doc.accepted),
+    unaccepted: new Set(doc.unaccepted ?? []),
   };
 }
