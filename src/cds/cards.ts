@@ -11,7 +11,8 @@ import type { Institution } from '../recognition/institutions.js';
 import { formatLocalMinute, localDate } from '../recognition/time.js';
 import { HR_SCOPE_NAMES, SYSTEMS, type Bilingual } from '../recognition/vocabulary.js';
 
-export type Language = 'zh' | 'en';
+export { languageOf, type Language } from '../recognition/language.js';
+import type { Language } from '../recognition/language.js';
 
 export interface Action {
   type: 'create' | 'update' | 'delete';
@@ -47,24 +48,6 @@ export interface Card {
 
 /** The summary must stay under 140 characters (CDS Hooks 2.0, Card.summary). */
 export const MAX_SUMMARY = 139;
-
-/** `en` when the doctor's language (Accept-Language, or the EHR's setting) prefers English; zh-CN otherwise. */
-export function languageOf(acceptLanguage: string | undefined, fallback?: string): Language {
-  const ranked = (acceptLanguage ?? '')
-    .split(',')
-    .map((part) => {
-      const [tag, ...params] = part.trim().split(';');
-      const q = params.map((p) => /^\s*q=([\d.]+)/.exec(p)?.[1]).find(Boolean);
-      return { tag: (tag ?? '').toLowerCase(), q: q === undefined ? 1 : Number(q) };
-    })
-    .filter((x) => x.tag && x.q > 0)
-    .sort((a, b) => b.q - a.q);
-  for (const { tag } of ranked) {
-    if (tag.startsWith('zh')) return 'zh';
-    if (tag.startsWith('en')) return 'en';
-  }
-  return fallback?.toLowerCase().startsWith('en') ? 'en' : 'zh';
-}
 
 const text = (b: Bilingual, lang: Language) => (lang === 'zh' ? b.zh : b.en);
 

@@ -34,8 +34,8 @@ import {
   type Institution,
   type InstitutionDirectory,
 } from './institutions.js';
-import { addDays, formatLocalDateTime, formatLocalMinute, localDate, startOfLocalDay } from './time.js';
-import { HR_SCOPE_NAMES, narrowestScope, type Bilingual } from './vocabulary.js';
+import { addDays, englishDate, formatLocalDateTime, formatLocalMinute, localDate, startOfLocalDay } from './time.js';
+import { HR_SCOPE_NAMES, LEVEL_EN, narrowestScope, type Bilingual } from './vocabulary.js';
 
 export type ReuseDecision = 'reusable' | 'reference-only' | 'expired' | 'none' | 'not-recognized';
 
@@ -116,7 +116,10 @@ export interface ReuseOutcome {
   retestJustified: boolean;
   /** The decline reason code the context corresponds to. */
   justification?: string;
+  /** The whole explanation: the headline and every rule step. */
   reason: Bilingual;
+  /** One plain sentence for the doctor (what, from whom, when, and why it is or is not reusable). */
+  summary: Bilingual;
   path: RuleStep[];
   /** Every result considered, most recent first. */
   candidates: Candidate[];
@@ -222,6 +225,10 @@ function notRecognized(requestIndex: number, requested: Coding[], codings: Codin
     saving: { value: 0, currency: 'CNY' },
     retestJustified: false,
     reason: {
+      zh: `非互认项目：${codes} 不在互认目录中，也不是本机构已对照的本地编码。`,
+      en: `Not recognised: ${codes} is neither in the recognition catalogue nor a mapped local code of the requester.`,
+    },
+    summary: {
       zh: `非互认项目：${codes} 不在互认目录中，也不是本机构已对照的本地编码。`,
       en: `Not recognised: ${codes} is neither in the recognition catalogue nor a mapped local code of the requester.`,
     },
@@ -462,7 +469,7 @@ function eligibility(ctx: Ctx, item: CatalogueItem, g: Gathered, day: string): R
       rule: 'acceptance',
       passed: acceptance.accepted,
       zh: `${regionName.zh}：${policy.zh}；${performer.level}机构的结果${acceptance.accepted ? '予以认可' : '不予认可'}`,
-      en: `${regionName.en}: ${policy.en}; results of a ${performer.level} institution are ${acceptance.accepted ? 'accepted' : 'not accepted'}`,
+      en: `${regionName.en}: ${policy.en}; results of a ${LEVEL_EN[performer.level]} institution are ${acceptance.accepted ? 'accepted' : 'not accepted'}`,
     });
   }
   if (!acceptance.accepted) return steps;
@@ -568,13 +575,13 @@ function decideItem(
               rule: 'saving',
               passed: true,
               zh: `按申请机构（${ctx.requester.level}）价格计，可节省 ¥${price.amount.toFixed(2)}`,
-              en: `saving ¥${price.amount.toFixed(2)} at the requester's price (${ctx.requester.level}, ${price.key === 'default' ? 'list price' : price.key})`,
+              en: `saving ¥${price.amount.toFixed(2)} at the requester's price (${LEVEL_EN[ctx.requester.level]}, ${price.key === 'default' ? 'list price' : price.key})`,
             }
           : {
               rule: 'saving',
               passed: true,
               zh: `申请机构（${ctx.requester.level}）未配置该项目价格，节省按 ¥0 计`,
-              en: `no price configured for this item at a ${ctx.requester.level} institution: saving ¥0`,
+              en: `no price configured for this item at a ${LEVEL_EN[ctx.requester.level]} institution: saving ¥0`,
             },
       );
     }
@@ -601,6 +608,7 @@ function decideItem(
     saving: { value: decision === 'reusable' ? price.amount : 0, currency: 'CNY' },
     retestJustified: ctx.context.retestJustified,
     reason: composeReason(ctx, item, decision, chosen, path),
+    summary: composeSummary(ctx, item, decision, chosen),
     path,
     candidates,
   };
@@ -623,6 +631,41 @@ const HEADLINE: Record<ReuseDecision, Bilingual> = {
   none: { zh: '无可用结果', en: 'No result' },
   'not-recognized': { zh: '非互认项目', en: 'Not recognised' },
 };
+
+/** The one sentence a doctor reads: the rule path stays available on demand (`path`). */
+function composeSummary(
+  ctx: Ctx,
+  item: CatalogueItem,
+  decision: ReuseDecision,
+  chosen: Candidate | undefined,
+): Bilingual {
+  if (!chosen) {
+    return {
+      zh: `无可用结果：该患者在其他机构没有${item.name.zh}结果。`,
+      en: `No result: this patient has no ${item.name.en} from another institution.`,
+    };
+  }
+  const who = institutionName(ctx, chosen.performer);
+  const when = formatLocalMinute(Date.parse((chosen.facts[0] as RecognitionFact).effective), ctx.timeZone);
+  const last = chosen.lastValidDay;
+  if (decision === 'reusable') {
+    return {
+      zh: `可互认：${who.zh} ${when} 的${item.name.zh}结果在有效期内（至 ${last}），无需重复检查。`,
+      en: `Reusable: the ${item.name.en} from ${who.en} on ${englishDate(when)} is valid until ${englishDate(last)}; no need to repeat it.`,
+    };
+  }
+  if (decision === 'expired') {
+    return {
+      zh: `已过期：${who.zh} ${when} 的${item.name.zh}结果已超过 ${item.validityDays} 天有效期（至 ${last}）。`,
+      en: `Expired: the ${item.name.en} from ${who.en} on ${englishDate(when)} is past its ${item.validityDays}-day window (ended ${englishDate(last)}).`,
+    };
+  }
+  const failed = chosen.steps.find((s) => !s.passed);
+  return {
+    zh: `仅供参考：${who.zh} ${when} 的${item.name.zh}结果不能互认${failed ? `——${failed.zh}` : ''}。`,
+    en: `For reference only: the ${item.name.en} from ${who.en} on ${englishDate(when)} cannot be reused${failed ? ` — ${failed.en}` : ''}.`,
+  };
+}
 
 function composeReason(
   ctx: Ctx,

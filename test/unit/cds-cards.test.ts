@@ -58,6 +58,7 @@ const outcome = (decision: 'reusable' | 'reference-only'): ReuseOutcome =>
     saving: { value: decision === 'reusable' ? 30 : 0, currency: 'CNY' },
     retestJustified: false,
     reason: { zh: '理由', en: 'why' },
+    summary: { zh: '一句话', en: 'one sentence' },
     path: [],
     candidates: [],
   }) as ReuseOutcome;

@@ -272,7 +272,7 @@ describe('acceptance matrix and recognition scope', () => {
     const o = one([loinc('57021-8')], [cbc], { matrix: HIGHER_OR_PEER });
     expect(o.decision).toBe('reference-only');
     expect(o.path.at(-1)).toMatchObject({ rule: 'acceptance', passed: false });
-    expect(o.reason.en).toContain('results of a 一级 institution are not accepted');
+    expect(o.reason.en).toContain('results of a primary institution are not accepted');
   });
 
   test('under the same rule the 一级 hospital accepts the 三级 result', () => {
