@@ -9,7 +9,7 @@ import { DECLINE_REASON_SYSTEM, type DeclineReason } from '../recognition/declin
 import type { ReuseOutcome } from '../recognition/engine.js';
 import type { Institution } from '../recognition/institutions.js';
 import { formatLocalMinute, localDate } from '../recognition/time.js';
-import { HR_SCOPE_NAMES, SYSTEMS, type Bilingual } from '../recognition/vocabulary.js';
+import { HR_SCOPE_NAMES, LEVEL_EN, SYSTEMS, type Bilingual } from '../recognition/vocabulary.js';
 
 export { languageOf, type Language } from '../recognition/language.js';
 import type { Language } from '../recognition/language.js';
@@ -115,33 +115,38 @@ export function resultCard(c: CardInput): Card {
       label: lang === 'zh' ? 'Huren 检查检验结果互认' : 'Huren mutual recognition of results',
       topic: { system: SYSTEMS.catalogue, code: item.code, display: name },
     },
-    suggestions: [
-      {
-        label:
-          lang === 'zh'
-            ? `采用${where}的既往结果，撤销本次医嘱`
-            : `Reuse the prior result from ${where} and remove this order`,
-        uuid: c.suggestionUuid,
-        isRecommended: reusable && !c.identityConflict,
-        ...(c.order
-          ? {
-              actions: [
-                {
-                  type: 'delete' as const,
-                  description: lang === 'zh' ? `撤销医嘱：${name}` : `Remove the draft order: ${name}`,
-                  resourceId: c.order,
-                },
-              ],
-            }
-          : {}),
-      },
-    ],
-    selectionBehavior: 'at-most-one',
-    overrideReasons: c.reasons.map((r) => ({
-      system: DECLINE_REASON_SYSTEM,
-      code: r.code,
-      display: text(r.display, lang),
-    })),
+    // A reference-only result is not recognised: nothing to suggest (no delete of the order), no decline to give —
+    // dismissing the card is not a decline (feedback.ts).
+    ...(reusable
+      ? {
+          suggestions: [
+            {
+              label:
+                lang === 'zh'
+                  ? `采用${where}的既往结果，撤销本次医嘱`
+                  : `Reuse the prior result from ${where} and remove this order`,
+              uuid: c.suggestionUuid,
+              isRecommended: !c.identityConflict,
+              ...(c.order
+                ? {
+                    actions: [
+                      {
+                        type: 'delete' as const,
+                        description: lang === 'zh' ? `撤销医嘱：${name}` : `Remove the draft order: ${name}`,
+                        resourceId: c.order,
+                      },
+                    ],
+                  }
+                : {}),
+            },
+          ],
+          selectionBehavior: 'at-most-one' as const,
+          // "Other (explain)" last.
+          overrideReasons: [...c.reasons]
+            .sort((a, b) => Number(a.requiresText) - Number(b.requiresText))
+            .map((r) => ({ system: DECLINE_REASON_SYSTEM, code: r.code, display: text(r.display, lang) })),
+        }
+      : {}),
     links: [
       {
         label: lang === 'zh' ? '查看既往结果' : 'View the prior result',
@@ -196,7 +201,7 @@ function detailOf(c: CardInput): string {
   const name = text(item.name, lang);
   const scope = HR_SCOPE_NAMES[o.fact?.hrMark ?? item.scope];
   const lines = [
-    `**${name}** — ${c.performer ? `${text(c.performer.name, lang)}（${c.performer.level}）` : (o.performer ?? '')}`,
+    `**${name}** — ${c.performer ? `${text(c.performer.name, lang)}（${zh ? c.performer.level : LEVEL_EN[c.performer.level]}）` : (o.performer ?? '')}`,
     '',
     `- ${zh ? '检查/采样时间' : 'Performed or collected'}: ${o.fact ? formatLocalMinute(Date.parse(o.fact.effective), c.timeZone) : '?'}`,
   ];
@@ -205,7 +210,7 @@ function detailOf(c: CardInput): string {
   if (o.decision === 'reusable' && o.saving.value > 0) {
     lines.push(`- ${zh ? '可节省' : 'Saving'}: ¥${o.saving.value}`);
   }
-  lines.push(`- ${zh ? '判断依据' : 'Why'}: ${text(o.reason, lang)}`);
+  lines.push(`- ${zh ? '判断' : 'Why'}: ${text(o.summary, lang)}`);
   if (c.observations.length > 0) {
     lines.push(
       '',

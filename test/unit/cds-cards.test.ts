@@ -93,7 +93,7 @@ describe('resultCard', () => {
     expect(card.summary.endsWith('…')).toBe(true);
   });
 
-  test('reusable: info, recommended; reference-only: warning, not recommended', () => {
+  test('reusable: info, recommended; reference-only: warning, with nothing to accept or decline', () => {
     const r = resultCard(input('reusable', '医院A'));
     expect(r.summary).toBe('可互认：血常规(五分类)，医院A，2天前，有效至2026-03-15');
     expect(r.indicator).toBe('info');
@@ -101,7 +101,10 @@ describe('resultCard', () => {
     const w = resultCard(input('reference-only', '医院A'));
     expect(w.indicator).toBe('warning');
     expect(w.summary).toBe('仅供参考：血常规(五分类)，医院A，2天前');
-    expect(w.suggestions?.[0]?.isRecommended).toBe(false);
+    // No suggestion to delete the order, no override reasons: dismissing it is not a decline.
+    expect(w.suggestions).toBeUndefined();
+    expect(w.selectionBehavior).toBeUndefined();
+    expect(w.overrideReasons).toBeUndefined();
   });
 });
 
