@@ -8,7 +8,7 @@ import type { CatalogueItem } from '../recognition/catalogue.js';
 import { DECLINE_REASON_SYSTEM, type DeclineReason } from '../recognition/decline-reasons.js';
 import type { ReuseOutcome } from '../recognition/engine.js';
 import type { Institution } from '../recognition/institutions.js';
-import { formatLocalMinute, localDate } from '../recognition/time.js';
+import { englishDate, formatLocalMinute, localDate } from '../recognition/time.js';
 import { HR_SCOPE_NAMES, LEVEL_EN, SYSTEMS, type Bilingual } from '../recognition/vocabulary.js';
 
 export { languageOf, type Language } from '../recognition/language.js';
@@ -103,7 +103,7 @@ export function resultCard(c: CardInput): Card {
   const summary =
     lang === 'zh'
       ? `${reusable ? '可互认' : '仅供参考'}：${name}，${where}，${age}${reusable ? `，有效至${until}` : ''}`
-      : `${reusable ? 'Reusable' : 'For reference only'}: ${name} from ${where}, ${age}${reusable ? `, valid until ${until}` : ''}`;
+      : `${reusable ? 'Reusable' : 'For reference only'}: ${name} from ${where}, ${age}${reusable ? `, valid until ${englishDate(until)}` : ''}`;
   const appContext = JSON.stringify({ check: c.check, item: item.code, ...(o.fact ? { result: o.fact.source } : {}) });
   const url = `${c.origin}/app?check=${encodeURIComponent(c.check)}&item=${encodeURIComponent(item.code)}`;
   return {
@@ -198,14 +198,16 @@ function flagOf(o: Observation): string {
 function detailOf(c: CardInput): string {
   const { outcome: o, item, lang } = c;
   const zh = lang === 'zh';
+  // One date format per language: 2026-12-06 09:30 / 6 Dec 2026 09:30.
+  const dateIn = (local: string) => (zh ? local : englishDate(local));
   const name = text(item.name, lang);
   const scope = HR_SCOPE_NAMES[o.fact?.hrMark ?? item.scope];
   const lines = [
     `**${name}** — ${c.performer ? `${text(c.performer.name, lang)}（${zh ? c.performer.level : LEVEL_EN[c.performer.level]}）` : (o.performer ?? '')}`,
     '',
-    `- ${zh ? '检查/采样时间' : 'Performed or collected'}: ${o.fact ? formatLocalMinute(Date.parse(o.fact.effective), c.timeZone) : '?'}`,
+    `- ${zh ? '检查/采样时间' : 'Performed or collected'}: ${o.fact ? dateIn(formatLocalMinute(Date.parse(o.fact.effective), c.timeZone)) : '?'}`,
   ];
-  if (o.lastValidDay) lines.push(`- ${zh ? '有效至' : 'Valid until'}: ${o.lastValidDay}`);
+  if (o.lastValidDay) lines.push(`- ${zh ? '有效至' : 'Valid until'}: ${dateIn(o.lastValidDay)}`);
   lines.push(`- ${zh ? '互认范围' : 'Recognition scope'}: ${text(scope, lang)}`);
   if (o.decision === 'reusable' && o.saving.value > 0) {
     lines.push(`- ${zh ? '可节省' : 'Saving'}: ¥${o.saving.value}`);

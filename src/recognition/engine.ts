@@ -386,7 +386,7 @@ function eligibility(ctx: Ctx, item: CatalogueItem, g: Gathered, day: string): R
         rule: 'qualification',
         passed: false,
         zh: `${name.zh}的${cat.zh}互认资质已于 ${q.qualification.validTo} 到期，早于结果日期 ${day}`,
-        en: `${name.en}'s HR qualification for ${cat.en} ended on ${q.qualification.validTo}, before the result of ${day}`,
+        en: `${name.en}'s HR qualification for ${cat.en} ended on ${englishDate(q.qualification.validTo)}, before the result of ${englishDate(day)}`,
       });
       return steps;
     case 'not-yet-valid':
@@ -394,7 +394,7 @@ function eligibility(ctx: Ctx, item: CatalogueItem, g: Gathered, day: string): R
         rule: 'qualification',
         passed: false,
         zh: `${name.zh}的${cat.zh}互认资质自 ${q.qualification.validFrom} 起生效，晚于结果日期 ${day}`,
-        en: `${name.en}'s HR qualification for ${cat.en} starts on ${q.qualification.validFrom}, after the result of ${day}`,
+        en: `${name.en}'s HR qualification for ${cat.en} starts on ${englishDate(q.qualification.validFrom)}, after the result of ${englishDate(day)}`,
       });
       return steps;
     case 'failed-qc':
@@ -402,13 +402,13 @@ function eligibility(ctx: Ctx, item: CatalogueItem, g: Gathered, day: string): R
         rule: 'qualification',
         passed: true,
         zh: `${name.zh}持有${cat.zh}互认资质（${q.qualification.validFrom} 至 ${q.qualification.validTo}）`,
-        en: `${name.en} holds an HR qualification for ${cat.en} (${q.qualification.validFrom} to ${q.qualification.validTo})`,
+        en: `${name.en} holds an HR qualification for ${cat.en} (${englishDate(q.qualification.validFrom)} to ${englishDate(q.qualification.validTo)})`,
       });
       steps.push({
         rule: 'quality-control',
         passed: false,
         zh: `${name.zh}于 ${q.qc.evaluatedOn} ${cat.zh}质控评价不合格${q.qc.programme ? `（${q.qc.programme}）` : ''}，此后的结果仅供参考`,
-        en: `${name.en} failed quality control for ${cat.en} on ${q.qc.evaluatedOn}${q.qc.programme ? ` (${q.qc.programme})` : ''}: its results since are for reference only`,
+        en: `${name.en} failed quality control for ${cat.en} on ${englishDate(q.qc.evaluatedOn)}${q.qc.programme ? ` (${q.qc.programme})` : ''}: its results since are for reference only`,
       });
       return steps;
     case 'valid':
@@ -419,7 +419,7 @@ function eligibility(ctx: Ctx, item: CatalogueItem, g: Gathered, day: string): R
     rule: 'qualification',
     passed: true,
     zh: `${name.zh}在结果日期 ${day} 持有有效的${cat.zh}互认资质（${HR_SCOPE_NAMES[qual.scope].zh}，${qual.validFrom} 至 ${qual.validTo}）${q.qc ? `，${q.qc.evaluatedOn} 质控合格` : ''}`,
-    en: `${name.en} held a valid HR qualification for ${cat.en} on ${day} (${HR_SCOPE_NAMES[qual.scope].en}, ${qual.validFrom} to ${qual.validTo})${q.qc ? `, quality control passed on ${q.qc.evaluatedOn}` : ''}`,
+    en: `${name.en} held a valid HR qualification for ${cat.en} on ${englishDate(day)} (${HR_SCOPE_NAMES[qual.scope].en}, ${englishDate(qual.validFrom)} to ${englishDate(qual.validTo)})${q.qc ? `, quality control passed on ${englishDate(q.qc.evaluatedOn)}` : ''}`,
   });
 
   // A panel assembled from several Observations is recognised as widely as its most narrowly marked part.
@@ -495,7 +495,7 @@ function evaluate(ctx: Ctx, item: CatalogueItem, g: Gathered): Candidate {
     rule: 'window',
     passed: inWindow,
     zh: `有效期 ${item.validityDays} 天，自检查/采样日 ${day} 起算，至 ${lastValidDay} 24时（${ctx.timeZone}）；今天是 ${ctx.today}${inWindow ? '' : '，已过期'}`,
-    en: `window ${item.validityDays} days from the exam/collection day ${day}: valid through the end of ${lastValidDay} (${ctx.timeZone}); today is ${ctx.today}${inWindow ? '' : ', so it has expired'}`,
+    en: `window ${item.validityDays} days from the exam/collection day ${englishDate(day)}: valid through the end of ${englishDate(lastValidDay)} (${ctx.timeZone}); today is ${englishDate(ctx.today)}${inWindow ? '' : ', so it has expired'}`,
   });
   let decision: Candidate['decision'];
   if (!inWindow) {
@@ -549,7 +549,7 @@ function decideItem(
       rule: 'own-institution',
       passed: false,
       zh: `本机构 ${o.primary.effectiveSent} 的结果属院内结果，不作为跨机构互认提示`,
-      en: `a result of the requester's own institution (${o.primary.effectiveSent}) is not a cross-institution recognition and is not proposed`,
+      en: `a result of the requester's own institution (${englishDate(formatLocalMinute(Date.parse(o.primary.effectiveSent), ctx.timeZone))}) is not a cross-institution recognition and is not proposed`,
     });
   }
   const price = priceFor(item, ctx.requester.level);
@@ -566,7 +566,7 @@ function decideItem(
           rule: 'more-recent',
           passed: true,
           zh: `${who.zh} ${newer.effective} 的较新结果仅供参考：${failed?.zh ?? ''}`,
-          en: `a more recent result from ${who.en} (${newer.effective}) is for reference only: ${failed?.en ?? ''}`,
+          en: `a more recent result from ${who.en} (${englishDate(formatLocalMinute(Date.parse(newer.effective), ctx.timeZone))}) is for reference only: ${failed?.en ?? ''}`,
         });
       }
       path.push(
@@ -681,7 +681,7 @@ function composeReason(
     const who = institutionName(ctx, chosen.performer);
     const when = formatLocalMinute(Date.parse((chosen.facts[0] as RecognitionFact).effective), ctx.timeZone);
     zh = `${head.zh}：${item.name.zh}（${item.code}），${who.zh} ${when} 的结果`;
-    en = `${head.en}: ${item.name.en} (${item.code}) from ${who.en}, ${when}`;
+    en = `${head.en}: ${item.name.en} (${item.code}) from ${who.en}, ${englishDate(when)}`;
   } else {
     zh = `${head.zh}：未找到该患者在其他机构的${item.name.zh}（${item.code}）结果`;
     en = `${head.en}: no ${item.name.en} (${item.code}) of this patient from another institution`;

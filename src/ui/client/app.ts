@@ -330,7 +330,15 @@ function flagBadge(flag: string | undefined): HTMLElement | null {
 
 function valuesTable(item: ItemView): HTMLElement {
   const rows = item.values.map((v) => {
-    const range = v.rangeText ?? (v.low !== undefined || v.high !== undefined ? `${v.low ?? ''}–${v.high ?? ''}` : '');
+    const range =
+      v.rangeText ??
+      (v.low !== undefined && v.high !== undefined
+        ? `${v.low}–${v.high}`
+        : v.high !== undefined
+          ? `≤${v.high}`
+          : v.low !== undefined
+            ? `≥${v.low}`
+            : '');
     const result = v.value !== undefined ? `${v.value}${v.unit ? ` ${v.unit}` : ''}` : (v.text ?? '');
     const trend = item.trends[v.code];
     const label = lang === 'en' && v.displayEn ? v.displayEn : v.display || v.code;
