@@ -35,7 +35,7 @@ import {
   type InstitutionDirectory,
 } from './institutions.js';
 import { addDays, englishDate, formatLocalDateTime, formatLocalMinute, localDate, startOfLocalDay } from './time.js';
-import { HR_SCOPE_NAMES, LEVEL_EN, narrowestScope, type Bilingual } from './vocabulary.js';
+import { HR_SCOPE_NAMES, HUREN_FHIR_BASE, LEVEL_EN, SYSTEMS, narrowestScope, type Bilingual } from './vocabulary.js';
 
 export type ReuseDecision = 'reusable' | 'reference-only' | 'expired' | 'none' | 'not-recognized';
 
@@ -346,8 +346,8 @@ function viaStep(ctx: Ctx, item: CatalogueItem, g: Gathered): RuleStep {
   return {
     rule: 'match',
     passed: true,
-    zh: `结果按 ${f.matchedCode.system}|${f.matchedCode.code} 对应到 ${item.code}${how.zh}`,
-    en: `the result maps to ${item.code} by ${f.matchedCode.system}|${f.matchedCode.code}${how.en}`,
+    zh: `结果按${codeLabel(f.matchedCode.system, f.matchedCode.code).zh}对应到 ${item.code}${how.zh}`,
+    en: `the result maps to ${item.code} by ${codeLabel(f.matchedCode.system, f.matchedCode.code).en}${how.en}`,
   };
 }
 
@@ -485,6 +485,16 @@ function eligibility(ctx: Ctx, item: CatalogueItem, g: Gathered, day: string): R
   return steps;
 }
 
+/** A code as a doctor reads it in the rule path: LOINC 57021-8, catalogue code …, local code … (no system URLs). */
+function codeLabel(system: string, code: string): Bilingual {
+  if (system === 'http://loinc.org') return { zh: ` LOINC ${code} `, en: `LOINC ${code}` };
+  if (system === SYSTEMS.catalogue) return { zh: `目录编码 ${code} `, en: `catalogue code ${code}` };
+  if (system === SYSTEMS.nationalPriceCode)
+    return { zh: `全国价格项目编码 ${code} `, en: `national price code ${code}` };
+  if (system.startsWith(HUREN_FHIR_BASE)) return { zh: `编码 ${code} `, en: `code ${code}` };
+  return { zh: `本地编码 ${code} `, en: `local code ${code}` };
+}
+
 function evaluate(ctx: Ctx, item: CatalogueItem, g: Gathered): Candidate {
   const day = localDate(g.effectiveMs, ctx.timeZone);
   const lastValidDay = addDays(day, item.validityDays);
@@ -539,8 +549,8 @@ function decideItem(
     {
       rule: 'match',
       passed: true,
-      zh: `申请项目按 ${match.system}|${match.code} 对应到互认目录 ${item.code} ${item.name.zh}${match.verified ? '' : '（编码尚待核实）'}`,
-      en: `the order maps to catalogue item ${item.code} ${item.name.en} by ${match.system}|${match.code}${match.verified ? '' : ' (code not yet verified)'}`,
+      zh: `申请项目按${codeLabel(match.system, match.code).zh}对应到互认目录 ${item.code} ${item.name.zh}${match.verified ? '' : '（编码尚待核实）'}`,
+      en: `the order maps to catalogue item ${item.code} ${item.name.en} by ${codeLabel(match.system, match.code).en}${match.verified ? '' : ' (code not yet verified)'}`,
     },
   ];
   if (own.length > 0) {

@@ -425,7 +425,10 @@ describe('codes of the order', () => {
     const o = one([{ coding: [{ system: B_ORDERS, code: 'XCG', display: '血常规' }] }], [cbc]);
     expect(o.decision).toBe('reusable');
     expect(o.item?.code).toBe('HR-LAB-CBC');
-    expect(o.reason.en).toContain(`by ${B_ORDERS}|XCG`);
+    // The rule path names codes as a doctor reads them, without code-system URLs.
+    expect(o.reason.en).toContain('by local code XCG');
+    expect(o.path.map((p) => p.zh).join()).toContain('按本地编码 XCG 对应到互认目录');
+    expect(o.path.map((p) => `${p.zh} ${p.en}`).join()).not.toContain('http');
   });
 
   test('a local order set gives one answer per catalogue item', () => {

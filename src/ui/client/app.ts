@@ -383,7 +383,7 @@ function reportSection(item: ItemView): HTMLElement[] {
           h(
             'a',
             { href: img.url, target: '_blank', rel: 'noopener noreferrer' },
-            `${t('images')}${img.title ? `（${img.title}）` : ''}`,
+            `${t('images')}${img.title ? (lang === 'zh' ? `（${img.title}）` : ` (${img.title})`) : ''}`,
           ),
         ),
       ),
