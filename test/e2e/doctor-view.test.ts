@@ -146,6 +146,8 @@ async function registerLaunch(): Promise<string> {
 }
 
 const card = (item: string) => page.locator(`article[data-item="${item}"]`);
+/** A launch goes through discovery, authorization, the token and the view's data: on a busy machine, seconds. */
+const LOAD = { timeout: 20_000 };
 
 /** Counts the doctor's clicks on the page (the common path must take at most three after the launch). */
 let clicks = 0;
@@ -205,8 +207,8 @@ describe('doctor prior-results view in a real browser', () => {
 
   test('the patient banner names the patient masked: 王*红, sex, age, ID first 6 + last 4, the launching hospital', async (ctx) => {
     await page.goto(await registerLaunch());
-    await expect.poll(() => page.url()).toBe(`${base}/app`);
-    await expect.poll(() => card('HR-LAB-CBC').count()).toBe(1);
+    await expect.poll(() => page.url(), LOAD).toBe(`${base}/app`);
+    await expect.poll(() => card('HR-LAB-CBC').count(), LOAD).toBe(1);
     const banner = page.locator('#patient');
     expect(await banner.isVisible()).toBe(true);
     expect(await banner.locator('.patient-name').textContent()).toBe('王*红');
@@ -253,7 +255,7 @@ describe('doctor prior-results view in a real browser', () => {
     expect(accepted[0]).toMatchObject({ item: 'HR-LAB-CBC', saving: 30, institution: 'demo-hospital-b' });
 
     await page.reload();
-    await expect.poll(() => card('HR-LAB-CBC').locator('.done').textContent()).toContain('已互认，节约 ¥30.00');
+    await expect.poll(() => card('HR-LAB-CBC').locator('.done').textContent(), LOAD).toContain('已互认，节约 ¥30.00');
     expect(await card('HR-LAB-CBC').getByRole('button', { name: '互认（不再重复检查）' }).count()).toBe(0);
     expect(await card('HR-LAB-CBC').getByRole('button', { name: '更正' }).isVisible()).toBe(true);
     await screenshot(page, 'doctor-view-reused', ctx);
@@ -273,7 +275,7 @@ describe('doctor prior-results view in a real browser', () => {
     expect(entries.find((e) => e.event === 'declined')).toMatchObject({ reason: 'condition-changed' });
     expect(entries.find((e) => e.event === 'declined')!.supersedes).toMatch(/\|HR-LAB-CBC\|decision$/);
     await page.reload();
-    await expect.poll(() => card('HR-LAB-CBC').locator('.done').textContent()).toContain('（已更正）');
+    await expect.poll(() => card('HR-LAB-CBC').locator('.done').textContent(), LOAD).toContain('（已更正）');
   });
 
   test('declining with "other" needs the doctor\'s text, which the card then shows; "other" is the last reason', async (ctx) => {
@@ -301,7 +303,7 @@ describe('doctor prior-results view in a real browser', () => {
     ]);
     await page.reload();
     await expect
-      .poll(() => card('HR-LAB-CRP').locator('.done').textContent())
+      .poll(() => card('HR-LAB-CRP').locator('.done').textContent(), LOAD)
       .toBe('已记录：不予互认（患者发热加重，需复查）');
   });
 
@@ -318,6 +320,9 @@ describe('doctor prior-results view in a real browser', () => {
 
     await ct.getByRole('button', { name: '查看（仅供参考）' }).click();
     await expect.poll(() => ct.locator('.findings').textContent()).toContain('双肺纹理清晰，\u3000未见实质性病变。');
+    // The rule path stays open while the values open, and names no code-system URL.
+    expect(await ct.locator('details.rule-path').getAttribute('open')).not.toBeNull();
+    expect(await ct.locator('details.rule-path').textContent()).not.toContain('http');
     expect(await ct.locator('.conclusion').textContent()).toContain('双肺未见明显异常。');
     expect(await ct.locator('.conclusion').textContent()).toContain('不属互认内容');
     expect(await ct.locator('.report-meta').textContent()).toMatch(/报告时间: \d{4}-\d{2}-\d{2} \d{2}:\d{2}/);
@@ -378,7 +383,7 @@ describe('doctor prior-results view in a real browser', () => {
     const toggle = card('HR-IMG-CT-CHEST').getByRole('button', { name: '查看（仅供参考）' });
     await toggle.focus();
     await page.keyboard.press('Enter');
-    await expect.poll(() => card('HR-IMG-CT-CHEST').locator('.conclusion').count()).toBe(1);
+    await expect.poll(() => card('HR-IMG-CT-CHEST').locator('.conclusion').count(), LOAD).toBe(1);
     expect(await page.evaluate('document.activeElement?.getAttribute("aria-expanded")')).toBe('true');
   });
 
@@ -386,10 +391,10 @@ describe('doctor prior-results view in a real browser', () => {
     const url = await registerLaunch();
     const first = await browser.newPage();
     await first.goto(url);
-    await expect.poll(() => first.locator('article[data-item="HR-LAB-CBC"]').count()).toBe(1);
+    await expect.poll(() => first.locator('article[data-item="HR-LAB-CBC"]').count(), LOAD).toBe(1);
     const again = await browser.newPage();
     await again.goto(url);
-    await expect.poll(() => again.locator('#entry-error').textContent()).toMatch(/already used/);
+    await expect.poll(() => again.locator('#entry-error').textContent(), LOAD).toMatch(/already used/);
     await first.close();
     await again.close();
   });
@@ -397,10 +402,10 @@ describe('doctor prior-results view in a real browser', () => {
   test('in demo mode a newcomer opens a patient without an EHR', async (ctx) => {
     const fresh = await browser.newPage({ locale: 'zh-CN' });
     await fresh.goto(`${base}/app`);
-    await expect.poll(() => fresh.locator('#demo-form').isVisible()).toBe(true);
+    await expect.poll(() => fresh.locator('#demo-form').isVisible(), LOAD).toBe(true);
     await fresh.locator('#demo-id').fill(ID_NUMBER);
     await fresh.getByRole('button', { name: '以演示医生身份打开' }).click();
-    await expect.poll(() => fresh.locator('article[data-item="HR-LAB-CBC"]').count()).toBe(1);
+    await expect.poll(() => fresh.locator('article[data-item="HR-LAB-CBC"]').count(), LOAD).toBe(1);
     expect(await fresh.locator('#patient .patient-name').textContent()).toBe('王*红');
     await screenshot(fresh, 'doctor-view-demo-entry', ctx);
     await fresh.close();
@@ -426,11 +431,11 @@ describe('doctor prior-results view in a real browser', () => {
 
     const fresh = await browser.newPage({ locale: 'zh-CN' });
     await fresh.goto(`${base}/app?check=${checkId}&item=HR-IMG-CT-CHEST`);
-    await expect.poll(() => fresh.locator('#demo-form').isVisible()).toBe(true);
+    await expect.poll(() => fresh.locator('#demo-form').isVisible(), LOAD).toBe(true);
     expect(await fresh.locator('#demo-id').isVisible()).toBe(false);
     await fresh.getByRole('button', { name: '以演示医生身份打开' }).click();
     const ct = fresh.locator('article[data-item="HR-IMG-CT-CHEST"]');
-    await expect.poll(() => ct.getAttribute('class')).toContain('highlighted');
+    await expect.poll(() => ct.getAttribute('class'), LOAD).toContain('highlighted');
     expect(await fresh.locator('#ordered').textContent()).toBe('本次开立：胸部CT平扫');
     await ct.getByRole('button', { name: '查看（仅供参考）' }).click();
     await expect
@@ -453,7 +458,7 @@ describe('doctor prior-results view in a real browser', () => {
     expect([200, 201], own.text).toContain(own.status);
     // A new patient visit: an item not decided yet (the CBC of another launch gets a new check).
     await page.goto(await registerLaunch());
-    await expect.poll(() => card('HR-LAB-CBC').count()).toBe(1);
+    await expect.poll(() => card('HR-LAB-CBC').count(), LOAD).toBe(1);
     const warning = page.locator('#identity');
     expect(await warning.isVisible()).toBe(true);
     expect(await warning.textContent()).toContain('患者身份信息在各机构间不一致');
@@ -475,7 +480,7 @@ describe('doctor prior-results view in a real browser', () => {
     await ua.getByRole('button', { name: '确认互认' }).click();
     await expect.poll(() => ua.locator('.done').textContent()).toContain('已互认');
     await page.reload();
-    await expect.poll(() => card('HR-LAB-CBC').count()).toBe(1);
+    await expect.poll(() => card('HR-LAB-CBC').count(), LOAD).toBe(1);
     expect(await page.locator('#identity button').isVisible()).toBe(true);
   });
 });

@@ -158,6 +158,8 @@ let view: View | undefined;
 const expanded = new Set<string>();
 const confirming = new Set<string>();
 const correcting = new Set<string>();
+/** Items whose rule path is open (kept across re-renders). */
+const rulesOpen = new Set<string>();
 let declining: ItemView | undefined;
 /** Set once the doctor confirmed the identity when the institutions' records disagree (asked again on reload). */
 let identityVerified = false;
@@ -512,6 +514,11 @@ function itemCard(item: ItemView): HTMLElement {
     }
   }
   const why = h('details', { class: 'rule-path' }, h('summary', {}, t('rulePath')));
+  if (rulesOpen.has(key)) why.setAttribute('open', '');
+  why.addEventListener('toggle', () => {
+    if ((why as HTMLDetailsElement).open) rulesOpen.add(key);
+    else rulesOpen.delete(key);
+  });
   why.append(h('ol', {}, ...item.rulePath.map((s) => h('li', { class: s.passed ? 'passed' : 'failed' }, name(s)))));
   card.append(
     h(
