@@ -190,9 +190,20 @@ function rangeText(o: Observation): string {
   return r.text ?? '';
 }
 
-function flagOf(o: Observation): string {
+/** HL7 v3 ObservationInterpretation flags in words (colour alone does not survive an EHR's card rendering). */
+const FLAG_WORDS: Record<string, Bilingual> = {
+  H: { zh: '↑偏高', en: '↑high' },
+  L: { zh: '↓偏低', en: '↓low' },
+  HH: { zh: '↑危急高值', en: '↑critical high' },
+  LL: { zh: '↓危急低值', en: '↓critical low' },
+  AA: { zh: '危急', en: 'critical' },
+  A: { zh: '异常', en: 'abnormal' },
+};
+
+function flagOf(o: Observation, lang: Language): string {
   const code = o.interpretation?.[0]?.coding?.[0]?.code;
-  return code && code !== 'N' ? ` ${code}` : '';
+  if (!code || code === 'N') return '';
+  return ` ${FLAG_WORDS[code] ? text(FLAG_WORDS[code], lang) : code}`;
 }
 
 function detailOf(c: CardInput): string {
@@ -203,7 +214,7 @@ function detailOf(c: CardInput): string {
   const name = text(item.name, lang);
   const scope = HR_SCOPE_NAMES[o.fact?.hrMark ?? item.scope];
   const lines = [
-    `**${name}** — ${c.performer ? `${text(c.performer.name, lang)}（${zh ? c.performer.level : LEVEL_EN[c.performer.level]}）` : (o.performer ?? '')}`,
+    `**${name}** — ${c.performer ? `${text(c.performer.name, lang)}${zh ? `（${c.performer.level}）` : ` (${LEVEL_EN[c.performer.level]})`}` : (o.performer ?? '')}`,
     '',
     `- ${zh ? '检查/采样时间' : 'Performed or collected'}: ${o.fact ? dateIn(formatLocalMinute(Date.parse(o.fact.effective), c.timeZone)) : '?'}`,
   ];
@@ -222,7 +233,7 @@ function detailOf(c: CardInput): string {
     for (const obs of c.observations) {
       const unit = obs.valueQuantity?.unit ?? obs.valueQuantity?.code ?? '';
       lines.push(
-        `| ${cell(codeText(obs))} | ${cell(valueText(obs) + flagOf(obs))} | ${cell(unit)} | ${cell(rangeText(obs))} |`,
+        `| ${cell(codeText(obs))} | ${cell(valueText(obs) + flagOf(obs, lang))} | ${cell(unit)} | ${cell(rangeText(obs))} |`,
       );
     }
   }

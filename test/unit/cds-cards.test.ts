@@ -108,6 +108,26 @@ describe('resultCard', () => {
   });
 });
 
+describe('card detail', () => {
+  test('flags read as words and dates in one format per language, the level in English', () => {
+    const wbc = {
+      resourceType: 'Observation' as const,
+      status: 'final' as const,
+      code: { text: '白细胞计数' },
+      valueQuantity: { value: 31.2, unit: '10^9/L' },
+      interpretation: [{ coding: [{ code: 'HH' }] }],
+    };
+    const zh = resultCard({ ...input('reusable', '医院A'), observations: [wbc] });
+    expect(zh.detail).toContain('| 白细胞计数 | 31.2 ↑危急高值 | 10^9/L |');
+    expect(zh.detail).toContain('有效至: 2026-03-15');
+    const en = resultCard({ ...input('reusable', 'Hospital A'), observations: [wbc], lang: 'en' as const });
+    expect(en.detail).toContain('| 31.2 ↑critical high |');
+    expect(en.detail).toContain('Valid until: 15 Mar 2026');
+    expect(en.detail).toContain('Hospital A (tertiary grade A)');
+    expect(en.summary).toContain('valid until 15 Mar 2026');
+  });
+});
+
 describe('unmappedCard', () => {
   test('names each code Huren could not map', () => {
     const card = unmappedCard([[{ system: 'urn:x', code: 'Q1', display: '某检查' }]], 'en');
