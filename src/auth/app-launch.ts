@@ -57,11 +57,33 @@ export class AppLaunches {
   readonly codes: Collection<CodeDoc>;
   /** One document per used launch or code: a unique insert is the one claim that is atomic on FerretDB too. */
   readonly claims: Collection<{ _id: string; at: Date }>;
+  /**
+   * The view's checks of one patient at one institution on one local day (`<institution>|<patientKey>|<day>`): a
+   * re-launch the same day reads the decisions already recorded instead of asking again.
+   */
+  readonly dayChecks: Collection<{ _id: string; checks: string[]; expiresAt: Date }>;
 
   constructor(db: Db) {
     this.launches = db.collection<LaunchDoc>('app_launches');
     this.codes = db.collection<CodeDoc>('app_codes');
     this.claims = db.collection<{ _id: string; at: Date }>('app_claims');
+    this.dayChecks = db.collection<{ _id: string; checks: string[]; expiresAt: Date }>('app_day_checks');
+  }
+
+  /** The checks the view asked for a patient at an institution on a local day (every key of the patient). */
+  async checksOfDay(ids: string[]): Promise<string[]> {
+    const docs = await Promise.all(ids.map((_id) => this.dayChecks.findOne({ _id })));
+    return [...new Set(docs.flatMap((d) => d?.checks ?? []))];
+  }
+
+  /** Remembers a check of the view for the day (kept two days). */
+  async addDayCheck(id: string, check: string, now = new Date()): Promise<void> {
+    const expiresAt = new Date(now.getTime() + 2 * 24 * 3600_000);
+    await this.dayChecks.updateOne(
+      { _id: id },
+      { $addToSet: { checks: check }, $set: { expiresAt } },
+      { upsert: true },
+    );
   }
 
   /** Claims a launch or a code for its single use; false when it was already used. */
@@ -107,6 +129,7 @@ export class AppLaunches {
     await this.launches.deleteMany({ expiresAt: { $lt: dayAgo } });
     await this.codes.deleteMany({ expiresAt: { $lt: now } });
     await this.claims.deleteMany({ at: { $lt: dayAgo } });
+    await this.dayChecks.deleteMany({ expiresAt: { $lt: now } });
   }
 
   /**

@@ -8,10 +8,11 @@ import type { CatalogueItem } from '../recognition/catalogue.js';
 import { DECLINE_REASON_SYSTEM, type DeclineReason } from '../recognition/decline-reasons.js';
 import type { ReuseOutcome } from '../recognition/engine.js';
 import type { Institution } from '../recognition/institutions.js';
-import { formatLocalMinute, localDate } from '../recognition/time.js';
-import { HR_SCOPE_NAMES, SYSTEMS, type Bilingual } from '../recognition/vocabulary.js';
+import { englishDate, formatLocalMinute, localDate } from '../recognition/time.js';
+import { HR_SCOPE_NAMES, LEVEL_EN, SYSTEMS, type Bilingual } from '../recognition/vocabulary.js';
 
-export type Language = 'zh' | 'en';
+export { languageOf, type Language } from '../recognition/language.js';
+import type { Language } from '../recognition/language.js';
 
 export interface Action {
   type: 'create' | 'update' | 'delete';
@@ -47,24 +48,6 @@ export interface Card {
 
 /** The summary must stay under 140 characters (CDS Hooks 2.0, Card.summary). */
 export const MAX_SUMMARY = 139;
-
-/** `en` when the doctor's language (Accept-Language, or the EHR's setting) prefers English; zh-CN otherwise. */
-export function languageOf(acceptLanguage: string | undefined, fallback?: string): Language {
-  const ranked = (acceptLanguage ?? '')
-    .split(',')
-    .map((part) => {
-      const [tag, ...params] = part.trim().split(';');
-      const q = params.map((p) => /^\s*q=([\d.]+)/.exec(p)?.[1]).find(Boolean);
-      return { tag: (tag ?? '').toLowerCase(), q: q === undefined ? 1 : Number(q) };
-    })
-    .filter((x) => x.tag && x.q > 0)
-    .sort((a, b) => b.q - a.q);
-  for (const { tag } of ranked) {
-    if (tag.startsWith('zh')) return 'zh';
-    if (tag.startsWith('en')) return 'en';
-  }
-  return fallback?.toLowerCase().startsWith('en') ? 'en' : 'zh';
-}
 
 const text = (b: Bilingual, lang: Language) => (lang === 'zh' ? b.zh : b.en);
 
@@ -120,7 +103,7 @@ export function resultCard(c: CardInput): Card {
   const summary =
     lang === 'zh'
       ? `${reusable ? '可互认' : '仅供参考'}：${name}，${where}，${age}${reusable ? `，有效至${until}` : ''}`
-      : `${reusable ? 'Reusable' : 'For reference only'}: ${name} from ${where}, ${age}${reusable ? `, valid until ${until}` : ''}`;
+      : `${reusable ? 'Reusable' : 'For reference only'}: ${name} from ${where}, ${age}${reusable ? `, valid until ${englishDate(until)}` : ''}`;
   const appContext = JSON.stringify({ check: c.check, item: item.code, ...(o.fact ? { result: o.fact.source } : {}) });
   const url = `${c.origin}/app?check=${encodeURIComponent(c.check)}&item=${encodeURIComponent(item.code)}`;
   return {
@@ -132,33 +115,38 @@ export function resultCard(c: CardInput): Card {
       label: lang === 'zh' ? 'Huren 检查检验结果互认' : 'Huren mutual recognition of results',
       topic: { system: SYSTEMS.catalogue, code: item.code, display: name },
     },
-    suggestions: [
-      {
-        label:
-          lang === 'zh'
-            ? `采用${where}的既往结果，撤销本次医嘱`
-            : `Reuse the prior result from ${where} and remove this order`,
-        uuid: c.suggestionUuid,
-        isRecommended: reusable && !c.identityConflict,
-        ...(c.order
-          ? {
-              actions: [
-                {
-                  type: 'delete' as const,
-                  description: lang === 'zh' ? `撤销医嘱：${name}` : `Remove the draft order: ${name}`,
-                  resourceId: c.order,
-                },
-              ],
-            }
-          : {}),
-      },
-    ],
-    selectionBehavior: 'at-most-one',
-    overrideReasons: c.reasons.map((r) => ({
-      system: DECLINE_REASON_SYSTEM,
-      code: r.code,
-      display: text(r.display, lang),
-    })),
+    // A reference-only result is not recognised: nothing to suggest (no delete of the order), no decline to give —
+    // dismissing the card is not a decline (feedback.ts).
+    ...(reusable
+      ? {
+          suggestions: [
+            {
+              label:
+                lang === 'zh'
+                  ? `采用${where}的既往结果，撤销本次医嘱`
+                  : `Reuse the prior result from ${where} and remove this order`,
+              uuid: c.suggestionUuid,
+              isRecommended: !c.identityConflict,
+              ...(c.order
+                ? {
+                    actions: [
+                      {
+                        type: 'delete' as const,
+                        description: lang === 'zh' ? `撤销医嘱：${name}` : `Remove the draft order: ${name}`,
+                        resourceId: c.order,
+                      },
+                    ],
+                  }
+                : {}),
+            },
+          ],
+          selectionBehavior: 'at-most-one' as const,
+          // "Other (explain)" last.
+          overrideReasons: [...c.reasons]
+            .sort((a, b) => Number(a.requiresText) - Number(b.requiresText))
+            .map((r) => ({ system: DECLINE_REASON_SYSTEM, code: r.code, display: text(r.display, lang) })),
+        }
+      : {}),
     links: [
       {
         label: lang === 'zh' ? '查看既往结果' : 'View the prior result',
@@ -202,27 +190,40 @@ function rangeText(o: Observation): string {
   return r.text ?? '';
 }
 
-function flagOf(o: Observation): string {
+/** HL7 v3 ObservationInterpretation flags in words (colour alone does not survive an EHR's card rendering). */
+const FLAG_WORDS: Record<string, Bilingual> = {
+  H: { zh: '↑偏高', en: '↑high' },
+  L: { zh: '↓偏低', en: '↓low' },
+  HH: { zh: '↑危急高值', en: '↑critical high' },
+  LL: { zh: '↓危急低值', en: '↓critical low' },
+  AA: { zh: '危急', en: 'critical' },
+  A: { zh: '异常', en: 'abnormal' },
+};
+
+function flagOf(o: Observation, lang: Language): string {
   const code = o.interpretation?.[0]?.coding?.[0]?.code;
-  return code && code !== 'N' ? ` ${code}` : '';
+  if (!code || code === 'N') return '';
+  return ` ${FLAG_WORDS[code] ? text(FLAG_WORDS[code], lang) : code}`;
 }
 
 function detailOf(c: CardInput): string {
   const { outcome: o, item, lang } = c;
   const zh = lang === 'zh';
+  // One date format per language: 2026-12-06 09:30 / 6 Dec 2026 09:30.
+  const dateIn = (local: string) => (zh ? local : englishDate(local));
   const name = text(item.name, lang);
   const scope = HR_SCOPE_NAMES[o.fact?.hrMark ?? item.scope];
   const lines = [
-    `**${name}** — ${c.performer ? `${text(c.performer.name, lang)}（${c.performer.level}）` : (o.performer ?? '')}`,
+    `**${name}** — ${c.performer ? `${text(c.performer.name, lang)}${zh ? `（${c.performer.level}）` : ` (${LEVEL_EN[c.performer.level]})`}` : (o.performer ?? '')}`,
     '',
-    `- ${zh ? '检查/采样时间' : 'Performed or collected'}: ${o.fact ? formatLocalMinute(Date.parse(o.fact.effective), c.timeZone) : '?'}`,
+    `- ${zh ? '检查/采样时间' : 'Performed or collected'}: ${o.fact ? dateIn(formatLocalMinute(Date.parse(o.fact.effective), c.timeZone)) : '?'}`,
   ];
-  if (o.lastValidDay) lines.push(`- ${zh ? '有效至' : 'Valid until'}: ${o.lastValidDay}`);
+  if (o.lastValidDay) lines.push(`- ${zh ? '有效至' : 'Valid until'}: ${dateIn(o.lastValidDay)}`);
   lines.push(`- ${zh ? '互认范围' : 'Recognition scope'}: ${text(scope, lang)}`);
   if (o.decision === 'reusable' && o.saving.value > 0) {
     lines.push(`- ${zh ? '可节省' : 'Saving'}: ¥${o.saving.value}`);
   }
-  lines.push(`- ${zh ? '判断依据' : 'Why'}: ${text(o.reason, lang)}`);
+  lines.push(`- ${zh ? '判断' : 'Why'}: ${text(o.summary, lang)}`);
   if (c.observations.length > 0) {
     lines.push(
       '',
@@ -232,7 +233,7 @@ function detailOf(c: CardInput): string {
     for (const obs of c.observations) {
       const unit = obs.valueQuantity?.unit ?? obs.valueQuantity?.code ?? '';
       lines.push(
-        `| ${cell(codeText(obs))} | ${cell(valueText(obs) + flagOf(obs))} | ${cell(unit)} | ${cell(rangeText(obs))} |`,
+        `| ${cell(codeText(obs))} | ${cell(valueText(obs) + flagOf(obs, lang))} | ${cell(unit)} | ${cell(rangeText(obs))} |`,
       );
     }
   }

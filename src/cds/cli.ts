@@ -4,7 +4,7 @@
  *     Prints a JWT signed with the demo EHR's key (demo mode), `aud` the service URL: for trying the services with
  *     curl. Each JWT is good for one call (its jti is remembered).
  *   cds-client --iss URL --institution ID (--jwks FILE | --jwks-uri URL) [--name "…"] [--language zh-CN|en]
- *       [--fhir-server URL …]
+ *       [--fhir-server URL …] [--origin https://ehr-web.example.org …]
  *     Registers (or replaces) an EHR allowed to call the services, in the database at MONGODB_URI.
  */
 import fs from 'node:fs';
@@ -50,6 +50,7 @@ export async function cdsClient(args: string[]): Promise<void> {
       name: { type: 'string' },
       language: { type: 'string' },
       'fhir-server': { type: 'string', multiple: true },
+      origin: { type: 'string', multiple: true },
     },
   });
   const config = loadConfig();
@@ -63,6 +64,7 @@ export async function cdsClient(args: string[]): Promise<void> {
     ...(values['jwks-uri'] ? { jwksUri: values['jwks-uri'] } : {}),
     ...(values.language ? { language: values.language } : {}),
     ...(values['fhir-server'] ? { fhirServers: values['fhir-server'] } : {}),
+    ...(values.origin ? { origins: values.origin } : {}),
     active: true,
   };
   const conn = await mongoose

@@ -35,8 +35,13 @@ export interface CdsClientDoc {
   institution: string;
   jwks?: JSONWebKeySet;
   jwksUri?: string;
-  /** Base URLs the EHR's `fhirServer` must start with; unset: any http(s) URL (https only in production). */
+  /**
+   * FHIR base URLs the EHR's `fhirServer` may name (the URL or below it); unset: the EHR's own origin, the origin of
+   * its `iss`. Anything else is refused: Huren never fetches a URL an EHR merely names (request forgery).
+   */
   fhirServers?: string[];
+  /** Browser origins the EHR's pages call the services from (CORS); unset: the origin of its `iss`. */
+  origins?: string[];
   /** Language of the cards when the request does not say (`zh-CN` default, `en`). */
   language?: string;
   active: boolean;
@@ -55,6 +60,59 @@ export const CDS_JWT_ALGS = ['RS384', 'ES384', 'RS256', 'ES256'];
 const CLOCK_SKEW_S = 30;
 /** Longest JWT lifetime accepted: its jti is remembered that long. */
 const MAX_LIFETIME_S = 3600;
+
+/** Whether `url` is `base` or below it: same origin, and the path at a segment boundary (not a look-alike host). */
+export function isUnderBase(url: string, base: string): boolean {
+  let u: URL;
+  let b: URL;
+  try {
+    u = new URL(url);
+    b = new URL(base);
+  } catch {
+    return false;
+  }
+  if (u.origin !== b.origin) return false;
+  const prefix = b.pathname.replace(/\/+$/, '');
+  return u.pathname === prefix || u.pathname.startsWith(`${prefix}/`) || prefix === '';
+}
+
+/** The FHIR bases an EHR's `fhirServer` may be under: the registered ones, else the EHR's own origin. */
+export function fhirServerBases(client: CdsClientDoc): string[] {
+  if (client.fhirServers?.length) return client.fhirServers;
+  try {
+    return [new URL(client._id).origin];
+  } catch {
+    return [];
+  }
+}
+
+/** The browser origins of an EHR: the registered ones, else the origin of its `iss`. */
+export function browserOrigins(client: CdsClientDoc): string[] {
+  if (client.origins?.length) return client.origins;
+  try {
+    return [new URL(client._id).origin];
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * The browser origins of the registered EHRs, for CORS (CDS Hooks 2.0: browser-based CDS clients need it). Read from
+ * the database at most every 30 s: EHRs are few, and a newly registered one is served within half a minute.
+ */
+export class CdsOrigins {
+  private cached: { at: number; origins: Set<string> } | undefined;
+
+  constructor(private readonly clients: Collection<CdsClientDoc>) {}
+
+  async isAllowed(origin: string, now = Date.now()): Promise<boolean> {
+    if (!this.cached || now - this.cached.at > 30_000) {
+      const all = await this.clients.find({}).toArray();
+      this.cached = { at: now, origins: new Set(all.filter((c) => c.active).flatMap(browserOrigins)) };
+    }
+    return this.cached.origins.has(origin);
+  }
+}
 
 export function cdsClients(db: Db): Collection<CdsClientDoc> {
   return db.collection<CdsClientDoc>(CDS_CLIENTS_COLLECTION);

@@ -1,9 +1,12 @@
 /**
  * `POST /cds-services/{id}/feedback` (CDS Hooks 2.0, Feedback): what the doctor did with a card, recorded in the
  * decisions ledger through the same path as `$reuse-decision` (recordDecision). `accepted` with the card's
- * suggestion → accepted (the saving counts); `overridden` with a decline reason → declined; `overridden` without a
- * reason → viewed (the doctor saw the card and dismissed it). The ledger keeps one decision per (check, item): the
- * same feedback again changes nothing.
+ * suggestion → accepted (the saving counts); `overridden` with a decline reason → declined. CDS Hooks 2.0 §Feedback:
+ * a user may "accept its suggestions, ignore it entirely, or dismiss it with or without an override reason" — an
+ * `overridden` without a reason is a dismissal, which says nothing about whether the result was looked at, so it is
+ * acknowledged and not recorded (not `viewed`). A reference-only card offers no suggestion and no decline: its
+ * dismissal is acknowledged, never a decline, and `accepted` is refused. The ledger keeps one decision per
+ * (check, item): the same feedback again changes nothing.
  */
 import type { Coding } from 'fhir/r4';
 import { conflict, badRequest, notFound } from '../fhir/outcomes.js';
@@ -20,9 +23,10 @@ const MAX_ENTRIES = 100;
 
 export interface FeedbackRecorded {
   card: string;
-  decision: DoctorAction;
-  /** `created` the first time, `unchanged` when the same feedback came before. */
-  status: 'created' | 'unchanged';
+  /** What the feedback meant: a ledger action, or `dismissed` (overridden without a decline). */
+  decision: DoctorAction | 'dismissed';
+  /** `created` the first time, `unchanged` when the same feedback came before, `not-recorded` for a dismissal. */
+  status: 'created' | 'unchanged' | 'not-recorded';
   result?: string;
 }
 
@@ -33,7 +37,7 @@ async function decisionOf(
   service: CdsService,
   caller: CdsCaller,
   deps: CdsDeps,
-): Promise<{ request: DecisionRequest; card: string }> {
+): Promise<{ request?: DecisionRequest; card: string; result?: string }> {
   if (!isObject(entry)) throw badRequest('A feedback entry is an object (card, outcome, outcomeTimestamp …)', at);
   if (typeof entry.card !== 'string' || !entry.card) throw badRequest('card (the card uuid) is required', `${at}.card`);
   if (entry.outcome !== 'accepted' && entry.outcome !== 'overridden') {
@@ -48,6 +52,13 @@ async function decisionOf(
     throw notFound(`Service ${service.id} gave this EHR no card '${entry.card}'`);
   }
   const base = { check: card.check, item: card.item };
+  const referenceOnly = card.decision === 'reference-only';
+  if (entry.outcome === 'accepted' && referenceOnly) {
+    throw badRequest(
+      `Card ${card._id} is about a result for reference only: it has no suggestion to accept`,
+      `${at}.outcome`,
+    );
+  }
   if (entry.outcome === 'accepted') {
     const accepted = entry.acceptedSuggestions;
     if (!Array.isArray(accepted) || accepted.length === 0) {
@@ -67,7 +78,8 @@ async function decisionOf(
     throw badRequest('overrideReason is an object', `${at}.overrideReason`);
   const coding = override?.reason as Coding | undefined;
   const comment = typeof override?.userComment === 'string' ? override.userComment.trim() : '';
-  if (!coding) return { request: { ...base, action: 'viewed' }, card: card._id };
+  const dismissed = { card: card._id, ...(card.result ? { result: card.result } : {}) };
+  if (!coding || referenceOnly) return dismissed;
   const rules = deps.facts!.rules;
   const reason =
     isObject(coding) && (coding.system === undefined || coding.system === DECLINE_REASON_SYSTEM)
@@ -110,6 +122,10 @@ export async function recordFeedback(
   }
   const out: FeedbackRecorded[] = [];
   for (const [i, d] of decisions.entries()) {
+    if (!d.request) {
+      out.push({ card: d.card, decision: 'dismissed', status: 'not-recorded' });
+      continue;
+    }
     const result = await recordDecision(deps, d.request, 'cds-feedback', { card: d.card });
     if (result.status === 'conflict') {
       const stored = result.entry;

@@ -18,7 +18,7 @@ import { corroborateRecords, describeConflicts, patientKeysOf } from '../recogni
 import { PROMPTED_DECISIONS } from '../recognition/ledger.js';
 import type { ResourceStore } from '../store/resource-store.js';
 import { identityCard, noIdentifierCard, resultCard, unmappedCard, type Card, type Language } from './cards.js';
-import type { CdsCaller, CdsClientDoc } from './clients.js';
+import { fhirServerBases, isUnderBase, type CdsCaller, type CdsClientDoc } from './clients.js';
 
 export interface CdsService {
   id: string;
@@ -68,6 +68,8 @@ export interface CdsCardDoc {
   institution: string;
   check: string;
   item: string;
+  /** The card's verdict: only a reusable result's card has a suggestion to accept or a decline to give. */
+  decision?: 'reusable' | 'reference-only';
   /** `ServiceRequest/<id>` of the draft order. */
   order?: string;
   result?: string;
@@ -246,8 +248,13 @@ async function fetchPatient(req: HookRequest, client: CdsClientDoc, deps: CdsDep
   if (deps.config.mode === 'production' && !req.fhirServer.startsWith('https://')) {
     throw badRequest('fhirServer must use https', 'fhirServer');
   }
-  if (client.fhirServers && !client.fhirServers.some((base) => req.fhirServer!.startsWith(base))) {
-    throw forbidden('fhirServer is not a FHIR server registered for this EHR', 'fhirServer');
+  // Only the EHR's registered FHIR base (by default its own origin) is read: never a URL the request merely names.
+  const bases = fhirServerBases(client);
+  if (!bases.some((base) => isUnderBase(req.fhirServer!, base))) {
+    throw forbidden(
+      `fhirServer ${req.fhirServer} is not the FHIR server registered for this EHR (${bases.join(', ') || 'none'}); an administrator registers others with cds-client --fhir-server`,
+      'fhirServer',
+    );
   }
   const fhir = new Client({ baseUrl: req.fhirServer, bearerToken: req.fhirAuthorization.access_token });
   let resource: unknown;
@@ -422,6 +429,7 @@ export async function answerHook(
       institution,
       check: checkId,
       item: item.code,
+      decision: o.decision === 'reusable' ? 'reusable' : 'reference-only',
       ...(order?.ref ? { order: order.ref } : {}),
       ...(o.fact ? { result: o.fact.source } : {}),
       createdAt: now,

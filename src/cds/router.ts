@@ -10,7 +10,7 @@ import { assertJsonLimits, jsonLimitsOf, type JsonLimits } from '../fhir/json-li
 import { error, notFound, OperationOutcomeError } from '../fhir/outcomes.js';
 import type { AuditExtra, FhirRequest } from '../fhir/request.js';
 import { languageOf } from './cards.js';
-import { cdsClients, verifyCdsJwt, type CdsCaller } from './clients.js';
+import { CdsOrigins, cdsClients, verifyCdsJwt, type CdsCaller } from './clients.js';
 import { recordFeedback } from './feedback.js';
 import { answerHook, CDS_SERVICES, cdsCards, parseHookRequest, type CdsDeps, type CdsService } from './hook.js';
 
@@ -56,6 +56,22 @@ export function cdsRouter(appDeps: AppDeps, originOf: (req: Request) => string):
   // Per EHR, like the FHIR API per client: a runaway EHR cannot starve the other institutions.
   const rateLimit = createRateLimiter(appDeps.config.rateLimitPerMinute);
   const limits = jsonLimitsOf(appDeps.config);
+  const origins = new CdsOrigins(deps.clients);
+
+  // CORS for the registered EHRs' browser origins (documented in the README): a browser-based EHR calls discovery,
+  // the services and feedback from its own pages. Other origins get no CORS headers, so browsers refuse them.
+  router.use(async (req, res, next) => {
+    const origin = req.headers.origin;
+    if (!origin || !(await origins.isAllowed(origin))) return next();
+    res.setHeader('Access-Control-Allow-Origin', origin);
+    res.setHeader('Vary', 'Origin');
+    res.setHeader('Access-Control-Expose-Headers', 'X-Request-Id, Retry-After');
+    if (req.method !== 'OPTIONS') return next();
+    res.setHeader('Access-Control-Allow-Methods', 'GET, POST');
+    res.setHeader('Access-Control-Allow-Headers', 'Authorization, Content-Type, Accept-Language');
+    res.setHeader('Access-Control-Max-Age', '600');
+    res.status(204).end();
+  });
   router.use(express.raw({ type: () => true, limit: appDeps.config.maxBodyBytes }));
 
   router.get('/', (_req, res) => {

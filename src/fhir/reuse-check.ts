@@ -4,6 +4,7 @@
  * key, within the longest validity window before `at`), asks the pure engine, stores the check and answers a
  * Parameters with one `outcome` per requested item.
  */
+import { languageOf, type Language } from '../recognition/language.js';
 import { randomUUID } from 'node:crypto';
 import type { Coding, Identifier, Parameters, ParametersParameter, Reference, ServiceRequest } from 'fhir/r4';
 import { assertAllowed } from '../auth/policy.js';
@@ -307,12 +308,14 @@ export async function reuseCheck(req: FhirRequest, deps: FhirDeps): Promise<Fhir
   const idClaim =
     normalized.system === IDENTIFIER_SYSTEMS.residentIdCard ? claimFromResidentId(normalized.value) : undefined;
   const identity = corroborateDemographics([...(idClaim ? [idClaim] : []), ...claims]);
+  // The reason in the requester's language (Accept-Language; zh-CN by default).
+  const lang = languageOf(req.headers['accept-language']);
   const body: Parameters = {
     resourceType: 'Parameters',
     parameter: [
       { name: 'check', valueId: checkId },
       ...(identity.consistent ? [] : [identityParameter(identity)]),
-      ...outcomes.map(outcomeParameter),
+      ...outcomes.map((o) => outcomeParameter(o, lang)),
     ],
   };
   const results = outcomes.flatMap((o) => (o.fact ? [o.fact.source] : []));
@@ -388,17 +391,32 @@ export async function runReuseCheck(
   return { checkId, doc, outcomes };
 }
 
-function outcomeParameter(o: ReuseOutcome): ParametersParameter {
+/**
+ * One outcome: the catalogue item and every coding that was asked for it (`requested`), the verdict and its result,
+ * `reason` — one plain sentence in the requester's language — and `rulePath`, one `step` per rule applied.
+ */
+function outcomeParameter(o: ReuseOutcome, lang: Language): ParametersParameter {
   const part: ParametersParameter[] = [];
   if (o.item) part.push({ name: 'item', valueCoding: o.item });
-  else if (o.requested[0]) part.push({ name: 'requested', valueCoding: o.requested[0] });
+  for (const coding of o.requested) part.push({ name: 'requested', valueCoding: coding });
   part.push({ name: 'decision', valueCode: o.decision });
   if (o.fact) part.push({ name: 'result', valueReference: { reference: o.fact.source } });
   if (o.performer) part.push({ name: 'performer', valueReference: { reference: `Organization/${o.performer}` } });
   if (o.effective) part.push({ name: 'effective', valueDateTime: o.effective });
   if (o.validUntil) part.push({ name: 'validUntil', valueDateTime: o.validUntil });
   part.push({ name: 'saving', valueMoney: { value: o.saving.value, currency: o.saving.currency } });
-  part.push({ name: 'reason', valueString: `${o.reason.zh}\n${o.reason.en}` });
+  part.push({ name: 'reason', valueString: o.summary[lang] });
+  part.push({
+    name: 'rulePath',
+    part: o.path.map((step) => ({
+      name: 'step',
+      part: [
+        { name: 'rule', valueCode: step.rule },
+        { name: 'passed', valueBoolean: step.passed },
+        { name: 'text', valueString: step[lang] },
+      ],
+    })),
+  });
   return { name: 'outcome', part };
 }
 

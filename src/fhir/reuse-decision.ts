@@ -2,12 +2,22 @@
  * `POST /fhir/$reuse-decision` (design.md, external contracts): records what the doctor did with an item of a
  * `$reuse-check` — `accepted`, `declined` (with a reason from the decline-reason CodeSystem), or `viewed` (the prior
  * result was opened; the funnel's middle step). Immutable and idempotent per (check, item): the same decision again
- * answers 200 with the stored record, a different one 409. Nothing is recorded when the input is wrong.
+ * answers 200 with the stored record, a different one 409. Within CORRECTION_WINDOW_MS a decision may be corrected
+ * once (`correction` = true): a new ledger entry that supersedes the first. Nothing is recorded when the input is wrong.
  */
 import type { Coding, Parameters, ParametersParameter, Reference } from 'fhir/r4';
 import { DECLINE_REASON_SYSTEM, findDeclineReason, type DeclineReason } from '../recognition/decline-reasons.js';
 import { itemCoding } from '../recognition/catalogue.js';
-import { decisionEntry, type DoctorAction, type LedgerEntry, type RecordResult } from '../recognition/ledger.js';
+import {
+  CORRECTION_WINDOW_MS,
+  correctionEntry,
+  correctionId,
+  decisionEntry,
+  sameDecision,
+  type DoctorAction,
+  type LedgerEntry,
+  type RecordResult,
+} from '../recognition/ledger.js';
 import { SYSTEMS } from '../recognition/vocabulary.js';
 import type { FhirDeps } from './interactions.js';
 import { badRequest, conflict, error, forbidden, notFound } from './outcomes.js';
@@ -16,7 +26,7 @@ import type { FhirRequest, FhirResponse } from './request.js';
 export const REUSE_DECISION_OPERATION_URL = 'https://huren.example.org/fhir/OperationDefinition/reuse-decision';
 
 const ACTIONS: readonly DoctorAction[] = ['accepted', 'declined', 'viewed'];
-const NAMES = ['check', 'item', 'decision', 'reason', 'reasonText', 'practitioner'] as const;
+const NAMES = ['check', 'item', 'decision', 'reason', 'reasonText', 'practitioner', 'correction'] as const;
 type Name = (typeof NAMES)[number];
 
 /** Value field each parameter is given in (check also as valueString, practitioner as valueIdentifier). */
@@ -27,6 +37,7 @@ const FIELDS: Record<Name, readonly string[]> = {
   reason: ['valueCoding'],
   reasonText: ['valueString'],
   practitioner: ['valueReference', 'valueIdentifier'],
+  correction: ['valueBoolean'],
 };
 
 interface Given {
@@ -42,6 +53,8 @@ export interface DecisionRequest {
   reason?: DeclineReason;
   reasonText?: string;
   practitioner?: string;
+  /** Corrects the item's recorded decision (within CORRECTION_WINDOW_MS, once) instead of recording a first one. */
+  correction?: boolean;
 }
 
 function parse(body: unknown): Map<Name, Given> {
@@ -148,6 +161,7 @@ export function parseDecisionRequest(body: unknown, deps: FhirDeps): DecisionReq
     ...(reason ? { reason } : {}),
     ...(reasonText !== undefined ? { reasonText } : {}),
     ...(params.has('practitioner') ? { practitioner: practitionerOf(params.get('practitioner')) } : {}),
+    ...(params.get('correction')?.value === true ? { correction: true } : {}),
   };
 }
 
@@ -158,6 +172,7 @@ const PROBLEM_AT: Record<string, string> = {
   'reason-required': 'reason',
   'reason-not-allowed': 'reason',
   'text-required': 'reasonText',
+  'not-correctable': 'correction',
 };
 
 /**
@@ -180,6 +195,7 @@ export async function recordDecision(
   if (access && access.organization !== `Organization/${check.requester}`) {
     throw forbidden(`Check ${request.check} was asked by another institution`, 'check');
   }
+  const now = options.now ?? new Date();
   const entry = decisionEntry({
     check,
     item: request.item,
@@ -190,7 +206,7 @@ export async function recordDecision(
     ...(access ? { clientId: access.clientId } : {}),
     channel,
     ...(options.card ? { card: options.card } : {}),
-    now: options.now ?? new Date(),
+    now,
     timeZone: rules.catalogue.timeZone,
     category: rules.index.items.get(request.item)?.category ?? 'unknown',
   });
@@ -199,6 +215,20 @@ export async function recordDecision(
     throw status === 409
       ? conflict(entry.message, PROBLEM_AT[entry.kind])
       : badRequest(entry.message, PROBLEM_AT[entry.kind]);
+  }
+  if (request.correction) {
+    // A correction already recorded decides: the same one again is unchanged, another is refused (once only).
+    const [corrected, stored] = await Promise.all([
+      deps.ledger.collection.findOne({ _id: correctionId(check._id, request.item) }),
+      deps.ledger.collection.findOne({ _id: entry._id }),
+    ]);
+    if (corrected) return { status: sameDecision(corrected, entry) ? 'unchanged' : 'conflict', entry: corrected };
+    if (stored && !sameDecision(stored, entry)) {
+      const correction = correctionEntry(stored, entry, now);
+      if ('kind' in correction) throw conflict(correction.message, 'correction');
+      return deps.ledger.record(correction);
+    }
+    // Nothing recorded yet (or the same decision again): an ordinary first decision.
   }
   return deps.ledger.record(entry);
 }
@@ -222,6 +252,11 @@ export function decisionParameters(entry: LedgerEntry, deps: FhirDeps): Paramete
   }
   if (entry.reasonText) parameter.push({ name: 'reasonText', valueString: entry.reasonText });
   if (entry.result) parameter.push({ name: 'result', valueReference: { reference: entry.result } });
+  if (entry.supersedes) parameter.push({ name: 'supersedes', valueString: entry.supersedes });
+  else if (entry.event === 'accepted' || entry.event === 'declined') {
+    const until = new Date(entry.recordedAt.getTime() + CORRECTION_WINDOW_MS);
+    parameter.push({ name: 'correctableUntil', valueInstant: until.toISOString() });
+  }
   parameter.push({ name: 'saving', valueMoney: { value: entry.saving, currency: entry.currency } });
   parameter.push({ name: 'recorded', valueInstant: entry.recordedAt.toISOString() });
   return { resourceType: 'Parameters', parameter };
@@ -237,8 +272,14 @@ export async function reuseDecision(req: FhirRequest, deps: FhirDeps): Promise<F
   const result = await recordDecision(deps, request, 'operation');
   if (result.status === 'conflict') {
     const stored = result.entry;
+    if (stored.supersedes) {
+      throw conflict(
+        `The decision for item ${stored.item} of check ${stored.check} was already corrected (${stored.event}${stored.reason ? `, ${stored.reason}` : ''}) and is final`,
+        'correction',
+      );
+    }
     throw conflict(
-      `Check ${stored.check} already has ${stored.event === 'viewed' ? 'a view' : `the decision '${stored.event}'${stored.reason ? ` (${stored.reason})` : ''}`} for item ${stored.item}, recorded ${stored.recordedAt.toISOString()}; recorded decisions are immutable`,
+      `Check ${stored.check} already has ${stored.event === 'viewed' ? 'a view' : `the decision '${stored.event}'${stored.reason ? ` (${stored.reason})` : ''}`} for item ${stored.item}, recorded ${stored.recordedAt.toISOString()}; recorded decisions are immutable (a decision may be corrected once within ${CORRECTION_WINDOW_MS / 60_000} minutes with correction = true)`,
       'decision',
     );
   }

@@ -34,8 +34,8 @@ import {
   type Institution,
   type InstitutionDirectory,
 } from './institutions.js';
-import { addDays, formatLocalDateTime, formatLocalMinute, localDate, startOfLocalDay } from './time.js';
-import { HR_SCOPE_NAMES, narrowestScope, type Bilingual } from './vocabulary.js';
+import { addDays, englishDate, formatLocalDateTime, formatLocalMinute, localDate, startOfLocalDay } from './time.js';
+import { HR_SCOPE_NAMES, HUREN_FHIR_BASE, LEVEL_EN, SYSTEMS, narrowestScope, type Bilingual } from './vocabulary.js';
 
 export type ReuseDecision = 'reusable' | 'reference-only' | 'expired' | 'none' | 'not-recognized';
 
@@ -116,7 +116,10 @@ export interface ReuseOutcome {
   retestJustified: boolean;
   /** The decline reason code the context corresponds to. */
   justification?: string;
+  /** The whole explanation: the headline and every rule step. */
   reason: Bilingual;
+  /** One plain sentence for the doctor (what, from whom, when, and why it is or is not reusable). */
+  summary: Bilingual;
   path: RuleStep[];
   /** Every result considered, most recent first. */
   candidates: Candidate[];
@@ -222,6 +225,10 @@ function notRecognized(requestIndex: number, requested: Coding[], codings: Codin
     saving: { value: 0, currency: 'CNY' },
     retestJustified: false,
     reason: {
+      zh: `非互认项目：${codes} 不在互认目录中，也不是本机构已对照的本地编码。`,
+      en: `Not recognised: ${codes} is neither in the recognition catalogue nor a mapped local code of the requester.`,
+    },
+    summary: {
       zh: `非互认项目：${codes} 不在互认目录中，也不是本机构已对照的本地编码。`,
       en: `Not recognised: ${codes} is neither in the recognition catalogue nor a mapped local code of the requester.`,
     },
@@ -339,8 +346,8 @@ function viaStep(ctx: Ctx, item: CatalogueItem, g: Gathered): RuleStep {
   return {
     rule: 'match',
     passed: true,
-    zh: `结果按 ${f.matchedCode.system}|${f.matchedCode.code} 对应到 ${item.code}${how.zh}`,
-    en: `the result maps to ${item.code} by ${f.matchedCode.system}|${f.matchedCode.code}${how.en}`,
+    zh: `结果按${codeLabel(f.matchedCode.system, f.matchedCode.code).zh}对应到 ${item.code}${how.zh}`,
+    en: `the result maps to ${item.code} by ${codeLabel(f.matchedCode.system, f.matchedCode.code).en}${how.en}`,
   };
 }
 
@@ -379,7 +386,7 @@ function eligibility(ctx: Ctx, item: CatalogueItem, g: Gathered, day: string): R
         rule: 'qualification',
         passed: false,
         zh: `${name.zh}的${cat.zh}互认资质已于 ${q.qualification.validTo} 到期，早于结果日期 ${day}`,
-        en: `${name.en}'s HR qualification for ${cat.en} ended on ${q.qualification.validTo}, before the result of ${day}`,
+        en: `${name.en}'s HR qualification for ${cat.en} ended on ${englishDate(q.qualification.validTo)}, before the result of ${englishDate(day)}`,
       });
       return steps;
     case 'not-yet-valid':
@@ -387,7 +394,7 @@ function eligibility(ctx: Ctx, item: CatalogueItem, g: Gathered, day: string): R
         rule: 'qualification',
         passed: false,
         zh: `${name.zh}的${cat.zh}互认资质自 ${q.qualification.validFrom} 起生效，晚于结果日期 ${day}`,
-        en: `${name.en}'s HR qualification for ${cat.en} starts on ${q.qualification.validFrom}, after the result of ${day}`,
+        en: `${name.en}'s HR qualification for ${cat.en} starts on ${englishDate(q.qualification.validFrom)}, after the result of ${englishDate(day)}`,
       });
       return steps;
     case 'failed-qc':
@@ -395,13 +402,13 @@ function eligibility(ctx: Ctx, item: CatalogueItem, g: Gathered, day: string): R
         rule: 'qualification',
         passed: true,
         zh: `${name.zh}持有${cat.zh}互认资质（${q.qualification.validFrom} 至 ${q.qualification.validTo}）`,
-        en: `${name.en} holds an HR qualification for ${cat.en} (${q.qualification.validFrom} to ${q.qualification.validTo})`,
+        en: `${name.en} holds an HR qualification for ${cat.en} (${englishDate(q.qualification.validFrom)} to ${englishDate(q.qualification.validTo)})`,
       });
       steps.push({
         rule: 'quality-control',
         passed: false,
         zh: `${name.zh}于 ${q.qc.evaluatedOn} ${cat.zh}质控评价不合格${q.qc.programme ? `（${q.qc.programme}）` : ''}，此后的结果仅供参考`,
-        en: `${name.en} failed quality control for ${cat.en} on ${q.qc.evaluatedOn}${q.qc.programme ? ` (${q.qc.programme})` : ''}: its results since are for reference only`,
+        en: `${name.en} failed quality control for ${cat.en} on ${englishDate(q.qc.evaluatedOn)}${q.qc.programme ? ` (${q.qc.programme})` : ''}: its results since are for reference only`,
       });
       return steps;
     case 'valid':
@@ -412,7 +419,7 @@ function eligibility(ctx: Ctx, item: CatalogueItem, g: Gathered, day: string): R
     rule: 'qualification',
     passed: true,
     zh: `${name.zh}在结果日期 ${day} 持有有效的${cat.zh}互认资质（${HR_SCOPE_NAMES[qual.scope].zh}，${qual.validFrom} 至 ${qual.validTo}）${q.qc ? `，${q.qc.evaluatedOn} 质控合格` : ''}`,
-    en: `${name.en} held a valid HR qualification for ${cat.en} on ${day} (${HR_SCOPE_NAMES[qual.scope].en}, ${qual.validFrom} to ${qual.validTo})${q.qc ? `, quality control passed on ${q.qc.evaluatedOn}` : ''}`,
+    en: `${name.en} held a valid HR qualification for ${cat.en} on ${englishDate(day)} (${HR_SCOPE_NAMES[qual.scope].en}, ${englishDate(qual.validFrom)} to ${englishDate(qual.validTo)})${q.qc ? `, quality control passed on ${englishDate(q.qc.evaluatedOn)}` : ''}`,
   });
 
   // A panel assembled from several Observations is recognised as widely as its most narrowly marked part.
@@ -462,7 +469,7 @@ function eligibility(ctx: Ctx, item: CatalogueItem, g: Gathered, day: string): R
       rule: 'acceptance',
       passed: acceptance.accepted,
       zh: `${regionName.zh}：${policy.zh}；${performer.level}机构的结果${acceptance.accepted ? '予以认可' : '不予认可'}`,
-      en: `${regionName.en}: ${policy.en}; results of a ${performer.level} institution are ${acceptance.accepted ? 'accepted' : 'not accepted'}`,
+      en: `${regionName.en}: ${policy.en}; results of a ${LEVEL_EN[performer.level]} institution are ${acceptance.accepted ? 'accepted' : 'not accepted'}`,
     });
   }
   if (!acceptance.accepted) return steps;
@@ -478,6 +485,16 @@ function eligibility(ctx: Ctx, item: CatalogueItem, g: Gathered, day: string): R
   return steps;
 }
 
+/** A code as a doctor reads it in the rule path: LOINC 57021-8, catalogue code …, local code … (no system URLs). */
+function codeLabel(system: string, code: string): Bilingual {
+  if (system === 'http://loinc.org') return { zh: ` LOINC ${code} `, en: `LOINC ${code}` };
+  if (system === SYSTEMS.catalogue) return { zh: `目录编码 ${code} `, en: `catalogue code ${code}` };
+  if (system === SYSTEMS.nationalPriceCode)
+    return { zh: `全国价格项目编码 ${code} `, en: `national price code ${code}` };
+  if (system.startsWith(HUREN_FHIR_BASE)) return { zh: `编码 ${code} `, en: `code ${code}` };
+  return { zh: `本地编码 ${code} `, en: `local code ${code}` };
+}
+
 function evaluate(ctx: Ctx, item: CatalogueItem, g: Gathered): Candidate {
   const day = localDate(g.effectiveMs, ctx.timeZone);
   const lastValidDay = addDays(day, item.validityDays);
@@ -488,7 +505,7 @@ function evaluate(ctx: Ctx, item: CatalogueItem, g: Gathered): Candidate {
     rule: 'window',
     passed: inWindow,
     zh: `有效期 ${item.validityDays} 天，自检查/采样日 ${day} 起算，至 ${lastValidDay} 24时（${ctx.timeZone}）；今天是 ${ctx.today}${inWindow ? '' : '，已过期'}`,
-    en: `window ${item.validityDays} days from the exam/collection day ${day}: valid through the end of ${lastValidDay} (${ctx.timeZone}); today is ${ctx.today}${inWindow ? '' : ', so it has expired'}`,
+    en: `window ${item.validityDays} days from the exam/collection day ${englishDate(day)}: valid through the end of ${englishDate(lastValidDay)} (${ctx.timeZone}); today is ${englishDate(ctx.today)}${inWindow ? '' : ', so it has expired'}`,
   });
   let decision: Candidate['decision'];
   if (!inWindow) {
@@ -532,8 +549,8 @@ function decideItem(
     {
       rule: 'match',
       passed: true,
-      zh: `申请项目按 ${match.system}|${match.code} 对应到互认目录 ${item.code} ${item.name.zh}${match.verified ? '' : '（编码尚待核实）'}`,
-      en: `the order maps to catalogue item ${item.code} ${item.name.en} by ${match.system}|${match.code}${match.verified ? '' : ' (code not yet verified)'}`,
+      zh: `申请项目按${codeLabel(match.system, match.code).zh}对应到互认目录 ${item.code} ${item.name.zh}${match.verified ? '' : '（编码尚待核实）'}`,
+      en: `the order maps to catalogue item ${item.code} ${item.name.en} by ${codeLabel(match.system, match.code).en}${match.verified ? '' : ' (code not yet verified)'}`,
     },
   ];
   if (own.length > 0) {
@@ -542,7 +559,7 @@ function decideItem(
       rule: 'own-institution',
       passed: false,
       zh: `本机构 ${o.primary.effectiveSent} 的结果属院内结果，不作为跨机构互认提示`,
-      en: `a result of the requester's own institution (${o.primary.effectiveSent}) is not a cross-institution recognition and is not proposed`,
+      en: `a result of the requester's own institution (${englishDate(formatLocalMinute(Date.parse(o.primary.effectiveSent), ctx.timeZone))}) is not a cross-institution recognition and is not proposed`,
     });
   }
   const price = priceFor(item, ctx.requester.level);
@@ -559,7 +576,7 @@ function decideItem(
           rule: 'more-recent',
           passed: true,
           zh: `${who.zh} ${newer.effective} 的较新结果仅供参考：${failed?.zh ?? ''}`,
-          en: `a more recent result from ${who.en} (${newer.effective}) is for reference only: ${failed?.en ?? ''}`,
+          en: `a more recent result from ${who.en} (${englishDate(formatLocalMinute(Date.parse(newer.effective), ctx.timeZone))}) is for reference only: ${failed?.en ?? ''}`,
         });
       }
       path.push(
@@ -568,13 +585,13 @@ function decideItem(
               rule: 'saving',
               passed: true,
               zh: `按申请机构（${ctx.requester.level}）价格计，可节省 ¥${price.amount.toFixed(2)}`,
-              en: `saving ¥${price.amount.toFixed(2)} at the requester's price (${ctx.requester.level}, ${price.key === 'default' ? 'list price' : price.key})`,
+              en: `saving ¥${price.amount.toFixed(2)} at the requester's price (${LEVEL_EN[ctx.requester.level]}, ${price.key === 'default' ? 'list price' : price.key})`,
             }
           : {
               rule: 'saving',
               passed: true,
               zh: `申请机构（${ctx.requester.level}）未配置该项目价格，节省按 ¥0 计`,
-              en: `no price configured for this item at a ${ctx.requester.level} institution: saving ¥0`,
+              en: `no price configured for this item at a ${LEVEL_EN[ctx.requester.level]} institution: saving ¥0`,
             },
       );
     }
@@ -601,6 +618,7 @@ function decideItem(
     saving: { value: decision === 'reusable' ? price.amount : 0, currency: 'CNY' },
     retestJustified: ctx.context.retestJustified,
     reason: composeReason(ctx, item, decision, chosen, path),
+    summary: composeSummary(ctx, item, decision, chosen),
     path,
     candidates,
   };
@@ -624,6 +642,41 @@ const HEADLINE: Record<ReuseDecision, Bilingual> = {
   'not-recognized': { zh: '非互认项目', en: 'Not recognised' },
 };
 
+/** The one sentence a doctor reads: the rule path stays available on demand (`path`). */
+function composeSummary(
+  ctx: Ctx,
+  item: CatalogueItem,
+  decision: ReuseDecision,
+  chosen: Candidate | undefined,
+): Bilingual {
+  if (!chosen) {
+    return {
+      zh: `无可用结果：该患者在其他机构没有${item.name.zh}结果。`,
+      en: `No result: this patient has no ${item.name.en} from another institution.`,
+    };
+  }
+  const who = institutionName(ctx, chosen.performer);
+  const when = formatLocalMinute(Date.parse((chosen.facts[0] as RecognitionFact).effective), ctx.timeZone);
+  const last = chosen.lastValidDay;
+  if (decision === 'reusable') {
+    return {
+      zh: `可互认：${who.zh} ${when} 的${item.name.zh}结果在有效期内（至 ${last}），无需重复检查。`,
+      en: `Reusable: the ${item.name.en} from ${who.en} on ${englishDate(when)} is valid until ${englishDate(last)}; no need to repeat it.`,
+    };
+  }
+  if (decision === 'expired') {
+    return {
+      zh: `已过期：${who.zh} ${when} 的${item.name.zh}结果已超过 ${item.validityDays} 天有效期（至 ${last}）。`,
+      en: `Expired: the ${item.name.en} from ${who.en} on ${englishDate(when)} is past its ${item.validityDays}-day window (ended ${englishDate(last)}).`,
+    };
+  }
+  const failed = chosen.steps.find((s) => !s.passed);
+  return {
+    zh: `仅供参考：${who.zh} ${when} 的${item.name.zh}结果不能互认${failed ? `——${failed.zh}` : ''}。`,
+    en: `For reference only: the ${item.name.en} from ${who.en} on ${englishDate(when)} cannot be reused${failed ? ` — ${failed.en}` : ''}.`,
+  };
+}
+
 function composeReason(
   ctx: Ctx,
   item: CatalogueItem,
@@ -638,7 +691,7 @@ function composeReason(
     const who = institutionName(ctx, chosen.performer);
     const when = formatLocalMinute(Date.parse((chosen.facts[0] as RecognitionFact).effective), ctx.timeZone);
     zh = `${head.zh}：${item.name.zh}（${item.code}），${who.zh} ${when} 的结果`;
-    en = `${head.en}: ${item.name.en} (${item.code}) from ${who.en}, ${when}`;
+    en = `${head.en}: ${item.name.en} (${item.code}) from ${who.en}, ${englishDate(when)}`;
   } else {
     zh = `${head.zh}：未找到该患者在其他机构的${item.name.zh}（${item.code}）结果`;
     en = `${head.en}: no ${item.name.en} (${item.code}) of this patient from another institution`;

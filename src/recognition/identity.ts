@@ -245,7 +245,8 @@ export function describeConflicts(
 ): string[] {
   if (options.lang !== 'zh') {
     return identity.conflicts.map(
-      (c) => `${c.field}: ${c.values.map((v) => `${v.value} (${v.sources.join(', ')})`).join(' ≠ ')}`,
+      (c) =>
+        `${c.field}: ${c.values.map((v) => `${v.value} (${v.sources.map((w) => options.nameOf?.(w) ?? w).join(', ')})`).join(' ≠ ')}`,
     );
   }
   const word = (w: string) => CONFLICT_WORDS[w] ?? options.nameOf?.(w) ?? w;

@@ -8,6 +8,7 @@ import { isLocalDate } from './time.js';
 import {
   HR_SCOPES,
   INSTITUTION_LEVELS,
+  LEVEL_EN,
   gradeOf,
   gradeRank,
   type Bilingual,
@@ -410,13 +411,13 @@ export function describePolicy(rule: AcceptanceRule, requesterLevel: Institution
     case 'higher-or-peer':
       return {
         zh: `${requesterLevel}机构认可同级(${gradeOf(requesterLevel)})或更高等级机构的结果`,
-        en: `a ${requesterLevel} institution accepts results of its own grade (${gradeOf(requesterLevel)}) or higher`,
+        en: `a ${LEVEL_EN[requesterLevel]} institution accepts results of its own grade (${LEVEL_EN[gradeOf(requesterLevel)]}) or higher`,
       };
     case 'explicit': {
       const levels = rule.accepts?.[requesterLevel] ?? [];
       return {
         zh: `${requesterLevel}机构认可：${levels.length ? levels.join('、') : '无'}`,
-        en: `a ${requesterLevel} institution accepts: ${levels.length ? levels.join(', ') : 'none'}`,
+        en: `a ${LEVEL_EN[requesterLevel]} institution accepts: ${levels.length ? levels.map((l) => LEVEL_EN[l]).join(', ') : 'none'}`,
       };
     }
   }

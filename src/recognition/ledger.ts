@@ -4,6 +4,10 @@
  * result: reusable or reference-only), `viewed` (the doctor opened it), then at most one decision, `accepted` or
  * `declined` (with a reason from the decline-reason CodeSystem). The saving is counted only on `accepted`.
  *
+ * A decision may be corrected once within CORRECTION_WINDOW_MS (a mis-click): the correction is a new entry
+ * (`<check>|<item>|correction`) that names the entry it supersedes and carries what that entry counted (`reverses`),
+ * so the ledger stays append-only and a report that sums entries counts the final decision once (src/reports).
+ *
  * Entries carry the report dimensions precomputed at write time (local day, month, year, institution, performer,
  * category, item), so reports group with `$match` + `$group`/`$sum` only (design.md: FerretDB 1.24). Entries hold
  * the pseudonymous patient key (for 互认人次, distinct patients), never an identifier.
@@ -34,6 +38,19 @@ const LATE_MS = 86400_000;
 export type LedgerEvent = 'prompt' | 'viewed' | 'accepted' | 'declined';
 /** What a doctor (or the EHR on the doctor's behalf) records for an item of a check. */
 export type DoctorAction = 'viewed' | 'accepted' | 'declined';
+
+/** How long after a decision the doctor may correct it (a mis-click), once. */
+export const CORRECTION_WINDOW_MS = 10 * 60_000;
+
+/** What a superseded decision counted in the reports, carried by its correction so a sum can take it back. */
+export interface ReversedDecision {
+  event: 'accepted' | 'declined';
+  reason?: string;
+  countsAsDecline?: boolean;
+  saving: number;
+  day: string;
+  month: string;
+}
 
 /** Outcomes a doctor is prompted about: there is a prior result to look at. */
 export const PROMPTED_DECISIONS: readonly ReuseDecision[] = ['reusable', 'reference-only'];
@@ -71,6 +88,9 @@ export interface LedgerEntry {
   channel: 'operation' | 'cds-feedback' | 'app' | 'check' | 'seed';
   /** CDS Hooks card uuid when the decision came as feedback. */
   card?: string;
+  /** On a correction: the _id of the decision it supersedes, and what that decision counted. */
+  supersedes?: string;
+  reverses?: ReversedDecision;
   recordedAt: Date;
   /** Local calendar dimensions of recordedAt in the region's zone. */
   day: string;
@@ -99,7 +119,8 @@ export type DecisionProblem =
   | { kind: 'nothing-to-decide'; message: string }
   | { kind: 'reason-required'; message: string }
   | { kind: 'reason-not-allowed'; message: string }
-  | { kind: 'text-required'; message: string };
+  | { kind: 'text-required'; message: string }
+  | { kind: 'not-correctable'; message: string };
 
 /** Local day/month/year of an instant. */
 export function dimensionsOf(at: Date, timeZone: string): Pick<LedgerEntry, 'day' | 'month' | 'year'> {
@@ -218,6 +239,60 @@ export function sameDecision(stored: LedgerEntry, wanted: LedgerEntry): boolean 
   );
 }
 
+/** The _id of the correction of an item's decision in a check. */
+export function correctionId(check: string, item: string): string {
+  return `${check}|${item}|correction`;
+}
+
+/**
+ * The correction of a stored decision by a wanted one (pure), or why it cannot be: only `accepted`/`declined` are
+ * corrected, within CORRECTION_WINDOW_MS of the stored decision, to something different.
+ */
+export function correctionEntry(stored: LedgerEntry, wanted: LedgerEntry, now: Date): LedgerEntry | DecisionProblem {
+  if (stored.event !== 'accepted' && stored.event !== 'declined') {
+    return {
+      kind: 'not-correctable',
+      message: `Only a decision (accepted or declined) is corrected, not '${stored.event}'`,
+    };
+  }
+  if (wanted.event !== 'accepted' && wanted.event !== 'declined') {
+    return {
+      kind: 'not-correctable',
+      message: `A decision is corrected by another decision, not by '${wanted.event}'`,
+    };
+  }
+  const until = new Date(stored.recordedAt).getTime() + CORRECTION_WINDOW_MS;
+  if (now.getTime() > until) {
+    return {
+      kind: 'not-correctable',
+      message: `The decision recorded ${new Date(stored.recordedAt).toISOString()} could be corrected until ${new Date(until).toISOString()}; it is final`,
+    };
+  }
+  return {
+    ...wanted,
+    _id: correctionId(stored.check, stored.item),
+    supersedes: stored._id,
+    reverses: {
+      event: stored.event,
+      ...(stored.reason ? { reason: stored.reason } : {}),
+      ...(stored.countsAsDecline !== undefined ? { countsAsDecline: stored.countsAsDecline } : {}),
+      saving: stored.saving,
+      day: stored.day,
+      month: stored.month,
+    },
+  };
+}
+
+/** The decision in force for each item of a check's entries: the correction when there is one (pure). */
+export function finalDecisions(entries: readonly LedgerEntry[]): Map<string, LedgerEntry> {
+  const out = new Map<string, LedgerEntry>();
+  for (const e of entries) {
+    if (e.event !== 'accepted' && e.event !== 'declined') continue;
+    if (!out.has(e.item) || e.supersedes === out.get(e.item)!._id) out.set(e.item, e);
+  }
+  return out;
+}
+
 export type RecordResult =
   | { status: 'created'; entry: LedgerEntry }
   | { status: 'unchanged'; entry: LedgerEntry }
@@ -279,7 +354,8 @@ export class DecisionLedger {
 
   /**
    * Records an entry once. The _id makes it immutable and idempotent: a retry of the same action returns the stored
-   * entry unchanged; a different action for the same (check, item) is a conflict (corrections are new checks).
+   * entry unchanged; a different action for the same (check, item) is a conflict. A correction is recorded the same
+   * way under its own _id: once per (check, item).
    */
   async record(entry: LedgerEntry): Promise<RecordResult> {
     try {

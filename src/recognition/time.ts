@@ -138,6 +138,15 @@ export function formatLocalMinute(ms: number, timeZone: string): string {
   return formatLocalDateTime(ms, timeZone).slice(0, 16).replace('T', ' ');
 }
 
+const MONTHS_EN = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+
+/** A local `YYYY-MM-DD[ HH:mm]` in English: `6 Dec 2026[ 09:30]` (the one English date format of the broker). */
+export function englishDate(local: string): string {
+  const m = /^(\d{4})-(\d{2})-(\d{2})(?:[ T](\d{2}:\d{2}))?/.exec(local);
+  if (!m) return local;
+  return `${Number(m[3])} ${MONTHS_EN[Number(m[2]) - 1]} ${m[1]}${m[4] ? ` ${m[4]}` : ''}`;
+}
+
 export interface ParsedDateTime {
   /** The instant (ms since epoch). For a date without time: local midnight of that date in the zone. */
   ms: number;

@@ -58,6 +58,17 @@ export interface Bilingual {
 export const INSTITUTION_LEVELS = ['三级甲等', '三级乙等', '二级甲等', '二级', '一级', '社区'] as const;
 export type InstitutionLevel = (typeof INSTITUTION_LEVELS)[number];
 
+/** The English name of a level (三级甲等 → tertiary grade A), for answers given in English. */
+export const LEVEL_EN: Record<InstitutionLevel | Grade, string> = {
+  三级甲等: 'tertiary grade A',
+  三级乙等: 'tertiary grade B',
+  二级甲等: 'secondary grade A',
+  二级: 'secondary',
+  一级: 'primary',
+  社区: 'community',
+  三级: 'tertiary',
+};
+
 /** Grades (三级/二级/一级): the unit prices are set by and peers are counted within. */
 export const GRADES = ['三级', '二级', '一级'] as const;
 export type Grade = (typeof GRADES)[number];

@@ -17,9 +17,14 @@
  * acceptance per (day, institution), per (day, institution, category), per (day, institution, item) and per (day,
  * institution, category, item): a visit never spans two days, so these counts add up across days and pieces, and a
  * rollup grows with the days, institutions and items it covers, not with the patients. No patient key is kept.
+ *
+ * A correction (src/recognition/ledger.ts) takes back what the decision it supersedes counted: its funnel cell and
+ * saving with a negative count wherever the correction falls, and its acceptance by not counting it as a visit in
+ * the piece of the decision (a correction comes within CORRECTION_WINDOW_MS, so when it falls on the next day the
+ * piece's build finds it by its _id). The final decision counts once, even across rollups.
  */
 import type { Collection, Db } from 'mongodb';
-import type { DecisionLedger, LedgerEntry } from '../recognition/ledger.js';
+import { CORRECTION_WINDOW_MS, correctionId, type DecisionLedger, type LedgerEntry } from '../recognition/ledger.js';
 import { localDate } from '../recognition/time.js';
 import type { Dimension, FunnelGroup, LedgerAggregates, SavingsQuery, SumGroup } from './savings.js';
 
@@ -66,27 +71,52 @@ const VISIT_LEVELS: [string, (e: LedgerEntry) => string[]][] = [
   ['ci', (e) => [e.category, e.item]],
 ];
 
+function funnelKey(
+  e: LedgerEntry,
+  counted: Pick<LedgerEntry, 'month' | 'event' | 'reason' | 'countsAsDecline'>,
+): string {
+  return [
+    counted.month,
+    e.institution,
+    e.category,
+    e.item,
+    counted.event,
+    e.outcome,
+    counted.reason ?? '',
+    counted.countsAsDecline === undefined ? '' : String(counted.countsAsDecline),
+  ].join(SEP);
+}
+
+function add(map: Map<string, number>, key: string, n: number): void {
+  map.set(key, (map.get(key) ?? 0) + n);
+}
+
 /**
  * Adds ledger entries to a tally (pure). `entries` must be every entry of the days they cover, and the tally must hold
- * none of those days yet: the distinct visits are counted within one call.
+ * none of those days yet: the distinct visits are counted within one call. A correction adds its decision and takes
+ * back the funnel cell and saving of the one it supersedes; an acceptance superseded by a correction among `entries`
+ * or named in `superseded` (corrections recorded after these days) is no visit.
  */
-export function addEntries(tally: LedgerTally, entries: Iterable<LedgerEntry>): LedgerTally {
+export function addEntries(
+  tally: LedgerTally,
+  entries: readonly LedgerEntry[],
+  superseded: ReadonlySet<string> = new Set(),
+): LedgerTally {
+  const corrected = new Set(superseded);
+  for (const e of entries) if (e.supersedes) corrected.add(e.supersedes);
   const seen = new Set<string>();
   for (const e of entries) {
-    const funnelKey = [
-      e.month,
-      e.institution,
-      e.category,
-      e.item,
-      e.event,
-      e.outcome,
-      e.reason ?? '',
-      e.countsAsDecline === undefined ? '' : String(e.countsAsDecline),
-    ].join(SEP);
-    tally.funnel.set(funnelKey, (tally.funnel.get(funnelKey) ?? 0) + 1);
+    add(tally.funnel, funnelKey(e, e), 1);
+    const r = e.reverses;
+    if (r) {
+      add(tally.funnel, funnelKey(e, r), -1);
+      if (r.event === 'accepted') {
+        add(tally.savingFen, [r.month, e.institution, e.category, e.item].join(SEP), -Math.round(r.saving * 100));
+      }
+    }
     if (e.event === 'accepted') {
-      const where = [e.month, e.institution, e.category, e.item].join(SEP);
-      tally.savingFen.set(where, (tally.savingFen.get(where) ?? 0) + Math.round((e.saving ?? 0) * 100));
+      add(tally.savingFen, [e.month, e.institution, e.category, e.item].join(SEP), Math.round((e.saving ?? 0) * 100));
+      if (corrected.has(e._id)) continue;
       for (const [level, parts] of VISIT_LEVELS) {
         const key = [level, e.day, e.institution, ...parts(e)].join(SEP);
         const visit = key + SEP + e.patientKey;
@@ -161,9 +191,10 @@ export function aggregatesOf(tally: LedgerTally, query: Pick<SavingsQuery, 'by' 
     else patients.set(key, { _id: id, n });
   }
   return {
-    funnel: [...funnel.values()],
-    savings: [...savings.values()].map(({ _id, fen }) => ({ _id, n: fen / 100 })),
-    patients: [...patients.values()],
+    // A cell a correction took back to nothing is no cell (a decline reason with 0 entries is not listed).
+    funnel: [...funnel.values()].filter((g) => g.n !== 0),
+    savings: [...savings.values()].filter((g) => g.fen !== 0).map(({ _id, fen }) => ({ _id, n: fen / 100 })),
+    patients: [...patients.values()].filter((g) => g.n !== 0),
     patientsTotal,
   };
 }
@@ -260,14 +291,15 @@ export class LedgerRollups {
       for (const { piece, stamp } of wanted) {
         const day = piece.startsWith('day:') ? piece.slice(4) : undefined;
         const piecesEntries = day ? entries.filter((e) => e.day === day) : entries;
-        const built = addEntries(emptyTally(), piecesEntries);
+        const built = addEntries(emptyTally(), piecesEntries, await this.correctedLater(piecesEntries));
         mergeTally(tally, built);
         await this.store(toDoc(piece, stamp, built, piecesEntries.length));
       }
     }
     // Open days: their entries as they are now (equality on `day`, which the database can look up).
+    // Added in one call: a correction today of yesterday's decision is among them.
     const open = await Promise.all(plan.openDays.map((day) => this.ledger.collection.find({ day }).toArray()));
-    for (const entries of open) addEntries(tally, entries);
+    addEntries(tally, open.flat());
     return {
       tally,
       stats: {
@@ -277,6 +309,30 @@ export class LedgerRollups {
         built: [...stale.values()].reduce((n, w) => n + w.length, 0),
       },
     };
+  }
+
+  /**
+   * The acceptances among a piece's entries that a correction recorded after the piece's last day supersedes. Only an
+   * acceptance recorded within CORRECTION_WINDOW_MS (and an hour for clocks) of the piece's last entry can have one:
+   * those few are looked up by their corrections' _ids.
+   */
+  private async correctedLater(entries: readonly LedgerEntry[]): Promise<Set<string>> {
+    const last = Math.max(...entries.map((e) => new Date(e.recordedAt).getTime()));
+    const inPiece = new Set(entries.map((e) => e._id));
+    const candidates = entries.filter(
+      (e) =>
+        e.event === 'accepted' &&
+        new Date(e.recordedAt).getTime() >= last - CORRECTION_WINDOW_MS - 3600_000 &&
+        !inPiece.has(correctionId(e.check, e.item)),
+    );
+    const out = new Set<string>();
+    for (let i = 0; i < candidates.length; i += 1000) {
+      const ids = candidates.slice(i, i + 1000).map((e) => correctionId(e.check, e.item));
+      for (const c of await this.ledger.collection.find({ _id: { $in: ids } }).toArray()) {
+        if (c.supersedes) out.add(c.supersedes);
+      }
+    }
+    return out;
   }
 
   /**

@@ -70,6 +70,7 @@ export const ANCHORS: AnchorShape[] = [
   { collection: 'app_launches', anchor: '_id', use: 'SMART launch' },
   { collection: 'app_codes', anchor: '_id', use: 'SMART authorization codes' },
   { collection: 'app_claims', anchor: '_id', use: 'single use of launches and codes' },
+  { collection: 'app_day_checks', anchor: '_id', use: "the view's checks of a patient today (re-launch)" },
   { collection: 'sync_endpoints', anchor: '_id', use: 'a hospital endpoint' },
   { collection: 'sync_status', anchor: '_id', use: 'a hospital’s sync state' },
   { collection: 'sync_leases', anchor: '_id', use: 'renewing a sync lease' },
@@ -118,6 +119,12 @@ export const SCANS: ScanShape[] = [
   { collection: 'clients', keys: ['demo'], use: 'removing demo clients', why: RARE },
   { collection: 'cds_clients', keys: ['demo'], use: 'removing demo CDS clients', why: RARE },
   {
+    collection: 'cds_clients',
+    keys: [],
+    use: 'CORS origins of the registered EHRs',
+    why: 'a few dozen EHRs, read at most every 30 s per process',
+  },
+  {
     collection: 'signing_keys',
     keys: [],
     extra: /^(signUntil|verifyUntil)$/,
@@ -126,6 +133,7 @@ export const SCANS: ScanShape[] = [
   },
   { collection: 'seen_jti', keys: ['expiresAt'], use: 'purge', why: 'entries live 5 minutes: maintenance' },
   { collection: 'app_launches', keys: ['expiresAt'], use: 'purge', why: 'entries live minutes: maintenance' },
+  { collection: 'app_day_checks', keys: ['expiresAt'], use: 'purge', why: 'entries live two days: maintenance' },
   { collection: 'app_codes', keys: ['expiresAt'], use: 'purge', why: 'entries live minutes: maintenance' },
   { collection: 'app_claims', keys: ['at'], use: 'purge', why: 'entries live a day: maintenance' },
 ];

@@ -3,7 +3,7 @@
  * the EHR, authorize, code exchange — see src/auth/app-launch.ts), and its data at /app/api/prior-results. Every
  * read of patient data is audited like a FHIR operation; decisions go through `$reuse-decision`.
  */
-import type { Identifier } from 'fhir/r4';
+import type { Identifier, Patient } from 'fhir/r4';
 import express, { type Request, type Response, type Router } from 'express';
 import { decodeJwt } from 'jose';
 import { APP_CLIENT_ID, type AppLaunches } from '../auth/app-launch.js';
@@ -14,8 +14,10 @@ import { badRequest, error, forbidden, notFound } from '../fhir/outcomes.js';
 import type { FhirRequest } from '../fhir/request.js';
 import { normalizeIdentifier, isMatchingIdentifierSystem, patientKeysOf } from '../recognition/identity.js';
 import { RecognitionInputError } from '../recognition/errors.js';
+import { localDate } from '../recognition/time.js';
 import { sendPage } from './assets.js';
 import { priorResults } from './prior-results.js';
+import { patientBanner } from './patient-banner.js';
 import type { ReuseCheckDoc } from '../recognition/reuse-checks.js';
 
 type Deps = AppDeps & { launches: AppLaunches };
@@ -147,29 +149,48 @@ export function appRouter(deps: Deps, publicOrigin: (req: Request) => string): R
       throw notFound(`The check ${cardCheckId} named by the launch is not one of this institution`);
     }
     if (!deps.facts || !deps.reuseChecks) throw error(500, 'exception', 'The recognition service is not configured');
-    const viewChecks = await Promise.all((launch.viewChecks ?? []).map((id) => deps.reuseChecks!.get(id)));
-    const earlier = [cardCheck, ...viewChecks].filter((c): c is ReuseCheckDoc => c !== null);
+    // The checks already asked: the card's, this launch's, and the view's earlier ones of the patient today (a
+    // re-launch shows the decisions recorded in them instead of offering the buttons again).
+    const now = new Date();
+    const institution = access.organization.replace(/^Organization\//, '');
+    const today = localDate(now.getTime(), deps.facts.rules.catalogue.timeZone);
+    const dayIds = launch.patientKeys.map((key) => `${institution}|${key}|${today}`);
+    const checkIds = [...new Set([...(await deps.launches.checksOfDay(dayIds)), ...(launch.viewChecks ?? [])])];
+    const viewChecks = await Promise.all(checkIds.map((id) => deps.reuseChecks!.get(id)));
+    const earlier = [cardCheck, ...viewChecks].filter(
+      (c): c is ReuseCheckDoc => c !== null && c.requester === institution,
+    );
     const view = await priorResults(
       { ...deps, access },
       {
         organization: access.organization.replace(/^Organization\//, ''),
         patientKeys: launch.patientKeys,
         clientId: access.clientId,
-        now: new Date(),
+        now,
         earlier,
         ...(context.get('item') ? { highlight: context.get('item')! } : {}),
       },
     );
     if (view.check && !earlier.some((c) => c._id === view.check)) {
-      await deps.launches.launches.updateOne({ _id: launch._id }, { $push: { viewChecks: view.check } });
+      await Promise.all([
+        deps.launches.launches.updateOne({ _id: launch._id }, { $push: { viewChecks: view.check } }),
+        ...dayIds.map((id) => deps.launches.addDayCheck(id, view.check, now)),
+      ]);
     }
     const { resources, ...body } = view;
+    // The banner: the launching institution's record of the patient (the launch's `patient`), masked.
+    const record = launch.patient ? await deps.store.findCurrent('Patient', launch.patient) : null;
+    const banner = patientBanner(
+      record && !record.deleted ? (record.resource as Patient) : undefined,
+      new Date(),
+      deps.facts.rules.catalogue.timeZone,
+    );
     await deps.audit(auditRequest(req, res, access, ['prior-results']), 200, undefined, undefined, {
       patients: launch.patient ? [`Patient/${launch.patient}`] : [],
       resources,
     });
     res.setHeader('Cache-Control', 'no-store');
-    res.json({ ...body, ...(launch.patient ? { patient: launch.patient } : {}) });
+    res.json({ ...body, banner, ...(launch.patient ? { patient: launch.patient } : {}) });
   });
 
   return router;

@@ -9,16 +9,28 @@ import type { FhirDeps } from '../fhir/interactions.js';
 import { runReuseCheck } from '../fhir/reuse-check.js';
 import type { RecognitionFact } from '../recognition/facts.js';
 import type { ReuseCheckDoc } from '../recognition/reuse-checks.js';
-import { SYSTEMS } from '../recognition/vocabulary.js';
-import type { CategoryView, ItemView, PriorResultsView, TrendPoint, ValueView } from './view-types.js';
+import { CORRECTION_WINDOW_MS, finalDecisions, type LedgerEntry } from '../recognition/ledger.js';
+import { LEVEL_EN, SYSTEMS } from '../recognition/vocabulary.js';
+import { reportDetail } from './report-detail.js';
+import type {
+  CategoryView,
+  ItemView,
+  PriorResultsView,
+  RecordedDecision,
+  TrendPoint,
+  ValueView,
+} from './view-types.js';
 
 /** Most results (and their observations) a view loads: a year of a chronic patient's tests fits easily. */
 const MAX_SOURCES = 300;
 const DAY_MS = 86400_000;
 
-function display(concept: CodeableConcept | undefined): { code: string; display: string } {
+function display(concept: CodeableConcept | undefined): { code: string; display: string; displayEn?: string } {
   const coding = concept?.coding?.[0];
-  return { code: coding?.code ?? '', display: concept?.text ?? coding?.display ?? coding?.code ?? '' };
+  const shown = concept?.text ?? coding?.display ?? coding?.code ?? '';
+  // A coding's display (LOINC's English name) serves English readers when the text is Chinese.
+  const en = concept?.coding?.find((c) => c.display && !/[\u3400-\u9fff]/.test(c.display))?.display;
+  return { code: coding?.code ?? '', display: shown, ...(en && en !== shown ? { displayEn: en } : {}) };
 }
 
 function quantityOf(q: Quantity | undefined): { value?: number; unit?: string } {
@@ -27,10 +39,10 @@ function quantityOf(q: Quantity | undefined): { value?: number; unit?: string } 
 }
 
 export function valueOf(o: Observation): ValueView {
-  const { code, display: name } = display(o.code);
+  const { code, display: name, displayEn } = display(o.code);
   const range = o.referenceRange?.[0];
   const flag = o.interpretation?.[0]?.coding?.[0]?.code;
-  const view: ValueView = { code, display: name, ...quantityOf(o.valueQuantity) };
+  const view: ValueView = { code, display: name, ...(displayEn ? { displayEn } : {}), ...quantityOf(o.valueQuantity) };
   if (o.valueString) view.text = o.valueString;
   if (o.valueCodeableConcept) view.text = display(o.valueCodeableConcept).display;
   if (typeof range?.low?.value === 'number') view.low = range.low.value;
@@ -77,6 +89,32 @@ async function readAll(deps: FhirDeps, refs: string[]): Promise<Map<string, Reso
   return out;
 }
 
+/** The decision in force and whether the item was viewed, from a check's ledger entries. */
+function recorded(
+  entries: readonly LedgerEntry[],
+  check: string,
+  item: string,
+): { recorded?: RecordedDecision; viewed?: boolean } {
+  const mine = entries.filter((e) => e.check === check && e.item === item);
+  const final = finalDecisions(mine).get(item);
+  const viewed = mine.some((e) => e.event === 'viewed');
+  if (!final) return viewed ? { viewed } : {};
+  const at = new Date(final.recordedAt);
+  return {
+    ...(viewed ? { viewed } : {}),
+    recorded: {
+      decision: final.event as RecordedDecision['decision'],
+      ...(final.reason ? { reason: final.reason } : {}),
+      ...(final.reasonText ? { reasonText: final.reasonText } : {}),
+      saving: final.saving,
+      recordedAt: at.toISOString(),
+      ...(final.supersedes
+        ? { corrected: true }
+        : { correctableUntil: new Date(at.getTime() + CORRECTION_WINDOW_MS).toISOString() }),
+    },
+  };
+}
+
 /** The view and, for the audit trail, the resources it shows. */
 export async function priorResults(
   deps: FhirDeps,
@@ -92,7 +130,7 @@ export async function priorResults(
     earlier?: ReuseCheckDoc[];
     highlight?: string;
   },
-): Promise<PriorResultsView & { resources: string[] }> {
+): Promise<Omit<PriorResultsView, 'banner'> & { resources: string[] }> {
   const rules = deps.facts!.rules;
   const index = rules.index;
   const longest = Math.max(...rules.catalogue.items.map((i) => i.validityDays));
@@ -160,6 +198,11 @@ export async function priorResults(
   }
   for (const points of series.values()) points.sort((a, b) => Date.parse(a.effective) - Date.parse(b.effective));
 
+  // What the doctor already recorded, read back from the ledger (by check: an indexed lookup per check).
+  const checkIds = [...new Set([...asked.values()].map((c) => c._id))];
+  const entries = (await Promise.all(checkIds.map((id) => deps.ledger?.forCheck(id) ?? []))).flat();
+  const recordedOf = (check: string, item: string) => recorded(entries, check, item);
+
   const today = Date.parse(input.now.toISOString().slice(0, 10));
   const shown = new Set<string>();
   const views: ItemView[] = [];
@@ -169,7 +212,10 @@ export async function priorResults(
     const stored = check?.outcomes.find((x) => x.item === o.item!.code);
     const item = index.items.get(o.item.code)!;
     const source = byRef.get(o.fact.source);
-    const values = observationsOf(source, byRef).map(valueOf);
+    const observations = observationsOf(source, byRef);
+    // The findings narrative is shown as the report's findings, not as a value.
+    const report = reportDetail(source, observations);
+    const values = observations.filter((x) => !report?.findings || x.valueString !== report.findings).map(valueOf);
     const trends: Record<string, TrendPoint[]> = {};
     for (const v of values) {
       const points = series.get(v.code);
@@ -184,9 +230,20 @@ export async function priorResults(
       // A prior result exists, so the verdict is one of reusable, reference-only, expired.
       decision: (stored?.decision ?? o.decision) as ItemView['decision'],
       reason: o.reason,
+      summary: o.summary,
+      rulePath: o.path.map((step) => ({ zh: step.zh, en: step.en, passed: step.passed })),
+      ...(report ? { report } : {}),
       check: check?._id ?? checkId,
       result: o.fact.source,
-      ...(performer ? { performer: { id: performer.id, name: performer.name, level: performer.level } } : {}),
+      ...(performer
+        ? {
+            performer: {
+              id: performer.id,
+              name: performer.name,
+              level: { zh: performer.level, en: LEVEL_EN[performer.level] },
+            },
+          }
+        : {}),
       ...(o.effective ? { effective: o.effective } : {}),
       ...(o.validUntil ? { validUntil: o.validUntil } : {}),
       ...(o.lastValidDay ? { daysLeft: Math.round((Date.parse(o.lastValidDay) - today) / DAY_MS) } : {}),
@@ -199,6 +256,7 @@ export async function priorResults(
       values,
       trends,
       ...(input.highlight === item.code ? { highlighted: true } : {}),
+      ...recordedOf(check?._id ?? checkId, item.code),
     });
   }
 
@@ -214,21 +272,28 @@ export async function priorResults(
     }
   }
   const org = rules.directory.byId.get(input.organization);
+  const ordered = input.highlight ? index.items.get(input.highlight) : undefined;
   return {
     check: checkId,
+    ...(ordered ? { ordered: { item: ordered.code, name: ordered.name } } : {}),
     organization: { id: input.organization, ...(org ? { name: org.name } : {}) },
     generatedAt: input.now.toISOString(),
     categories,
-    declineReasons: rules.declineReasons.reasons.map((r) => ({
-      code: r.code,
-      name: r.display,
-      countsAsDecline: r.countsAsDecline,
-      requiresText: r.requiresText,
-    })),
+    // "Other (explain)" last: the listed reasons first, the free-text one when none fits.
+    declineReasons: [...rules.declineReasons.reasons]
+      .sort((a, b) => Number(a.requiresText) - Number(b.requiresText))
+      .map((r) => ({
+        code: r.code,
+        name: r.display,
+        countsAsDecline: r.countsAsDecline,
+        requiresText: r.requiresText,
+      })),
     ...(identity.consistent
       ? {}
       : {
-          identityConflicts: describeConflicts(identity).map((en, i) => ({
+          identityConflicts: describeConflicts(identity, {
+            nameOf: (id) => rules.directory.byId.get(id)?.name.en,
+          }).map((en, i) => ({
             en,
             zh: describeConflicts(identity, {
               lang: 'zh',

@@ -35,6 +35,7 @@ const patient: Patient = {
   resourceType: 'Patient',
   id: 'dv-patient',
   identifier: [{ system: ID_CARD, value: ID_NUMBER }],
+  name: [{ use: 'official', text: '王小红' }],
   gender: 'female',
   birthDate: '1980-03-15',
   managingOrganization: { reference: 'Organization/demo-hospital-a' },
@@ -74,13 +75,58 @@ const report = (id: string, code: string, days: number, extra: Partial<Diagnosti
   ...extra,
 });
 
+const interpretation = (code: string): Observation['interpretation'] => [
+  { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation', code }] },
+];
+
+/** A critical white-cell count in the same CBC: flagged as critical, not by colour alone. */
+const wbc: Observation = {
+  ...hgb('dv-wbc', 1, 0),
+  code: { coding: [{ system: LOINC, code: '6690-2', display: 'Leukocytes [#/volume] in Blood' }], text: '白细胞计数' },
+  valueQuantity: { value: 31.2, unit: '10^9/L', system: 'http://unitsofmeasure.org', code: '10*9/L' },
+  referenceRange: [{ low: { value: 3.5 }, high: { value: 9.5 } }],
+  interpretation: interpretation('HH'),
+};
+
+const crpValue: Observation = {
+  ...hgb('dv-crp-value', 1, 0),
+  code: { coding: [{ system: LOINC, code: '1988-5', display: 'C reactive protein' }], text: 'C反应蛋白' },
+  valueQuantity: { value: 25, unit: 'mg/L', system: 'http://unitsofmeasure.org', code: 'mg/L' },
+  referenceRange: [{ high: { value: 10 } }],
+  interpretation: interpretation('H'),
+};
+
+/** The chest CT as a radiology report: findings (检查所见), impression, doctors, report time, a cloud-film link. */
+const ctReport = report('dv-ct', '29252-4', 12, {
+  conclusion: '双肺未见明显异常。',
+  issued: daysAgo(11.9),
+  performer: [
+    { reference: 'Organization/demo-hospital-a' },
+    { reference: 'Practitioner/dv-reviewer', display: '李审核' },
+  ],
+  resultsInterpreter: [{ reference: 'Practitioner/dv-reporter', display: '赵报告' }],
+  presentedForm: [
+    {
+      contentType: 'text/plain; charset=utf-8',
+      data: Buffer.from('双肺纹理清晰，\u3000未见实质性病变。纵隔居中。', 'utf8').toString('base64'),
+    },
+    { contentType: 'text/html', url: 'https://film.hospital-a.example.org/viewer?study=1.2.3', title: '云胶片' },
+  ],
+});
+
 const resources = [
   patient,
   hgb('dv-hgb-old', 5, 108),
   report('dv-cbc-old', '57021-8', 5, { result: [{ reference: 'Observation/dv-hgb-old' }] }),
   hgb('dv-hgb', 1, 121),
-  report('dv-cbc', '57021-8', 1, { result: [{ reference: 'Observation/dv-hgb' }] }),
-  report('dv-ct', '29252-4', 12, { conclusion: '双肺未见明显异常。' }),
+  wbc,
+  report('dv-cbc', '57021-8', 1, {
+    result: [{ reference: 'Observation/dv-hgb' }, { reference: 'Observation/dv-wbc' }],
+  }),
+  crpValue,
+  report('dv-crp', '1988-5', 1, { result: [{ reference: 'Observation/dv-crp-value' }] }),
+  report('dv-ua', '24356-8', 1),
+  ctReport,
 ];
 
 async function ledger(): Promise<LedgerEntry[]> {
@@ -100,6 +146,29 @@ async function registerLaunch(): Promise<string> {
 }
 
 const card = (item: string) => page.locator(`article[data-item="${item}"]`);
+/** A launch goes through discovery, authorization, the token and the view's data: on a busy machine, seconds. */
+const LOAD = { timeout: 20_000 };
+
+/** Counts the doctor's clicks on the page (the common path must take at most three after the launch). */
+let clicks = 0;
+async function click(locator: ReturnType<Page['locator']>): Promise<void> {
+  clicks++;
+  await locator.click();
+}
+
+/** Screenshots of the page as it is, in zh-CN and English, at desktop and phone widths. */
+async function shots(p: Page, name: string, ctx: Parameters<typeof screenshot>[2]): Promise<void> {
+  const before = p.viewportSize()!;
+  const lang = await p.locator('#lang').textContent();
+  for (const l of lang === 'English' ? ['zh', 'en'] : ['en', 'zh']) {
+    for (const width of [1400, 390]) {
+      await p.setViewportSize({ width, height: 900 });
+      await screenshot(p, `${name}-${l}-${width}`, ctx);
+    }
+    await p.locator('#lang').click();
+  }
+  await p.setViewportSize(before);
+}
 
 describe('doctor prior-results view in a real browser', () => {
   beforeAll(async () => {
@@ -124,7 +193,7 @@ describe('doctor prior-results view in a real browser', () => {
     expect(pushed.status, pushed.text).toBe(200);
     browser = await launchBrowser();
     page = await browser.newPage({
-      viewport: { width: 1200, height: 900 },
+      viewport: { width: 1400, height: 900 },
       locale: 'zh-CN',
       timezoneId: 'Asia/Shanghai',
     });
@@ -136,92 +205,196 @@ describe('doctor prior-results view in a real browser', () => {
     await t.close();
   });
 
-  test('launched from the EHR, the view shows hospital A results grouped by category with their verdicts', async (ctx) => {
+  test('the patient banner names the patient masked: 王*红, sex, age, ID first 6 + last 4, the launching hospital', async (ctx) => {
     await page.goto(await registerLaunch());
-    await expect.poll(() => page.url()).toBe(`${base}/app`);
-    await expect.poll(() => card('HR-LAB-CBC').count()).toBe(1);
+    await expect.poll(() => page.url(), LOAD).toBe(`${base}/app`);
+    await expect.poll(() => card('HR-LAB-CBC').count(), LOAD).toBe(1);
+    const banner = page.locator('#patient');
+    expect(await banner.isVisible()).toBe(true);
+    expect(await banner.locator('.patient-name').textContent()).toBe('王*红');
+    expect(await banner.locator('.patient-sex').textContent()).toBe('女');
+    expect(await banner.locator('.patient-age').textContent()).toMatch(/^4\d岁$/);
+    expect(await banner.locator('.patient-id').textContent()).toBe('身份证 370202********0025');
+    expect(await banner.locator('.patient-org').textContent()).toContain('青岛演示医院B');
+    // Neither the full name nor the full number reaches the page.
+    const html = await page.content();
+    expect(html).not.toContain('王小红');
+    expect(html).not.toContain(ID_NUMBER);
+    await shots(page, 'doctor-view', ctx);
+    expect(errors).toEqual([]);
+  });
 
+  test('common path in three clicks: open the CBC, reuse, confirm; a reload shows the decision as recorded', async (ctx) => {
+    clicks = 0;
     const cbc = card('HR-LAB-CBC');
     expect(await cbc.locator('.tag').textContent()).toBe('可互认');
-    expect(await cbc.textContent()).toContain('青岛演示医院A');
+    expect(await cbc.locator('.reason').first().textContent()).toMatch(/^可互认：青岛演示医院A .*无需重复检查。$/);
     expect(await cbc.locator('.countdown').textContent()).toMatch(/剩余 \d+ 天/);
     expect(await cbc.textContent()).toContain('¥30.00');
-    const ct = card('HR-IMG-CT-CHEST');
-    expect(await ct.locator('.tag').textContent()).toBe('仅供参考');
-    expect(await ct.textContent()).toContain('2025-06-30');
-    const headings = await page.locator('.category h2').allTextContents();
-    expect(headings.length).toBe(2);
 
-    // Opening the values records that the doctor viewed them; the trend spans both CBCs.
-    await cbc.getByRole('button', { name: '查看结果' }).click();
+    await click(cbc.getByRole('button', { name: '查看结果' }));
     const row = cbc.locator('table.values tbody tr').first();
     await expect.poll(() => row.textContent()).toContain('121 g/L');
     expect(await row.textContent()).toContain('115–150');
     expect(await row.locator('svg.trend').getAttribute('aria-label')).toMatch(/108.*121/);
+    // Flags are words, and a critical value stands out.
+    expect(await cbc.locator('.flag.critical').textContent()).toBe('↑危急高值');
     await expect
       .poll(async () => (await ledger()).filter((e) => e.event === 'viewed' && e.item === 'HR-LAB-CBC').length)
       .toBe(1);
-    await screenshot(page, 'doctor-view', ctx);
-    expect(errors).toEqual([]);
-  });
 
-  test('reusing the CBC records an accepted decision with hospital B price', async () => {
-    await card('HR-LAB-CBC').getByRole('button', { name: '互认（不再重复检查）' }).click();
-    await expect.poll(() => card('HR-LAB-CBC').locator('.done').textContent()).toContain('已互认');
+    // Reuse asks for a confirmation; nothing is recorded before it.
+    await click(cbc.getByRole('button', { name: '互认（不再重复检查）' }));
+    expect(await cbc.locator('.confirm').textContent()).toContain('青岛演示医院A');
+    expect((await ledger()).filter((e) => e.event === 'accepted')).toHaveLength(0);
+    await click(cbc.getByRole('button', { name: '确认互认' }));
+    await expect.poll(() => cbc.locator('.done').textContent()).toContain('已互认');
+    expect(clicks).toBe(3);
     const accepted = (await ledger()).filter((e) => e.event === 'accepted');
     expect(accepted).toHaveLength(1);
-    expect(accepted[0]).toMatchObject({
-      item: 'HR-LAB-CBC',
-      saving: 30,
-      institution: 'demo-hospital-b',
-      channel: 'operation',
-    });
+    expect(accepted[0]).toMatchObject({ item: 'HR-LAB-CBC', saving: 30, institution: 'demo-hospital-b' });
+
+    await page.reload();
+    await expect.poll(() => card('HR-LAB-CBC').locator('.done').textContent(), LOAD).toContain('已互认，节约 ¥30.00');
+    expect(await card('HR-LAB-CBC').getByRole('button', { name: '互认（不再重复检查）' }).count()).toBe(0);
+    expect(await card('HR-LAB-CBC').getByRole('button', { name: '更正' }).isVisible()).toBe(true);
+    await screenshot(page, 'doctor-view-reused', ctx);
   });
 
-  test('the decline dialog requires a reason, and an explanation for "other"', async (ctx) => {
-    const ct = card('HR-IMG-CT-CHEST');
-    await ct.getByRole('button', { name: '不予互认…' }).click();
+  test('a mis-click is corrected within 10 minutes: a new ledger entry supersedes the reuse', async () => {
+    const cbc = card('HR-LAB-CBC');
+    await cbc.getByRole('button', { name: '更正' }).click();
+    await cbc.getByRole('button', { name: '不予互认…' }).click();
+    const dialog = page.locator('dialog#decline');
+    await dialog.getByRole('button', { name: '病情变化' }).click();
+    await expect.poll(() => cbc.locator('.done').textContent()).toContain('不予互认（病情变化）');
+    expect(await cbc.locator('.done').textContent()).toContain('已更正');
+    expect(await cbc.getByRole('button', { name: '更正' }).count()).toBe(0);
+    const entries = (await ledger()).filter((e) => e.item === 'HR-LAB-CBC');
+    expect(entries.filter((e) => e.event === 'accepted')).toHaveLength(1);
+    expect(entries.find((e) => e.event === 'declined')).toMatchObject({ reason: 'condition-changed' });
+    expect(entries.find((e) => e.event === 'declined')!.supersedes).toMatch(/\|HR-LAB-CBC\|decision$/);
+    await page.reload();
+    await expect.poll(() => card('HR-LAB-CBC').locator('.done').textContent(), LOAD).toContain('（已更正）');
+  });
+
+  test('declining with "other" needs the doctor\'s text, which the card then shows; "other" is the last reason', async (ctx) => {
+    clicks = 0;
+    const crp = card('HR-LAB-CRP');
+    await click(crp.getByRole('button', { name: '查看结果' }));
+    await expect.poll(() => crp.locator('.flag').textContent()).toBe('↑偏高');
+    await click(crp.getByRole('button', { name: '不予互认…' }));
     const dialog = page.locator('dialog#decline');
     await expect.poll(() => dialog.isVisible()).toBe(true);
-    await dialog.getByRole('button', { name: '确认不予互认' }).click();
-    expect(await dialog.locator('#decline-error').textContent()).toBe('请选择理由');
-    await dialog.getByLabel('其他（须说明）').check();
-    await dialog.getByRole('button', { name: '确认不予互认' }).click();
+    const reasons = await dialog.locator('.reason-choice').allTextContents();
+    expect(reasons.at(-1)).toBe('其他（须说明）');
+    await dialog.getByRole('button', { name: '其他（须说明）' }).click();
     expect(await dialog.locator('#decline-error').textContent()).toBe('该理由须填写说明');
-    expect((await ledger()).filter((e) => e.event === 'declined')).toHaveLength(0);
+    expect((await ledger()).filter((e) => e.item === 'HR-LAB-CRP' && e.event === 'declined')).toHaveLength(0);
     await screenshot(page, 'doctor-view-decline', ctx);
 
-    await dialog.locator('#reason-text').fill('外院影像未能调阅原片');
-    await dialog.getByRole('button', { name: '确认不予互认' }).click();
+    await dialog.locator('#reason-text').fill('患者发热加重，需复查');
+    await click(dialog.getByRole('button', { name: '其他（须说明）' }));
     await expect.poll(() => dialog.isVisible()).toBe(false);
-    await expect.poll(() => ct.locator('.done').textContent()).toContain('不予互认');
-    const declined = (await ledger()).filter((e) => e.event === 'declined');
-    expect(declined).toMatchObject([
-      { item: 'HR-IMG-CT-CHEST', reason: 'other', reasonText: '外院影像未能调阅原片', saving: 0 },
+    expect(clicks).toBe(3);
+    await expect.poll(() => crp.locator('.done').textContent()).toBe('已记录：不予互认（患者发热加重，需复查）');
+    expect((await ledger()).filter((e) => e.item === 'HR-LAB-CRP' && e.event === 'declined')).toMatchObject([
+      { reason: 'other', reasonText: '患者发热加重，需复查', saving: 0 },
     ]);
+    await page.reload();
+    await expect
+      .poll(() => card('HR-LAB-CRP').locator('.done').textContent(), LOAD)
+      .toBe('已记录：不予互认（患者发热加重，需复查）');
   });
 
-  test('usable with the keyboard and in English', async () => {
+  test('a reference-only CT is offered for viewing only, with findings, impression, doctors, images and a print view', async (ctx) => {
+    const ct = card('HR-IMG-CT-CHEST');
+    expect(await ct.locator('.tag').textContent()).toBe('仅供参考');
+    expect(await ct.locator('.reason').first().textContent()).toContain('2025-06-30');
+    expect(await ct.getByRole('button', { name: /互认/ }).count()).toBe(0);
+    expect(await ct.getByRole('button', { name: /不予互认/ }).count()).toBe(0);
+    // The rule path is there on demand.
+    expect(await ct.locator('details.rule-path').getAttribute('open')).toBeNull();
+    await ct.locator('details.rule-path summary').click();
+    expect(await ct.locator('details.rule-path li').count()).toBeGreaterThan(2);
+
+    await ct.getByRole('button', { name: '查看（仅供参考）' }).click();
+    await expect.poll(() => ct.locator('.findings').textContent()).toContain('双肺纹理清晰，\u3000未见实质性病变。');
+    // The rule path stays open while the values open, and names no code-system URL.
+    expect(await ct.locator('details.rule-path').getAttribute('open')).not.toBeNull();
+    expect(await ct.locator('details.rule-path').textContent()).not.toContain('http');
+    expect(await ct.locator('.conclusion').textContent()).toContain('双肺未见明显异常。');
+    expect(await ct.locator('.conclusion').textContent()).toContain('不属互认内容');
+    expect(await ct.locator('.report-meta').textContent()).toMatch(/报告时间: \d{4}-\d{2}-\d{2} \d{2}:\d{2}/);
+    expect(await ct.locator('.report-meta').textContent()).toContain('报告医师: 赵报告');
+    expect(await ct.locator('.report-meta').textContent()).toContain('审核医师: 李审核');
+    expect(await ct.locator('.images a').getAttribute('href')).toBe(
+      'https://film.hospital-a.example.org/viewer?study=1.2.3',
+    );
+    await expect
+      .poll(async () => (await ledger()).filter((e) => e.item === 'HR-IMG-CT-CHEST' && e.event === 'viewed').length)
+      .toBe(1);
+    expect(
+      (await ledger()).filter((e) => e.item === 'HR-IMG-CT-CHEST' && e.event !== 'viewed' && e.event !== 'prompt'),
+    ).toEqual([]);
+    await shots(page, 'doctor-view-imaging', ctx);
+
+    // The print view: the banner and this report only, without buttons.
+    await page.evaluate(
+      `document.body.classList.add('printing-one');
+       document.querySelector('article[data-item="HR-IMG-CT-CHEST"]').classList.add('print-target')`,
+    );
+    await page.emulateMedia({ media: 'print' });
+    expect(await card('HR-LAB-CBC').isVisible()).toBe(false);
+    expect(await ct.isVisible()).toBe(true);
+    expect(await page.locator('#patient').isVisible()).toBe(true);
+    expect(await ct.getByRole('button').first().isVisible()).toBe(false);
+    await screenshot(page, 'doctor-view-print', ctx);
+    await page.emulateMedia({ media: 'screen' });
+    await page.evaluate(
+      `document.body.classList.remove('printing-one');
+       document.querySelector('article[data-item="HR-IMG-CT-CHEST"]').classList.remove('print-target')`,
+    );
+  });
+
+  test('in English: scope, levels, analytes and dates are English, one date format', async () => {
     await page.getByRole('button', { name: 'English' }).click();
     await expect.poll(() => page.locator('h1').textContent()).toContain('Prior results');
-    const toggle = card('HR-IMG-CT-CHEST').getByRole('button', { name: 'Show results' });
+    const cbc = card('HR-LAB-CBC');
+    const meta = (await cbc.locator('.item-meta').textContent())!;
+    expect(meta).toContain('Recognition scope: Municipal HR');
+    expect(meta).toContain('Qingdao Demo Hospital A (tertiary grade A)');
+    expect(meta).toMatch(/Done on: \d{1,2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}/);
+    expect(meta).toMatch(/Valid until: \d{1,2} [A-Z][a-z]{2} \d{4} /);
+    expect(meta).not.toMatch(/\d{4}[-/]\d{2}[-/]\d{2}/);
+    expect(await cbc.locator('.reason').first().textContent()).toMatch(/^Reusable: the CBC/);
+    expect(await page.locator('#patient .patient-sex').textContent()).toBe('female');
+    if ((await cbc.locator('table.values').count()) === 0)
+      await cbc.getByRole('button', { name: 'Show results' }).click();
+    expect(await cbc.locator('table.values tbody').textContent()).toContain('Hemoglobin');
+    expect(await cbc.locator('.flag.critical').textContent()).toBe('↑Critical high');
+    // After a decline with "other" the doctor's own words are shown, not the reason's label.
+    expect(await card('HR-LAB-CRP').locator('.done').textContent()).toBe('Recorded: not reused (患者发热加重，需复查)');
+    await page.getByRole('button', { name: '中文' }).click();
+  });
+
+  test('keyboard: the values open with Enter and focus stays on the toggle', async () => {
+    await page.reload();
+    const toggle = card('HR-IMG-CT-CHEST').getByRole('button', { name: '查看（仅供参考）' });
     await toggle.focus();
     await page.keyboard.press('Enter');
-    await expect.poll(() => card('HR-IMG-CT-CHEST').locator('.conclusion').textContent()).toContain('双肺');
-    // The previous doctor's conclusion is shown for reference, and said not to be recognised.
-    expect(await card('HR-IMG-CT-CHEST').locator('.conclusion').textContent()).toContain('not recognised');
+    await expect.poll(() => card('HR-IMG-CT-CHEST').locator('.conclusion').count(), LOAD).toBe(1);
     expect(await page.evaluate('document.activeElement?.getAttribute("aria-expanded")')).toBe('true');
-    await page.getByRole('button', { name: '中文' }).click();
   });
 
   test('a launch is used once; opening it again says so', async () => {
     const url = await registerLaunch();
     const first = await browser.newPage();
     await first.goto(url);
-    await expect.poll(() => first.locator('article[data-item="HR-LAB-CBC"]').count()).toBe(1);
+    await expect.poll(() => first.locator('article[data-item="HR-LAB-CBC"]').count(), LOAD).toBe(1);
     const again = await browser.newPage();
     await again.goto(url);
-    await expect.poll(() => again.locator('#entry-error').textContent()).toMatch(/already used/);
+    await expect.poll(() => again.locator('#entry-error').textContent(), LOAD).toMatch(/already used/);
     await first.close();
     await again.close();
   });
@@ -229,15 +402,16 @@ describe('doctor prior-results view in a real browser', () => {
   test('in demo mode a newcomer opens a patient without an EHR', async (ctx) => {
     const fresh = await browser.newPage({ locale: 'zh-CN' });
     await fresh.goto(`${base}/app`);
-    await expect.poll(() => fresh.locator('#demo-form').isVisible()).toBe(true);
+    await expect.poll(() => fresh.locator('#demo-form').isVisible(), LOAD).toBe(true);
     await fresh.locator('#demo-id').fill(ID_NUMBER);
     await fresh.getByRole('button', { name: '以演示医生身份打开' }).click();
-    await expect.poll(() => fresh.locator('article[data-item="HR-LAB-CBC"]').count()).toBe(1);
+    await expect.poll(() => fresh.locator('article[data-item="HR-LAB-CBC"]').count(), LOAD).toBe(1);
+    expect(await fresh.locator('#patient .patient-name').textContent()).toBe('王*红');
     await screenshot(fresh, 'doctor-view-demo-entry', ctx);
     await fresh.close();
   });
 
-  test('opened from a CDS card link, the view highlights the card item and decides on the card check', async () => {
+  test('opened from a CDS card link, the view names the ordered item, highlights it and decides on the card check', async () => {
     const check = await t
       .as('clinician')
       .post('/fhir/$reuse-check')
@@ -257,19 +431,20 @@ describe('doctor prior-results view in a real browser', () => {
 
     const fresh = await browser.newPage({ locale: 'zh-CN' });
     await fresh.goto(`${base}/app?check=${checkId}&item=HR-IMG-CT-CHEST`);
-    await expect.poll(() => fresh.locator('#demo-form').isVisible()).toBe(true);
+    await expect.poll(() => fresh.locator('#demo-form').isVisible(), LOAD).toBe(true);
     expect(await fresh.locator('#demo-id').isVisible()).toBe(false);
     await fresh.getByRole('button', { name: '以演示医生身份打开' }).click();
     const ct = fresh.locator('article[data-item="HR-IMG-CT-CHEST"]');
-    await expect.poll(() => ct.getAttribute('class')).toContain('highlighted');
-    await ct.getByRole('button', { name: '查看结果' }).click();
+    await expect.poll(() => ct.getAttribute('class'), LOAD).toContain('highlighted');
+    expect(await fresh.locator('#ordered').textContent()).toBe('本次开立：胸部CT平扫');
+    await ct.getByRole('button', { name: '查看（仅供参考）' }).click();
     await expect
       .poll(async () => (await ledger()).filter((e) => e.check === checkId && e.event === 'viewed').length)
       .toBe(1);
     await fresh.close();
   });
 
-  test("when hospital B's own record of the patient says another sex, the view asks to verify the identity", async (ctx) => {
+  test("when hospital B's record says another sex, the banner blocks until the identity is verified, and reuse is not the suggested action", async (ctx) => {
     const own = await t
       .as('demo-his-hospital-b')
       .put('/fhir/Patient/dv-patient-at-b')
@@ -281,12 +456,31 @@ describe('doctor prior-results view in a real browser', () => {
         managingOrganization: { reference: 'Organization/demo-hospital-b' },
       } satisfies Patient);
     expect([200, 201], own.text).toContain(own.status);
+    // A new patient visit: an item not decided yet (the CBC of another launch gets a new check).
     await page.goto(await registerLaunch());
-    await expect.poll(() => card('HR-LAB-CBC').count()).toBe(1);
+    await expect.poll(() => card('HR-LAB-CBC').count(), LOAD).toBe(1);
     const warning = page.locator('#identity');
     expect(await warning.isVisible()).toBe(true);
     expect(await warning.textContent()).toContain('患者身份信息在各机构间不一致');
     expect(await warning.textContent()).toContain('性别：女（青岛演示医院A） ≠ 男（青岛演示医院B）');
-    await screenshot(page, 'doctor-view-identity', ctx);
+    // The banner of the launching hospital B's own record.
+    expect(await page.locator('#patient .patient-sex').textContent()).toBe('男');
+    expect(await page.locator('#categories').getAttribute('inert')).not.toBeNull();
+    await shots(page, 'doctor-view-identity', ctx);
+
+    await warning.getByRole('button', { name: '我已核实患者身份' }).click();
+    expect(await page.locator('#categories').getAttribute('inert')).toBeNull();
+    // Decisions of the day are shown as recorded on a re-launch; the urinalysis is still open.
+    expect(await card('HR-LAB-CRP').locator('.done').textContent()).toContain('患者发热加重，需复查');
+    const ua = card('HR-LAB-URINE');
+    const reuse = ua.getByRole('button', { name: '互认（不再重复检查）' });
+    expect(await reuse.getAttribute('class')).not.toContain('primary');
+    await reuse.click();
+    expect(await ua.locator('.confirm .identity-note').textContent()).toContain('请确认这是同一患者');
+    await ua.getByRole('button', { name: '确认互认' }).click();
+    await expect.poll(() => ua.locator('.done').textContent()).toContain('已互认');
+    await page.reload();
+    await expect.poll(() => card('HR-LAB-CBC').count(), LOAD).toBe(1);
+    expect(await page.locator('#identity button').isVisible()).toBe(true);
   });
 });

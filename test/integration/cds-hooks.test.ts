@@ -4,7 +4,7 @@ import type { AuditEvent, Bundle, DiagnosticReport, Observation, Patient, Servic
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { readDemoCdsClient, signCdsJwt, type DemoCdsClientFile } from '../../src/cds/clients.js';
+import { cdsClients, readDemoCdsClient, signCdsJwt, type DemoCdsClientFile } from '../../src/cds/clients.js';
 import type { Card } from '../../src/cds/cards.js';
 import { DECLINE_REASON_SYSTEM } from '../../src/recognition/decline-reasons.js';
 import { createTestApp, TEST_DATA_DIR, type TestApp } from '../support/app.js';
@@ -143,6 +143,8 @@ describe('CDS Hooks services at order entry', () => {
     ehrServer = ehr.app.listen(0, '127.0.0.1');
     await new Promise((resolve) => ehrServer.once('listening', resolve));
     ehrFhirBase = `http://127.0.0.1:${(ehrServer.address() as AddressInfo).port}/fhir`;
+    // The demo EHR's FHIR server is registered (by default only the EHR's own origin, its iss, would be read).
+    await cdsClients(t.deps.connection.db!).updateOne({ _id: demo.iss }, { $set: { fhirServers: [ehrFhirBase] } });
   });
   afterAll(async () => {
     await new Promise((resolve) => ehrServer.close(resolve));
@@ -199,8 +201,10 @@ describe('CDS Hooks services at order entry', () => {
     expect(ctCard.summary).toMatch(/^仅供参考：胸部CT/);
     expect(ctCard.summary.length).toBeLessThan(140);
     expect(ctCard.detail).toMatch(/2025-06-30/);
-    expect(ctCard.suggestions![0]!.isRecommended).toBe(false);
-    expect(ctCard.suggestions![0]!.actions![0]!.resourceId).toBe('ServiceRequest/draft-ct');
+    // For reference only: no suggestion to delete the order, no decline to give.
+    expect(ctCard.suggestions).toBeUndefined();
+    expect(ctCard.overrideReasons).toBeUndefined();
+    expect(ctCard.links![0]!.type).toBe('smart');
 
     // The call read the patient's results: one AuditEvent names the broker's Patient and the results.
     const audit = await t.as('admin').get('/fhir/AuditEvent?_sort=-date&_count=1');
@@ -288,6 +292,46 @@ describe('CDS Hooks services at order entry', () => {
     expect(cardFor(cardsOf(res), 'HR-LAB-CBC')?.indicator).toBe('info');
   });
 
+  test('a fhirServer other than the EHR registered base is refused, whatever it looks like', async () => {
+    const port = new URL(ehrFhirBase).port;
+    for (const fhirServer of [
+      `http://127.0.0.1:${port}/admin`, // same host, outside the registered base
+      `http://127.0.0.1:${port}/fhirx`, // a look-alike path
+      'http://169.254.169.254/latest/meta-data', // a metadata service
+      'https://ehr.demo-hospital-b.example.org.attacker.example/fhir', // a look-alike host
+    ]) {
+      const res = await call(
+        SELECT,
+        hookBody('order-select', [draft('draft-cbc', B_LOCAL, 'XCG')], {
+          fhirServer,
+          fhirAuthorization: { access_token: 'x', token_type: 'Bearer', expires_in: 300, scope: 'x', subject: 'y' },
+        }),
+      );
+      expect(res.status, fhirServer).toBe(403);
+      expect(res.body.issue[0].expression).toEqual(['fhirServer']);
+      expect(res.body.issue[0].diagnostics).toContain('is not the FHIR server registered for this EHR');
+    }
+  });
+
+  test('CORS: a registered EHR origin may call from a browser, another origin gets no CORS headers', async () => {
+    const path = `/cds-services/${SELECT}`;
+    const preflight = await request(t.app)
+      .options(path)
+      .set('Origin', 'https://ehr.demo-hospital-b.example.org')
+      .set('Access-Control-Request-Method', 'POST')
+      .set('Access-Control-Request-Headers', 'authorization, content-type');
+    expect(preflight.status).toBe(204);
+    expect(preflight.headers['access-control-allow-origin']).toBe('https://ehr.demo-hospital-b.example.org');
+    expect(preflight.headers['access-control-allow-headers']).toMatch(/Authorization/);
+    const discovery = await request(t.app)
+      .get('/cds-services')
+      .set('Origin', 'https://ehr.demo-hospital-b.example.org');
+    expect(discovery.headers['access-control-allow-origin']).toBe('https://ehr.demo-hospital-b.example.org');
+    const stranger = await request(t.app).get('/cds-services').set('Origin', 'https://evil.example.org');
+    expect(stranger.status).toBe(200);
+    expect(stranger.headers['access-control-allow-origin']).toBeUndefined();
+  });
+
   test('412 when the patient is neither prefetched nor readable from the EHR', async () => {
     const orders = [draft('draft-cbc', B_LOCAL, 'XCG')];
     const neither = await call(SELECT, hookBody('order-select', orders, {}));
@@ -344,7 +388,8 @@ describe('CDS Hooks services at order entry', () => {
       item: 'HR-LAB-CBC',
     });
 
-    const override = await feedback(SELECT, {
+    // Dismissing the reference-only CT card, even with a reason, is not a decline; accepting it is refused.
+    const dismissCt = await feedback(SELECT, {
       feedback: [
         {
           card: ctCard.uuid,
@@ -354,10 +399,41 @@ describe('CDS Hooks services at order entry', () => {
         },
       ],
     });
+    expect(dismissCt.status, dismissCt.text).toBe(200);
+    expect(dismissCt.body.feedback[0]).toMatchObject({ decision: 'dismissed', status: 'not-recorded' });
+    const acceptCt = await feedback(SELECT, {
+      feedback: [
+        {
+          card: ctCard.uuid,
+          outcome: 'accepted',
+          acceptedSuggestions: [{ id: 'x' }],
+          outcomeTimestamp: new Date().toISOString(),
+        },
+      ],
+    });
+    expect(acceptCt.status).toBe(400);
+    expect(acceptCt.body.issue[0].expression).toEqual(['feedback[0].outcome']);
+    expect(await ledger.countDocuments({ card: ctCard.uuid })).toBe(0);
+
+    // A reusable card overridden with a reason is a decline.
+    const second = cardFor(
+      cardsOf(await call(SELECT, hookBody('order-select', [draft('draft-cbc', B_LOCAL, 'XCG')]))),
+      'HR-LAB-CBC',
+    )!;
+    const override = await feedback(SELECT, {
+      feedback: [
+        {
+          card: second.uuid,
+          outcome: 'overridden',
+          overrideReason: { reason: { system: DECLINE_REASON_SYSTEM, code: 'condition-changed' }, userComment: '复查' },
+          outcomeTimestamp: new Date().toISOString(),
+        },
+      ],
+    });
     expect(override.status, override.text).toBe(200);
-    const declined = await ledger.findOne({ card: ctCard.uuid, event: 'declined' });
+    const declined = await ledger.findOne({ card: second.uuid, event: 'declined' });
     expect(declined).toMatchObject({
-      item: 'HR-IMG-CT-CHEST',
+      item: 'HR-LAB-CBC',
       reason: 'condition-changed',
       reasonText: '复查',
       saving: 0,
@@ -366,10 +442,23 @@ describe('CDS Hooks services at order entry', () => {
     // Changing a recorded decision is refused; nothing is counted twice.
     const change = await feedback(SELECT, {
       feedback: [
-        { ...accept.feedback[0], card: ctCard.uuid, acceptedSuggestions: [{ id: ctCard.suggestions![0]!.uuid }] },
+        { ...accept.feedback[0], card: second.uuid, acceptedSuggestions: [{ id: second.suggestions![0]!.uuid }] },
       ],
     });
     expect(change.status).toBe(409);
+  });
+
+  test('feedback: overridden without a reason is a dismissal, not a view (CDS Hooks 2.0)', async () => {
+    const res = await call(SELECT, hookBody('order-select', [draft('draft-cbc', B_LOCAL, 'XCG')]));
+    const card = cardFor(cardsOf(res), 'HR-LAB-CBC')!;
+    const dismissed = await feedback(SELECT, {
+      feedback: [{ card: card.uuid, outcome: 'overridden', outcomeTimestamp: new Date().toISOString() }],
+    });
+    expect(dismissed.status, dismissed.text).toBe(200);
+    expect(dismissed.body.feedback[0]).toMatchObject({ decision: 'dismissed', status: 'not-recorded' });
+    expect(await t.deps.ledger!.collection.countDocuments({ card: card.uuid })).toBe(0);
+    // "Other" is the last override reason.
+    expect(card.overrideReasons!.at(-1)!.code).toBe('other');
   });
 
   test('feedback errors name the field at fault and record nothing', async () => {

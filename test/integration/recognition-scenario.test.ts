@@ -187,7 +187,7 @@ describe('recognition scenario over HTTP (fhir-kit-client)', () => {
     const lastDay = new Date(Date.parse(`${effectiveDay}T00:00:00Z`) + 7 * DAY).toISOString().slice(0, 10);
     expect(cbcOut!.validUntil!.valueDateTime).toBe(`${lastDay}T23:59:59+08:00`);
     expect(cbcOut!.saving!.valueMoney).toEqual({ value: 30, currency: 'CNY' });
-    expect(cbcOut!.reason!.valueString).toMatch(/Reusable/);
+    expect(cbcOut!.reason!.valueString).toMatch(/^可互认/);
 
     // HbA1c of 90 days ago: outside its 60-day window.
     expect(hba1cOut!.decision!.valueCode).toBe('expired');

@@ -1,5 +1,12 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { decisionEntry, promptEntries, type DoctorAction } from '../../src/recognition/ledger.js';
+import { findDeclineReason } from '../../src/recognition/decline-reasons.js';
+import {
+  correctionEntry,
+  decisionEntry,
+  promptEntries,
+  type DoctorAction,
+  type LedgerEntry,
+} from '../../src/recognition/ledger.js';
 import type { ReuseCheckDoc } from '../../src/recognition/reuse-checks.js';
 import { localDate } from '../../src/recognition/time.js';
 import { ROLLUPS_COLLECTION } from '../../src/reports/rollups.js';
@@ -114,6 +121,50 @@ describe('report rollups of the decisions ledger', () => {
     for (const res of answers) expect(res.status, res.text).toBe(200);
     const totals = answers.map((res) => (res.body as SavingsReport).totals);
     for (const other of totals.slice(1)) expect(other).toEqual(totals[0]);
+  });
+
+  test('a reuse at 23:58 on 31 May corrected to a decline at 00:03 on 1 June counts once, in the closed months', async () => {
+    const at = new Date('2025-05-31T23:58:00+08:00');
+    const check: ReuseCheckDoc = {
+      _id: 'rollup-check-midnight',
+      requester: 'demo-hospital-c',
+      patientKeys: ['pk-midnight'],
+      createdAt: at,
+      at,
+      context: 'routine',
+      outcomes: [
+        {
+          requestIndex: 0,
+          item: 'HR-LAB-CBC',
+          decision: 'reusable',
+          performer: 'demo-hospital-a',
+          saving: 30,
+          currency: 'CNY',
+        },
+      ],
+    };
+    await t.deps.ledger!.recordPrompts(promptEntries(check, () => 'lab-hematology', TZ));
+    const base = { check, item: 'HR-LAB-CBC', channel: 'seed' as const, timeZone: TZ, category: 'lab-hematology' };
+    const accepted = decisionEntry({ ...base, action: 'accepted', now: at }) as LedgerEntry;
+    await t.deps.ledger!.record(accepted);
+    const later = new Date('2025-06-01T00:03:00+08:00');
+    const reason = findDeclineReason(t.deps.facts.rules.declineReasons, 'condition-changed')!;
+    const declined = decisionEntry({ ...base, action: 'declined', reason, now: later }) as LedgerEntry;
+    const correction = correctionEntry(accepted, declined, later) as LedgerEntry;
+    expect(correction.supersedes).toBe(accepted._id);
+    await t.deps.ledger!.record(correction);
+
+    const report = await t.as('bureau').get(`/reports/savings?from=2025-05-01&to=2025-06-30&by=month`);
+    expect(report.status, report.text).toBe(200);
+    const body = report.body as SavingsReport;
+    const row = (m: string) => body.rows.find((r) => r.month?.code === m)!;
+    expect(row('2025-05')).toMatchObject({ prompts: 1, accepted: 0, patients: 0, saving: 0 });
+    expect(row('2025-06')).toMatchObject({ accepted: 0, patients: 0, saving: 0 });
+    expect(body.totals).toMatchObject({ prompts: 1, accepted: 0, patients: 0, saving: 0, declined: 1 });
+    // Both months now come from rollups, built on this request: asked again, the same figures.
+    expect(await rollupIds()).toEqual(expect.arrayContaining(['month:2025-05', 'month:2025-06']));
+    const again = await t.as('bureau').get(`/reports/savings?from=2025-05-01&to=2025-06-30&by=month`);
+    expect((again.body as SavingsReport).totals).toEqual(body.totals);
   });
 
   test('today is read from the ledger as it is: a check asked now counts at once', async () => {

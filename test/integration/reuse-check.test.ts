@@ -136,8 +136,14 @@ describe('$reuse-check', () => {
     expect(cbcOut!.validUntil!.valueDateTime).toMatch(/T23:59:59\+08:00$/);
     expect(Date.parse(cbcOut!.validUntil!.valueDateTime!)).toBeGreaterThan(Date.now() + 4 * DAY);
     expect(cbcOut!.saving!.valueMoney).toEqual({ value: 30, currency: 'CNY' });
-    expect(cbcOut!.reason!.valueString).toMatch(/可互认/);
-    expect(cbcOut!.reason!.valueString).toMatch(/Reusable/);
+    // One sentence in the requester's language (zh-CN by default), the rule path apart, the asked code echoed.
+    expect(cbcOut!.reason!.valueString).toMatch(/^可互认：青岛演示医院A .*血常规.*无需重复检查。$/);
+    expect(cbcOut!.reason!.valueString).not.toMatch(/Reusable|判定依据/);
+    const steps = cbcOut!.rulePath!.part!.map((s) => Object.fromEntries(s.part!.map((x) => [x.name, x])));
+    expect(steps.map((s) => s.rule!.valueCode)).toContain('window');
+    expect(steps.find((s) => s.rule!.valueCode === 'window')!.text!.valueString).toMatch(/有效期 7 天/);
+    expect(cbcOut!.requested!.valueCoding).toEqual({ system: LOINC, code: '57021-8' });
+    expect(local!.requested!.valueCoding).toEqual({ system: B_LOCAL, code: 'XCG' });
 
     expect(hba1cOut!.item!.valueCoding!.code).toBe('HR-LAB-HBA1C');
     expect(hba1cOut!.decision!.valueCode).toBe('expired');
@@ -151,6 +157,7 @@ describe('$reuse-check', () => {
     expect(unknown!.decision!.valueCode).toBe('not-recognized');
     expect(unknown!.item).toBeUndefined();
     expect(unknown!.reason!.valueString).toMatch(/2345-7/);
+    expect(unknown!.requested!.valueCoding!.code).toBe('2345-7');
 
     expect(local!.item!.valueCoding!.code).toBe('HR-LAB-CBC');
     expect(local!.decision!.valueCode).toBe('reusable');
@@ -179,6 +186,23 @@ describe('$reuse-check', () => {
     expect(stored!.outcomes[0]).toMatchObject({ item: 'HR-LAB-CBC', result: 'DiagnosticReport/rc-cbc', saving: 30 });
     expect(stored!.patientKeys).toHaveLength(1);
     expect(JSON.stringify(stored)).not.toContain(ID_NUMBER);
+  });
+
+  test('asked in English, the reason and the rule path are English sentences with English dates', async () => {
+    const res = await t
+      .as('demo-his-hospital-b')
+      .post('/fhir/$reuse-check')
+      .set('Content-Type', FHIR_JSON)
+      .set('Accept-Language', 'en-GB,en;q=0.9,zh;q=0.5')
+      .send(params(patientParam(), codeParam('57021-8'), codeParam('29252-4'), requesterParam()));
+    expect(res.status, res.text).toBe(200);
+    const [cbcOut, ctOut] = outcomesOf(res.body as Parameters);
+    expect(cbcOut!.reason!.valueString).toMatch(
+      /^Reusable: the CBC with 5-part differential from Qingdao Demo Hospital A on \d{1,2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2} is valid until \d{1,2} [A-Z][a-z]{2} \d{4}; no need to repeat it\.$/,
+    );
+    expect(ctOut!.reason!.valueString).toMatch(/^For reference only: .*ended on 30 Jun 2025/);
+    expect(JSON.stringify(ctOut!.rulePath)).not.toMatch(/\d{4}-\d{2}-\d{2}/);
+    expect(JSON.stringify(ctOut!.rulePath)).not.toMatch(/[\u4e00-\u9fff]{2}/);
   });
 
   test('GET with query parameters, by a clinician of hospital B, and an order', async () => {

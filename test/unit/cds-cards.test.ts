@@ -58,6 +58,7 @@ const outcome = (decision: 'reusable' | 'reference-only'): ReuseOutcome =>
     saving: { value: decision === 'reusable' ? 30 : 0, currency: 'CNY' },
     retestJustified: false,
     reason: { zh: '理由', en: 'why' },
+    summary: { zh: '一句话', en: 'one sentence' },
     path: [],
     candidates: [],
   }) as ReuseOutcome;
@@ -92,7 +93,7 @@ describe('resultCard', () => {
     expect(card.summary.endsWith('…')).toBe(true);
   });
 
-  test('reusable: info, recommended; reference-only: warning, not recommended', () => {
+  test('reusable: info, recommended; reference-only: warning, with nothing to accept or decline', () => {
     const r = resultCard(input('reusable', '医院A'));
     expect(r.summary).toBe('可互认：血常规(五分类)，医院A，2天前，有效至2026-03-15');
     expect(r.indicator).toBe('info');
@@ -100,7 +101,30 @@ describe('resultCard', () => {
     const w = resultCard(input('reference-only', '医院A'));
     expect(w.indicator).toBe('warning');
     expect(w.summary).toBe('仅供参考：血常规(五分类)，医院A，2天前');
-    expect(w.suggestions?.[0]?.isRecommended).toBe(false);
+    // No suggestion to delete the order, no override reasons: dismissing it is not a decline.
+    expect(w.suggestions).toBeUndefined();
+    expect(w.selectionBehavior).toBeUndefined();
+    expect(w.overrideReasons).toBeUndefined();
+  });
+});
+
+describe('card detail', () => {
+  test('flags read as words and dates in one format per language, the level in English', () => {
+    const wbc = {
+      resourceType: 'Observation' as const,
+      status: 'final' as const,
+      code: { text: '白细胞计数' },
+      valueQuantity: { value: 31.2, unit: '10^9/L' },
+      interpretation: [{ coding: [{ code: 'HH' }] }],
+    };
+    const zh = resultCard({ ...input('reusable', '医院A'), observations: [wbc] });
+    expect(zh.detail).toContain('| 白细胞计数 | 31.2 ↑危急高值 | 10^9/L |');
+    expect(zh.detail).toContain('有效至: 2026-03-15');
+    const en = resultCard({ ...input('reusable', 'Hospital A'), observations: [wbc], lang: 'en' as const });
+    expect(en.detail).toContain('| 31.2 ↑critical high |');
+    expect(en.detail).toContain('Valid until: 15 Mar 2026');
+    expect(en.detail).toContain('Hospital A (tertiary grade A)');
+    expect(en.summary).toContain('valid until 15 Mar 2026');
   });
 });
 

@@ -97,7 +97,7 @@ describe('reusable results', () => {
     expect(o.saving).toEqual({ value: 30, currency: 'CNY' });
     expect(o.retestJustified).toBe(false);
     expect(o.reason.en).toMatch(/^Reusable: CBC with 5-part differential \(HR-LAB-CBC\) from Qingdao Demo Hospital A/);
-    expect(o.reason.en).toContain('valid through the end of 2026-12-01');
+    expect(o.reason.en).toContain('valid through the end of 1 Dec 2026');
     expect(o.reason.en).toContain('saving ¥30.00');
     expect(o.reason.zh).toMatch(/^可互认：血常规\(五分类\)/);
     expect(o.path.map((s) => s.rule)).toEqual([
@@ -167,7 +167,7 @@ describe('validity window in Asia/Shanghai local days', () => {
     expect(o.lastValidDay).toBe('2026-11-24');
     expect(o.saving.value).toBe(0);
     expect(o.reason.en).toMatch(/^Expired: /);
-    expect(o.reason.en).toContain('today is 2026-11-25, so it has expired');
+    expect(o.reason.en).toContain('today is 25 Nov 2026, so it has expired');
   });
 
   test('a result taken at 23:30 Beijing time counts for that local day, however late', () => {
@@ -197,7 +197,7 @@ describe('validity window in Asia/Shanghai local days', () => {
     expect(o.decision).toBe('expired');
     expect(o.fact?.source).toBe(hba1c.source);
     expect(o.lastValidDay).toBe('2026-10-26');
-    expect(o.reason.en).toContain('window 60 days from the exam/collection day 2026-08-27');
+    expect(o.reason.en).toContain('window 60 days from the exam/collection day 27 Aug 2026');
   });
 
   test('a result dated after the time of the check did not exist then and is ignored', () => {
@@ -222,7 +222,7 @@ describe('institution qualification and quality control', () => {
     expect(o.fact?.source).toBe(ct.source);
     expect(o.lastValidDay).toBe('2027-02-13');
     expect(o.saving.value).toBe(0);
-    expect(o.reason.en).toContain("Qingdao Demo Hospital A's HR qualification for CT ended on 2025-06-30");
+    expect(o.reason.en).toContain("Qingdao Demo Hospital A's HR qualification for CT ended on 30 Jun 2025");
     expect(o.reason.zh).toMatch(/^仅供参考/);
     expect(o.path.at(-1)).toMatchObject({ rule: 'qualification', passed: false });
   });
@@ -238,7 +238,7 @@ describe('institution qualification and quality control', () => {
     const after = fact('HR-LAB-GLU', 'demo-hospital-d', '2026-11-20T07:30:00+08:00');
     const o = one([loinc('14771-0')], [after]);
     expect(o.decision).toBe('reference-only');
-    expect(o.reason.en).toContain('failed quality control for Clinical chemistry on 2026-09-15');
+    expect(o.reason.en).toContain('failed quality control for Clinical chemistry on 15 Sep 2026');
 
     const before = fact('HR-LAB-GLU', 'demo-hospital-d', '2026-09-10T07:30:00+08:00');
     expect(one([loinc('14771-0')], [before], { now: new Date('2026-09-20T10:00:00+08:00') }).decision).toBe('reusable');
@@ -272,7 +272,7 @@ describe('acceptance matrix and recognition scope', () => {
     const o = one([loinc('57021-8')], [cbc], { matrix: HIGHER_OR_PEER });
     expect(o.decision).toBe('reference-only');
     expect(o.path.at(-1)).toMatchObject({ rule: 'acceptance', passed: false });
-    expect(o.reason.en).toContain('results of a 一级 institution are not accepted');
+    expect(o.reason.en).toContain('results of a primary institution are not accepted');
   });
 
   test('under the same rule the 一级 hospital accepts the 三级 result', () => {
@@ -425,7 +425,10 @@ describe('codes of the order', () => {
     const o = one([{ coding: [{ system: B_ORDERS, code: 'XCG', display: '血常规' }] }], [cbc]);
     expect(o.decision).toBe('reusable');
     expect(o.item?.code).toBe('HR-LAB-CBC');
-    expect(o.reason.en).toContain(`by ${B_ORDERS}|XCG`);
+    // The rule path names codes as a doctor reads them, without code-system URLs.
+    expect(o.reason.en).toContain('by local code XCG');
+    expect(o.path.map((p) => p.zh).join()).toContain('按本地编码 XCG 对应到互认目录');
+    expect(o.path.map((p) => `${p.zh} ${p.en}`).join()).not.toContain('http');
   });
 
   test('a local order set gives one answer per catalogue item', () => {
@@ -528,7 +531,7 @@ describe("the requester's own results and bad requests", () => {
     const o = one([loinc('57021-8')], [own]);
     expect(o.decision).toBe('none');
     expect(o.candidates).toEqual([]);
-    expect(o.reason.en).toContain("a result of the requester's own institution (2026-11-24T08:15:00+08:00)");
+    expect(o.reason.en).toContain("a result of the requester's own institution (24 Nov 2026 08:15)");
   });
 
   test('an unknown requester, an unknown context or a patient without keys is refused', () => {

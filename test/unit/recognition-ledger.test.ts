@@ -1,7 +1,10 @@
 import { describe, expect, test } from 'vitest';
 import type { DeclineReason } from '../../src/recognition/decline-reasons.js';
 import {
+  correctionEntry,
+  correctionId,
   decisionEntry,
+  finalDecisions,
   dimensionsOf,
   promptEntries,
   sameDecision,
@@ -166,5 +169,36 @@ describe('decisions ledger entries', () => {
       month: '2027-01',
       year: '2027',
     });
+  });
+});
+
+describe('correcting a decision', () => {
+  const first = decisionEntry({ ...base, item: 'HR-LAB-CBC', action: 'accepted' }) as LedgerEntry;
+  const decline = decisionEntry({
+    ...base,
+    item: 'HR-LAB-CBC',
+    action: 'declined',
+    reason: reason('condition-changed'),
+    now: new Date(base.now.getTime() + 5 * 60_000),
+  }) as LedgerEntry;
+
+  test('within 10 minutes: a new entry that names the first and what it counted', () => {
+    const c = correctionEntry(first, decline, new Date(base.now.getTime() + 5 * 60_000)) as LedgerEntry;
+    expect(c).toMatchObject({
+      _id: correctionId('chk-1', 'HR-LAB-CBC'),
+      event: 'declined',
+      reason: 'condition-changed',
+      supersedes: 'chk-1|HR-LAB-CBC|decision',
+      reverses: { event: 'accepted', saving: 30, day: first.day, month: first.month },
+    });
+    expect(finalDecisions([first, c]).get('HR-LAB-CBC')).toBe(c);
+    expect(finalDecisions([c, first]).get('HR-LAB-CBC')).toBe(c);
+  });
+
+  test('after 10 minutes, or of a view, it is refused', () => {
+    const late = correctionEntry(first, decline, new Date(base.now.getTime() + 10 * 60_000 + 1));
+    expect(late).toMatchObject({ kind: 'not-correctable' });
+    const viewed = decisionEntry({ ...base, item: 'HR-LAB-CBC', action: 'viewed' }) as LedgerEntry;
+    expect(correctionEntry(viewed, decline, base.now)).toMatchObject({ kind: 'not-correctable' });
   });
 });

@@ -165,3 +165,44 @@ describe('aggregatesOf: the report figures from a tally', () => {
     expect(aggregatesOf(tally, { by: [] }).patientsTotal).toBe(500);
   });
 });
+
+describe('a corrected decision counts once', () => {
+  test('a reuse at 23:58 on 31 January corrected to a decline at 00:03 counts as one decline, in any rollups', () => {
+    const first = entry({ _id: 'k|HR-LAB-CBC|decision', check: 'k', event: 'accepted', day: '2026-01-31', saving: 30 });
+    const correction = entry({
+      _id: 'k|HR-LAB-CBC|correction',
+      check: 'k',
+      event: 'declined',
+      day: '2026-02-01',
+      reason: 'condition-changed',
+      countsAsDecline: true,
+      supersedes: first._id,
+      reverses: { event: 'accepted', saving: 30, day: '2026-01-31', month: '2026-01' },
+    });
+    const prompt = entry({ check: 'k', event: 'prompt', day: '2026-01-31' });
+    const whole = aggregatesOf(addEntries(emptyTally(), [prompt, first, correction]), { by: [] });
+    // The same entries summed in two rollups (January's, whose build finds the later correction by its _id, and 1
+    // February's), then merged.
+    const split = aggregatesOf(
+      mergeTally(
+        addEntries(emptyTally(), [prompt, first], new Set([first._id])),
+        addEntries(emptyTally(), [correction]),
+      ),
+      { by: [] },
+    );
+    for (const agg of [whole, split]) {
+      const n = (event: string) => agg.funnel.filter((g) => g._id.event === event).reduce((s, g) => s + g.n, 0);
+      expect(n('accepted')).toBe(0);
+      expect(n('declined')).toBe(1);
+      expect(n('prompt')).toBe(1);
+      expect(agg.savings.reduce((s, g) => s + g.n, 0)).toBe(0);
+      expect(agg.patientsTotal).toBe(0);
+    }
+    // By month, January keeps its prompt and no reuse; February has the decline.
+    const byMonth = aggregatesOf(addEntries(emptyTally(), [prompt, first, correction]), { by: ['month'] });
+    expect(byMonth.funnel.map((g) => [g._id.month, g._id.event, g.n]).sort()).toEqual([
+      ['2026-01', 'prompt', 1],
+      ['2026-02', 'declined', 1],
+    ]);
+  });
+});
