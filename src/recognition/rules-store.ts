@@ -134,6 +134,11 @@ export class RulesStore {
 
   readonly rules = (): RecognitionRules => this.current.rules;
 
+  /** Whether rules are in force in this process (init() ran), for /readyz. */
+  get isLoaded(): boolean {
+    return this.state !== undefined;
+  }
+
   /** Called in this process whenever a newer version replaces the rules in memory (own edit or another's). */
   onChange(listener: (next: CurrentRules, previous: CurrentRules) => void): void {
     this.listeners.push(listener);
