@@ -145,19 +145,28 @@ describe('huren command line', () => {
       const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
       return { child, exited, output: () => output };
     };
+    const types = { type: { $in: ['Observation', 'DiagnosticReport', 'Patient'] } };
+    /** Every written resource must be named by an AuditEvent of the import (an access never unrecorded). */
+    const unaudited = async (dbName: string) => {
+      const db = mongo.db(dbName);
+      const audited = new Set<string>();
+      for (const d of await db.collection('resources').find({ type: 'AuditEvent' }).toArray()) {
+        for (const e of (d.resource as { entity?: { what?: { reference?: string } }[] }).entity ?? []) {
+          if (e.what?.reference) audited.add(e.what.reference);
+        }
+      }
+      const written = await db.collection('resources').find(types).toArray();
+      return written.map((d) => String(d._id)).filter((ref) => !audited.has(ref));
+    };
     const index = async (dbName: string) => {
       const db = mongo.db(dbName);
-      const docs = await db
-        .collection('resources')
-        .find({ type: { $in: ['Observation', 'DiagnosticReport', 'Patient'] } })
-        .sort({ _id: 1 })
-        .toArray();
+      const docs = await db.collection('resources').find(types).sort({ _id: 1 }).toArray();
       return {
         resources: docs.map((d) => ({
           id: d._id,
           content: (({ meta: _m, ...rest }) => rest)(d.resource as { meta: unknown }),
         })),
-        versions: await db.collection('history').countDocuments(),
+        versions: await db.collection('history').countDocuments(types),
       };
     };
     const reference = `t_cli_ref_${randomBytes(4).toString('hex')}`;
@@ -184,6 +193,7 @@ describe('huren command line', () => {
     expect(got.versions).toBe(expected.versions);
     expect(got.resources.map((r) => r.id)).toEqual(expected.resources.map((r) => r.id));
     expect(got).toEqual(expected);
+    expect(await unaudited(crashed)).toEqual([]);
     await mongo.db(reference).dropDatabase();
     await mongo.db(crashed).dropDatabase();
   }, 120_000);
