@@ -91,8 +91,11 @@ describe('the production image (the Dockerfile runtime stage, rebuilt without Do
     if (dir) fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  test('holds no sources and no build tools', () => {
+  test('holds no sources and no build tools, and the running broker writes nothing into it (read-only root)', () => {
     expect(fs.existsSync(path.join(dir, 'src'))).toBe(false);
+    expect(fs.readdirSync(dir).sort()).toEqual(
+      ['bin', 'dist', 'node_modules', 'package-lock.json', 'package.json', 'profiles', 'run', 'seed'].sort(),
+    );
     for (const tool of ['esbuild', 'tsx', 'typescript', 'vitest']) {
       expect(fs.existsSync(path.join(dir, 'node_modules', tool)), tool).toBe(false);
     }
