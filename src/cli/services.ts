@@ -9,7 +9,7 @@ import { createLogger } from '../log.js';
 import { createServices } from '../services.js';
 import { embeddedDatabaseOwner, POSTGRES_DIR, startDatabase } from '../store/database.js';
 import { CliError } from './errors.js';
-import { step } from './progress.js';
+import { step } from '../progress.js';
 
 export async function openServices(): Promise<{ deps: AppDeps; close: () => Promise<void> }> {
   const started = Date.now();

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { EXIT, UsageError } from '../cli/errors.js';
-import { megabytes, progress } from '../cli/progress.js';
+import { megabytes, progress } from '../progress.js';
 import { openServices } from '../cli/services.js';
 import { importPath } from './import.js';
 import type { IngestCounts } from './ingest.js';
@@ -26,7 +26,7 @@ export async function importCommand(file: string, options: ImportOptions): Promi
   }
   const rejectsFile = path.resolve(options.rejects ?? 'huren-import-rejects.ndjson');
   const { deps, close } = await openServices();
-  const bar = progress('import', megabytes, ' MB');
+  const bar = progress('import', { format: megabytes, unit: ' MB' });
   try {
     const summary = await importPath(deps, target, {
       owner,

@@ -1,5 +1,5 @@
 import { EXIT, UsageError } from '../cli/errors.js';
-import { progress } from '../cli/progress.js';
+import { progress } from '../progress.js';
 import { openServices } from '../cli/services.js';
 import { describeCounts } from '../import/command.js';
 import type { PullProgress } from './pull.js';
@@ -14,7 +14,7 @@ export async function syncCommand(options: { hospital?: string[] }): Promise<num
     if (unknown.length) {
       throw new UsageError(`No sync endpoint ${unknown.join(', ')}; registered: ${known.join(', ') || '(none)'}`);
     }
-    const bar = progress('sync', String, ' reports');
+    const bar = progress('sync', { unit: ' reports' });
     const pulls = new Map<string, PullProgress>();
     const onProgress = (id: string, p: PullProgress) => {
       pulls.set(id, p);
