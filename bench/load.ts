@@ -12,7 +12,7 @@ import type { AnyBulkWriteOperation, Collection } from 'mongodb';
 import type { AppDeps } from '../src/app.js';
 import { ownersOf } from '../src/auth/policy.js';
 import { generateDemoPatients, type DemoPatient } from '../src/demo/generator.js';
-import { createProgress } from '../src/demo/progress.js';
+import { countingProgress as createProgress } from '../src/progress.js';
 import { extractSearchValues } from '../src/fhir/search/index.js';
 import type { FactDoc } from '../src/recognition/fact-store.js';
 import { lookupCoding, type CodeIndex } from '../src/recognition/catalogue.js';

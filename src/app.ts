@@ -13,7 +13,7 @@ import type { FhirHttpDeps } from './fhir/http.js';
 import { notFound } from './fhir/outcomes.js';
 import type { Logger } from './log.js';
 import { routeLabel, type Metrics } from './ops/metrics.js';
-import { uiAssetsRouter } from './ui/assets.js';
+import { uiAssetsRouter, uiProblems } from './ui/assets.js';
 import { demoSessionRouter } from './ui/demo-session.js';
 import { pagesRouter } from './ui/pages.js';
 import type { FactProjector } from './recognition/fact-store.js';
@@ -84,14 +84,24 @@ export function createApp(deps: AppDeps): Express {
     res.json({ status: 'ok' });
   });
   // Readiness asks the database, but answers 503 within READY_TIMEOUT_MS when it does not answer, so that a load
-  // balancer's probe is not left hanging.
+  // balancer's probe is not left hanging. It also fails while the pages or the recognition rules cannot be served
+  // (an image built without its pages, rules that did not load): such a process must not take traffic.
   app.get('/readyz', async (_req, res) => {
-    try {
-      await deps.connection.db!.command({ ping: 1 }, { signal: AbortSignal.timeout(READY_TIMEOUT_MS) });
-      res.json({ status: 'ready', database: 'reachable' });
-    } catch {
-      res.status(503).json({ status: 'not ready', database: 'unreachable' });
-    }
+    const [database, pages] = await Promise.all([
+      deps.connection
+        .db!.command({ ping: 1 }, { signal: AbortSignal.timeout(READY_TIMEOUT_MS) })
+        .then(() => 'reachable' as const)
+        .catch(() => 'unreachable' as const),
+      uiProblems(),
+    ]);
+    const rules = deps.rules.store.isLoaded ? `version ${deps.rules.store.current.version}` : 'not loaded';
+    const ready = database === 'reachable' && pages.length === 0 && deps.rules.store.isLoaded;
+    res.status(ready ? 200 : 503).json({
+      status: ready ? 'ready' : 'not ready',
+      database,
+      pages: pages.length ? `missing: ${pages.join(', ')}` : 'servable',
+      rules,
+    });
   });
   app.get('/metrics', async (_req, res) => {
     res.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());

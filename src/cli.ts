@@ -1,159 +1,219 @@
 /**
- * `huren <command>`: command-line tools.
- *   token --role his|clinician|bureau|admin [--org ID] [--scope "…"] [--url http://localhost:8080]
- *     Prints a bearer token for a seeded demo client of a running broker, obtained the way a hospital system does
- *     (SMART Backend Services: a signed client assertion posted to the token endpoint). Demo mode only.
- *   client --id ID --org Organization/ID --role his|clinician|bureau|admin --scopes "…" (--jwks FILE | --jwks-uri URL)
- *     Registers (or replaces) a system client in the database at MONGODB_URI: how production clients are added.
- *   import FILE|DIR [--rejects FILE] [--owner Organization/ID] [--page-size N]
- *     Imports NDJSON / Bundle JSON files (a FHIR Bulk Data export); refused resources go to the rejects file.
- *   sync [--hospital ID]…
- *     Pulls new and changed results from the registered hospital FHIR servers once (all enabled ones by default).
- *   cds-token [--service ID] [--feedback] [--url …], cds-client --iss URL --institution ID (--jwks FILE | --jwks-uri URL)
- *     CDS Hooks: a demo EHR JWT for one call; registering an EHR (src/cds/cli.ts).
- *   seed --patients N [--seed S]
- *     Seeds N synthetic demo patients with results and a year of decisions (idempotent; src/demo/command.ts).
- *   migrate-sqlite [--batch-size N]
- *     Copies a data directory of the earlier SQLite default into the new database (src/migrate-command.ts).
+ * `huren <command>`: the broker's command-line tools (commander). Every command has `--help` with examples; a usage
+ * mistake is answered with the usage and exit code 2, never a stack trace. Each command's module is imported only
+ * when it runs, so `huren token` and `huren --help` load neither the server nor a database. Exit codes:
+ * src/cli/errors.ts (and README: Command line).
  */
-import fs from 'node:fs';
-import { parseArgs } from 'node:util';
-import type { JSONWebKeySet } from 'jose';
-import mongoose from 'mongoose';
-import { requestToken } from './auth/assertion.js';
-import { readDemoClients } from './auth/demo-clients.js';
-import { parseScope } from './auth/scopes.js';
-import { ROLES, type ClientDoc, type Role } from './auth/tokens.js';
-import { loadConfig } from './config.js';
-import { seedCommand } from './demo/command.js';
-import { cdsClient, CdsCliError, cdsToken } from './cds/cli.js';
-import { importCommand, UsageError } from './import/command.js';
-import { syncCommand } from './sync/command.js';
-import { migrateSqliteCommand } from './migrate-command.js';
+import { Command, CommanderError, Option } from 'commander';
+import { EXIT, UsageError } from './cli/errors.js';
 
-async function token(args: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      role: { type: 'string' },
-      org: { type: 'string' },
-      scope: { type: 'string' },
-      url: { type: 'string' },
+/** Errors whose message says all the user needs: printed without a stack, exit code 1. */
+const KNOWN_ERRORS = new Set([
+  'CliError',
+  'ConfigError',
+  'DatabaseUnavailableError',
+  'PostgresUnavailableError',
+  'TokenCommandError',
+  'ClientCommandError',
+  'CdsCliError',
+  'SeedDataError',
+]);
+
+const ROLE_CHOICES = ['his', 'clinician', 'bureau', 'admin'];
+
+const EXIT_CODES_HELP = `
+Exit codes:
+  0  done
+  1  failed: the broker, the database or a file said no (the message says why)
+  2  usage mistake: unknown command or option, missing or malformed argument (the usage is printed)
+  3  done, but some resources were refused (import: the rejects file; sync: the per-hospital lines)`;
+
+const examples = (...lines: string[]) => `\nExamples:\n${lines.map((l) => `  $ ${l}`).join('\n')}`;
+
+/** Runs a command's action; its result (an exit code) ends the process, its known errors are printed plainly. */
+function run(cmd: Command, action: () => Promise<number | void>): Promise<void> {
+  return action().then(
+    (code) => process.exit(code ?? EXIT.ok),
+    (err: unknown) => {
+      const e = err as Error;
+      if (e instanceof UsageError) {
+        process.stderr.write(`huren ${cmd.name()}: ${e.message}\n\n${cmd.helpInformation()}`);
+        process.exit(EXIT.usage);
+      }
+      if (KNOWN_ERRORS.has(e?.name)) process.stderr.write(`huren ${cmd.name()}: ${e.message}\n`);
+      else
+        process.stderr.write(
+          `huren ${cmd.name()}: ${process.env.HUREN_LOG_LEVEL === 'debug' ? e?.stack : (e?.message ?? e)}\n`,
+        );
+      process.exit(EXIT.failed);
     },
+  );
+}
+
+const program = new Command('huren')
+  .description(
+    'Huren (互认): command-line tools of the FHIR broker for cross-hospital mutual recognition of exam and lab ' +
+      'results.\nCommands that use the database read the same environment as `npm start` (MONGODB_URI, ' +
+      'HUREN_DATA_DIR, HUREN_DB_NAME, …).',
+  )
+  .showHelpAfterError()
+  .exitOverride()
+  .configureHelp({ showGlobalOptions: false })
+  .addHelpText(
+    'after',
+    `${examples('huren token --role his', 'huren import export/ --owner demo-hospital-a', 'huren token --help')}\n${EXIT_CODES_HELP}`,
+  );
+
+program
+  .command('token')
+  .summary('print a bearer token of a demo client (demo mode)')
+  .description(
+    'Print a bearer token (5 minutes) for a demo client of a running broker in demo mode, obtained as a hospital ' +
+      'system does: a signed client assertion posted to the token endpoint.',
+  )
+  .addOption(new Option('--role <role>', 'the demo client’s role').choices(ROLE_CHOICES).default('admin'))
+  .option('--org <id>', 'the institution of the demo client, e.g. demo-hospital-b')
+  .option('--scope <scopes>', 'ask for fewer scopes than the client has, e.g. "system/Observation.rs"')
+  .option('--url <origin>', 'where the broker runs (default: HUREN_BASE_URL, else http://localhost:$PORT)')
+  .addHelpText(
+    'after',
+    examples(
+      'TOKEN=$(huren token --role his)',
+      'TOKEN=$(npm run -s token -- --role his --org demo-hospital-b --url http://localhost:18731)',
+      'huren token --role bureau --scope "system/MeasureReport.rs"',
+    ),
+  )
+  .action(async function (this: Command, options) {
+    await run(this, async () => (await import('./auth/token-command.js')).tokenCommand(options));
   });
-  const config = loadConfig();
-  const role = values.role ?? 'admin';
-  const clients = readDemoClients(config.dataDir).filter(
-    (c) =>
-      c.role === role &&
-      (!values.org || c.organization === `Organization/${values.org.replace(/^Organization\//, '')}`),
-  );
-  if (clients.length === 0) {
-    const known = readDemoClients(config.dataDir).map((c) => `${c.role} ${c.organization}`);
-    fail(
-      known.length
-        ? `No demo client with role '${role}'${values.org ? ` for ${values.org}` : ''}. Demo clients: ${known.join('; ')}`
-        : `No demo clients in ${config.dataDir}/demo-clients: start the broker once in demo mode (npm start)`,
-    );
-  }
-  const client = clients[0];
-  const base = (values.url ?? config.baseUrl?.replace(/\/fhir$/, '') ?? `http://localhost:${config.port}`).replace(
-    /\/$/,
-    '',
-  );
-  const discovery = await fetch(`${base}/.well-known/smart-configuration`).catch(() => undefined);
-  if (!discovery?.ok) fail(`No broker answers at ${base}; start it with npm start, or pass --url`);
-  const { token_endpoint: tokenUrl } = (await discovery.json()) as { token_endpoint: string };
-  const { status, body } = await requestToken(
-    tokenUrl,
-    client.clientId,
-    client.privateJwk,
-    values.scope ?? client.scopes,
-  );
-  if (status !== 200 || !body.access_token)
-    fail(`Token refused: ${body.error ?? status} ${body.error_description ?? ''}`);
-  console.error(`# ${client.clientId} (${client.role}, ${client.organization}); valid for 5 minutes`);
-  console.log(body.access_token);
-}
 
-async function client(args: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      id: { type: 'string' },
-      org: { type: 'string' },
-      role: { type: 'string' },
-      scopes: { type: 'string' },
-      jwks: { type: 'string' },
-      'jwks-uri': { type: 'string' },
-      name: { type: 'string' },
-    },
+program
+  .command('client')
+  .summary('register a hospital system client (production)')
+  .description('Register (or replace) a hospital system client in the database at MONGODB_URI, with its public keys.')
+  .requiredOption('--id <clientId>', 'the client_id the system signs its assertions with')
+  .requiredOption('--org <Organization/id>', 'the institution the system acts for')
+  .addOption(new Option('--role <role>', 'what the system may do').choices(ROLE_CHOICES).makeOptionMandatory())
+  .requiredOption('--scopes <scopes>', 'SMART system scopes, space-separated')
+  .option('--jwks <file>', 'a JWK Set file of its PUBLIC keys')
+  .option('--jwks-uri <url>', 'or the URL where it publishes them')
+  .option('--name <name>', 'a readable name (default: the id)')
+  .addHelpText(
+    'after',
+    examples(
+      'MONGODB_URI=mongodb://… huren client --id lis-1 --org Organization/hosp-1 --role his \\\n' +
+        '      --scopes "system/Observation.cu system/DiagnosticReport.cu" --jwks public-keys.json',
+      'MONGODB_URI=mongodb://… huren client --id ehr-2 --org Organization/hosp-2 --role clinician \\\n' +
+        '      --scopes "system/*.rs" --jwks-uri https://ehr.hosp-2.example/jwks.json',
+    ),
+  )
+  .action(async function (this: Command, options) {
+    await run(this, async () => (await import('./auth/client-command.js')).clientCommand(options));
   });
-  const config = loadConfig();
-  if (!config.mongodbUri) fail('Set MONGODB_URI to the database of the broker');
-  if (!values.id || !values.org || !values.role || !values.scopes)
-    fail('--id, --org, --role and --scopes are required');
-  if (!ROLES.includes(values.role as Role)) fail(`--role must be one of ${ROLES.join(', ')}`);
-  if (!/^Organization\/[A-Za-z0-9\-.]{1,64}$/.test(values.org)) fail('--org must be Organization/<id>');
-  const bad = values.scopes.split(/\s+/).filter((s) => !parseScope(s));
-  if (bad.length) fail(`Not SMART system scopes: ${bad.join(' ')}`);
-  if (!values.jwks === !values['jwks-uri']) fail('Give exactly one of --jwks FILE (public keys) or --jwks-uri URL');
-  const jwks = values.jwks ? (JSON.parse(fs.readFileSync(values.jwks, 'utf8')) as JSONWebKeySet) : undefined;
-  if (jwks && (!Array.isArray(jwks.keys) || jwks.keys.some((k) => 'd' in k))) {
-    fail('--jwks must be a JWK Set of PUBLIC keys ({"keys":[…]} without private parts)');
-  }
-  const conn = await mongoose
-    .createConnection(config.mongodbUri, { dbName: process.env.HUREN_DB_NAME ?? 'huren' })
-    .asPromise();
-  const doc: Omit<ClientDoc, '_id'> = {
-    name: values.name ?? values.id,
-    organization: values.org,
-    role: values.role as Role,
-    scopes: values.scopes,
-    active: true,
-    ...(jwks ? { jwks } : { jwksUri: values['jwks-uri'] }),
-  };
-  await conn.db!.collection<ClientDoc>('clients').replaceOne({ _id: values.id }, doc, { upsert: true });
-  await conn.close();
-  console.log(`Client ${values.id} registered (${values.role}, ${values.org})`);
-}
 
-/** Runs a connector command (import, sync) and exits with its code; a usage mistake is printed without a stack. */
-async function connector(command: (args: string[]) => Promise<number>, args: string[]): Promise<void> {
-  try {
-    process.exit(await command(args));
-  } catch (err) {
-    if (err instanceof UsageError) fail(err.message);
-    throw err;
-  }
-}
+program
+  .command('import')
+  .summary('import NDJSON / Bundle files into the database')
+  .description(
+    'Import NDJSON or Bundle JSON files (e.g. a FHIR Bulk Data export) into the database: validated, deduplicated, ' +
+      'the newest version kept; refused resources go to the rejects file with their line and OperationOutcome. ' +
+      'Safe to re-run after an interruption (kill -9 included): the same resources, once. On the embedded database ' +
+      'the broker must be stopped first (the command says so); on MongoDB it may run beside the broker.',
+  )
+  .argument('<path>', 'a file, or a directory of *.ndjson / *.json files')
+  .option('--rejects <file>', 'where refused resources are written', 'huren-import-rejects.ndjson')
+  .option('--owner <Organization/id>', 'the institution the resources belong to (tenancy)')
+  .option('--page-size <n>', 'resources per ingest-log entry, 1-1000')
+  .addHelpText(
+    'after',
+    examples(
+      'huren import export/ --owner demo-hospital-a',
+      'huren import Observation.ndjson --rejects refused.ndjson',
+      'MONGODB_URI=mongodb://… huren import /data/bulk-export',
+    ),
+  )
+  .action(async function (this: Command, file: string, options) {
+    await run(this, async () => (await import('./import/command.js')).importCommand(file, options));
+  });
 
-/** A CDS Hooks command (src/cds/cli.ts); a usage mistake is printed without a stack. */
-async function cds(command: (args: string[]) => Promise<void>, args: string[]): Promise<void> {
-  try {
-    await command(args);
-  } catch (err) {
-    if (err instanceof CdsCliError) fail(err.message);
-    throw err;
-  }
-}
+program
+  .command('sync')
+  .summary('pull results once from the registered hospital servers')
+  .description(
+    'Pull new and changed results once from the registered hospital FHIR servers (all enabled ones, or those ' +
+      'named). A hospital being pulled by another process is waited for.',
+  )
+  .option('--hospital <id...>', 'only these sync endpoints (repeatable)')
+  .addHelpText('after', examples('huren sync', 'huren sync --hospital hosp-a --hospital hosp-b'))
+  .action(async function (this: Command, options) {
+    await run(this, async () => (await import('./sync/command.js')).syncCommand(options));
+  });
 
-function fail(message: string): never {
-  console.error(`huren: ${message}`);
-  process.exit(1);
-}
+program
+  .command('seed')
+  .summary('seed synthetic demo patients (idempotent)')
+  .description(
+    'Seed N synthetic demo patients with results and a year of decisions (idempotent: the same seed and size ' +
+      'again changes nothing), and refresh the showcase patient.',
+  )
+  .requiredOption('--patients <n>', 'how many synthetic patients')
+  .option('--seed <s>', 'the generator’s seed (the same seed gives the same patients)')
+  .addHelpText('after', examples('huren seed --patients 1000', 'huren seed --patients 100 --seed 7'))
+  .action(async function (this: Command, options) {
+    await run(this, async () => (await import('./demo/command.js')).seedCommand(options));
+  });
 
-const [command, ...rest] = process.argv.slice(2);
-const commands: Record<string, (args: string[]) => Promise<void>> = {
-  token,
-  client,
-  import: (args) => connector(importCommand, args),
-  sync: (args) => connector(syncCommand, args),
-  'cds-token': (args) => cds(cdsToken, args),
-  'cds-client': (args) => cds(cdsClient, args),
-  seed: (args) => connector(seedCommand, args),
-  'migrate-sqlite': (args) => connector(migrateSqliteCommand, args),
-};
-const run = command ? commands[command] : undefined;
-if (!run) fail(`usage: huren ${Object.keys(commands).join('|')} [options]  (unknown command '${command ?? ''}')`);
-else await run(rest);
+program
+  .command('cds-token')
+  .summary('print a demo EHR JWT for a CDS Hooks call')
+  .description('Print a JWT of the demo EHR for one call of a CDS Hooks service (demo mode).')
+  .option('--service <id>', 'the CDS service (default: the order-select one)')
+  .option('--feedback', 'for the service’s /feedback endpoint')
+  .option('--url <origin>', 'where the broker runs (default: HUREN_BASE_URL, else http://localhost:$PORT)')
+  .addHelpText('after', examples('JWT=$(huren cds-token --service huren-reuse-order-sign)'))
+  .action(async function (this: Command, options) {
+    await run(this, async () => (await import('./cds/cli.js')).cdsToken(options));
+  });
+
+program
+  .command('cds-client')
+  .summary('register an EHR for the CDS Hooks services')
+  .description('Register (or replace) an EHR allowed to call the CDS Hooks services, in the database at MONGODB_URI.')
+  .requiredOption('--iss <url>', 'the EHR’s issuer')
+  .requiredOption('--institution <id>', 'the institution the EHR belongs to')
+  .option('--jwks <file>', 'a JWK Set file of its public keys')
+  .option('--jwks-uri <url>', 'or the URL where it publishes them')
+  .option('--name <name>', 'a readable name')
+  .addOption(new Option('--language <lang>', 'language of its cards').choices(['zh-CN', 'en']))
+  .option('--fhir-server <url...>', 'FHIR bases besides its iss origin it may name as fhirServer (repeatable)')
+  .option('--origin <url...>', 'browser origins besides its iss origin allowed by CORS (repeatable)')
+  .addHelpText(
+    'after',
+    examples(
+      'MONGODB_URI=mongodb://… huren cds-client --iss https://ehr.hosp-b.example --institution hosp-b --jwks ehr.json',
+    ),
+  )
+  .action(async function (this: Command, options) {
+    await run(this, async () => (await import('./cds/cli.js')).cdsClient(options));
+  });
+
+program
+  .command('migrate-sqlite')
+  .summary('convert a data directory of the earlier SQLite default')
+  .description(
+    'Copy a data directory of the earlier SQLite default into the embedded PostgreSQL (broker stopped). ' +
+      'Interrupted, it resumes where it stopped.',
+  )
+  .option('--batch-size <n>', 'documents per batch')
+  .addHelpText('after', examples('huren migrate-sqlite', 'HUREN_DATA_DIR=/srv/huren huren migrate-sqlite'))
+  .action(async function (this: Command, options) {
+    await run(this, async () => (await import('./migrate-command.js')).migrateSqliteCommand(options));
+  });
+
+try {
+  await program.parseAsync();
+} catch (err) {
+  if (!(err instanceof CommanderError)) throw err;
+  // Help and version end with 0 (commander's own code); anything else commander refuses is a usage mistake.
+  process.exit(err.exitCode === 0 ? EXIT.ok : EXIT.usage);
+}

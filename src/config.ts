@@ -43,7 +43,7 @@ export interface Config {
   /** How often at most a process asks the database whether the recognition rules changed (ms). */
   rulesPollMs: number;
   /**
-   * Secret of the pseudonymous patient keys (HMAC-SHA256), at least 16 bytes. Unset in demo mode: then
+   * Secret of the pseudonymous patient keys (HMAC-SHA256), at least 32 bytes. Unset in demo mode: then
    * `patientKeySecretOf` generates one into `<dataDir>/patient-key-secret`. Required in production mode.
    */
   patientKeySecret: string | undefined;
@@ -55,7 +55,7 @@ export interface Config {
 
 /** The variable holding the patient key secret. */
 export const PATIENT_KEY_SECRET_VAR = 'HUREN_PATIENT_KEY_SECRET';
-const MIN_SECRET_BYTES = 16;
+const MIN_SECRET_BYTES = 32;
 
 type Env = Record<string, string | undefined>;
 
@@ -82,7 +82,28 @@ function byteSize(env: Env, name: string, fallback: number): number {
   return Number(m[1]) * unit;
 }
 
-export function loadConfig(env: Env = process.env): Config {
+/**
+ * Values given as files: for any HUREN_* variable and MONGODB_URI, `NAME_FILE` names a file holding the value
+ * (Docker and compose secrets are files under /run/secrets). The file's content, without a final newline, is used.
+ */
+export function resolveFileVariables(env: Env): Env {
+  const out: Env = { ...env };
+  for (const [key, file] of Object.entries(env)) {
+    const m = /^((?:HUREN_[A-Z0-9_]+)|MONGODB_URI)_FILE$/.exec(key);
+    if (!m || !file) continue;
+    const name = m[1]!;
+    if (env[name]) throw new ConfigError(`Set ${name} or ${key}, not both`);
+    try {
+      out[name] = fs.readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+    } catch (e) {
+      throw new ConfigError(`${key} names ${file}, which cannot be read (${(e as NodeJS.ErrnoException).code})`);
+    }
+  }
+  return out;
+}
+
+export function loadConfig(rawEnv: Env = process.env): Config {
+  const env = resolveFileVariables(rawEnv);
   const mode = env.HUREN_MODE ?? 'demo';
   if (mode !== 'demo' && mode !== 'production') {
     throw new ConfigError(`HUREN_MODE must be 'demo' or 'production', got '${mode}'`);
@@ -100,7 +121,7 @@ export function loadConfig(env: Env = process.env): Config {
   if (defaultPageSize > maxPageSize) throw new ConfigError('HUREN_PAGE_SIZE must not exceed HUREN_MAX_PAGE_SIZE');
   const patientKeySecret = env[PATIENT_KEY_SECRET_VAR] || undefined;
   if (patientKeySecret !== undefined && Buffer.byteLength(patientKeySecret) < MIN_SECRET_BYTES) {
-    throw new ConfigError(`${PATIENT_KEY_SECRET_VAR} must have at least ${MIN_SECRET_BYTES} bytes (32 recommended)`);
+    throw new ConfigError(`${PATIENT_KEY_SECRET_VAR} must have at least ${MIN_SECRET_BYTES} bytes`);
   }
   if (patientKeySecret === undefined && mode === 'production') {
     throw new ConfigError(

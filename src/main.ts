@@ -3,7 +3,7 @@ import { createApp } from './app.js';
 import { ConfigError, loadConfig } from './config.js';
 import { createLogger } from './log.js';
 import { createServices, runMaintenance } from './services.js';
-import { demoInstructions } from './demo/instructions.js';
+import { demoInstructions, tokenCommand } from './demo/instructions.js';
 import { refreshShowcase, seedDemoIfNeeded, seedDepsOf } from './demo/seed.js';
 import { DatabaseUnavailableError, startDatabase } from './store/database.js';
 
@@ -31,12 +31,10 @@ async function main(): Promise<void> {
   const port = typeof address === 'object' && address ? address.port : config.port;
   const base = config.baseUrl ?? `http://localhost:${port}/fhir`;
   if (config.mode === 'demo') {
-    log.info(
-      'Demo mode: demo clients are seeded; get a bearer token with `npm run token -- --role his|clinician|bureau|admin`',
-      {
-        clientKeys: `${config.dataDir}/demo-clients`,
-      },
-    );
+    log.info('Demo mode: demo clients are seeded; get a bearer token with the command below', {
+      token: tokenCommand(base.replace(/\/fhir$/, ''), config.dataDir, '--role his|clinician|bureau|admin'),
+      clientKeys: `${config.dataDir}/demo-clients`,
+    });
   }
   log.info('Huren is listening', {
     port,
@@ -47,7 +45,7 @@ async function main(): Promise<void> {
   });
 
   if (withDemoData) {
-    process.stdout.write(`${demoInstructions(base)}\n`);
+    process.stdout.write(`${demoInstructions(base, config.dataDir)}\n`);
     // The demo population is seeded once, in the background, so that the first start is quick on FerretDB.
     void seedDemoIfNeeded(seedDepsOf(deps), { patients: config.demoPatients }).catch((err: unknown) =>
       log.warn('Demo data not seeded; it is resumed at the next start', { error: (err as Error).message }),

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { parseArgs } from 'node:util';
+import { UsageError } from './cli/errors.js';
 import { loadConfig } from './config.js';
 import { createSearchRegistry } from './fhir/search/index.js';
 import { resourceIndex } from './services.js';
@@ -10,18 +10,11 @@ import { migrateSqlite } from './store/migrate-sqlite.js';
  * `npm run cli -- migrate-sqlite [--batch-size N]`: converts a data directory of the earlier SQLite default into the
  * database `npm start` uses now (src/store/migrate-sqlite.ts), with progress on stderr from the first second.
  */
-export async function migrateSqliteCommand(args: string[]): Promise<number> {
+export async function migrateSqliteCommand(options: { batchSize?: string }): Promise<number> {
   const out = (line: string) => process.stderr.write(`${line}\n`);
-  let batchSize: number | undefined;
-  try {
-    const { values } = parseArgs({ args, options: { 'batch-size': { type: 'string' } } });
-    batchSize = values['batch-size'] === undefined ? undefined : Number(values['batch-size']);
-    if (batchSize !== undefined && !(Number.isInteger(batchSize) && batchSize > 0)) {
-      throw new Error('--batch-size must be a positive whole number');
-    }
-  } catch (err) {
-    out(`huren: ${(err as Error).message} (usage: migrate-sqlite [--batch-size N])`);
-    return 2;
+  const batchSize = options.batchSize === undefined ? undefined : Number(options.batchSize);
+  if (batchSize !== undefined && !(Number.isInteger(batchSize) && batchSize > 0)) {
+    throw new UsageError('--batch-size must be a positive whole number');
   }
   const config = loadConfig();
   const legacyDir = path.join(config.dataDir, LEGACY_SQLITE_DIR);

@@ -42,11 +42,17 @@ export class RulesAdmin {
   }
 
   /** Saves a new version of one part, publishes it and starts the re-projection it needs. */
-  async edit(part: PartKey, json: unknown, baseVersion: number, changedBy: string): Promise<CurrentRules> {
+  async edit(
+    part: PartKey,
+    json: unknown,
+    baseVersion: number,
+    changedBy: string,
+  ): Promise<CurrentRules & { changed: boolean }> {
     const previous = this.store.current;
     const next = await this.store.update(part, json, baseVersion, changedBy, (rules) =>
       this.assertValid(buildRuleResources(rules), SEED_FILES[part]),
     );
+    if (!next.changed) return next; // identical content: nothing saved, published or re-projected
     await this.publish(previous);
     if (REPROJECTED_PARTS.includes(part)) this.startReindex(next.version);
     return next;

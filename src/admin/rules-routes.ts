@@ -9,7 +9,9 @@ import { authenticate } from '../auth/bearer.js';
 import type { TokenDeps } from '../auth/tokens.js';
 import type { Config } from '../config.js';
 import { assertJsonLimits } from '../fhir/json-limits.js';
+import { createTwoFilesPatch } from 'diff';
 import {
+  badRequest,
   error,
   forbidden,
   invalidResource,
@@ -26,6 +28,7 @@ import {
   partKeyOf,
   StaleRulesError,
   type PartKey,
+  type RulesVersionDoc,
   type VersionSummary,
 } from '../recognition/rules-store.js';
 import type { RulesAdmin } from './rules-admin.js';
@@ -72,6 +75,23 @@ export function rulesRouter(deps: RulesRouteDeps): Router {
     res.json({ versions: (await store.history()).map(summaryJson) });
   });
 
+  // One version, every part readable, with what changed against the version before (a unified diff per part).
+  router.get('/rules/_history/:version', async (req, res) => {
+    const raw = String(req.params.version);
+    const n = /^[1-9]\d{0,8}$/.test(raw) ? Number(raw) : NaN;
+    if (Number.isNaN(n)) throw badRequest(`'${raw}' is not a version number`, 'version');
+    const doc = await store.version(n);
+    if (!doc) throw notFound(`No version ${n} of the recognition rules`);
+    const previous = n > 1 ? await store.version(n - 1) : null;
+    res.setHeader('ETag', etagOf(n));
+    res.json({
+      ...summaryJson(doc),
+      previousVersion: previous ? previous._id : null,
+      parts: Object.fromEntries(PART_KEYS.map((k) => [PART_NAMES[k], JSON.parse(doc.parts[k]) as unknown])),
+      diff: previous ? diffOf(previous, doc) : {},
+    });
+  });
+
   router.get('/rules/:part', async (req, res) => {
     const part = assertPart(req.params.part as string);
     await store.refresh(true);
@@ -84,13 +104,15 @@ export function rulesRouter(deps: RulesRouteDeps): Router {
     const part = assertPart(req.params.part as string);
     const baseVersion = ifMatchVersion(req);
     const json = jsonBody(req, deps.config.maxJsonDepth);
+    let changed: boolean;
     try {
-      await deps.rules.edit(part, json, baseVersion, callerOf(req).clientId ?? 'unknown');
+      ({ changed } = await deps.rules.edit(part, json, baseVersion, callerOf(req).clientId ?? 'unknown'));
     } catch (e) {
       throw asOutcome(e, part);
     }
+    // Identical content saves nothing: 200 with the current version's ETag, `changed: false`.
     res.setHeader('ETag', etagOf(store.current.version));
-    res.json(await describeCurrent(deps.rules));
+    res.json({ changed, ...(await describeCurrent(deps.rules)) });
   });
 
   return router;
@@ -164,6 +186,24 @@ function asOutcome(e: unknown, part: PartKey): unknown {
 function problemIssue(partName: string, problem: string): OperationOutcomeIssue {
   const pointer = /^(\/[^:\s]*):/.exec(problem)?.[1];
   return issue('error', 'invariant', `${partName}: ${problem}`, pointer ? `${partName}${pointer}` : partName);
+}
+
+/**
+ * What changed from one version to the next, per part that differs: a unified diff of the parts' JSON, both
+ * normalised to two-space indentation (version 1 holds the seed files as written).
+ */
+function diffOf(before: RulesVersionDoc, after: RulesVersionDoc): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const k of PART_KEYS) {
+    const a = `${JSON.stringify(JSON.parse(before.parts[k]), null, 2)}\n`;
+    const b = `${JSON.stringify(JSON.parse(after.parts[k]), null, 2)}\n`;
+    if (a === b) continue;
+    const name = PART_NAMES[k];
+    out[name] = createTwoFilesPatch(`${name}@${before._id}`, `${name}@${after._id}`, a, b, undefined, undefined, {
+      context: 3,
+    });
+  }
+  return out;
 }
 
 function summaryJson(v: VersionSummary) {

@@ -8,7 +8,6 @@
  *     Registers (or replaces) an EHR allowed to call the services, in the database at MONGODB_URI.
  */
 import fs from 'node:fs';
-import { parseArgs } from 'node:util';
 import type { JSONWebKeySet } from 'jose';
 import mongoose from 'mongoose';
 import { loadConfig } from '../config.js';
@@ -17,11 +16,24 @@ import { CDS_SERVICES } from './hook.js';
 
 export class CdsCliError extends Error {}
 
-export async function cdsToken(args: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args,
-    options: { service: { type: 'string' }, feedback: { type: 'boolean' }, url: { type: 'string' } },
-  });
+export interface CdsTokenOptions {
+  service?: string;
+  feedback?: boolean;
+  url?: string;
+}
+
+export interface CdsClientOptions {
+  iss?: string;
+  institution?: string;
+  jwks?: string;
+  jwksUri?: string;
+  name?: string;
+  language?: string;
+  fhirServer?: string[];
+  origin?: string[];
+}
+
+export async function cdsToken(values: CdsTokenOptions): Promise<void> {
   const config = loadConfig();
   const demo = readDemoCdsClient(config.dataDir);
   if (!demo)
@@ -39,31 +51,18 @@ export async function cdsToken(args: string[]): Promise<void> {
   process.stdout.write(`${await signCdsJwt(demo.iss, demo.privateJwk, aud)}\n`);
 }
 
-export async function cdsClient(args: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      iss: { type: 'string' },
-      institution: { type: 'string' },
-      jwks: { type: 'string' },
-      'jwks-uri': { type: 'string' },
-      name: { type: 'string' },
-      language: { type: 'string' },
-      'fhir-server': { type: 'string', multiple: true },
-      origin: { type: 'string', multiple: true },
-    },
-  });
+export async function cdsClient(values: CdsClientOptions): Promise<void> {
   const config = loadConfig();
   if (!config.mongodbUri) throw new CdsCliError('Set MONGODB_URI to the database of the broker');
   if (!values.iss || !values.institution) throw new CdsCliError('--iss and --institution are required');
-  if (!values.jwks === !values['jwks-uri']) throw new CdsCliError('Give exactly one of --jwks FILE or --jwks-uri URL');
+  if (!values.jwks === !values.jwksUri) throw new CdsCliError('Give exactly one of --jwks FILE or --jwks-uri URL');
   const doc: Omit<CdsClientDoc, '_id'> = {
     name: values.name ?? values.iss,
     institution: values.institution.replace(/^Organization\//, ''),
     ...(values.jwks ? { jwks: JSON.parse(fs.readFileSync(values.jwks, 'utf8')) as JSONWebKeySet } : {}),
-    ...(values['jwks-uri'] ? { jwksUri: values['jwks-uri'] } : {}),
+    ...(values.jwksUri ? { jwksUri: values.jwksUri } : {}),
     ...(values.language ? { language: values.language } : {}),
-    ...(values['fhir-server'] ? { fhirServers: values['fhir-server'] } : {}),
+    ...(values.fhirServer ? { fhirServers: values.fhirServer } : {}),
     ...(values.origin ? { origins: values.origin } : {}),
     active: true,
   };

@@ -3,8 +3,8 @@
  * the broker's database (MONGODB_URI, else the embedded database of HUREN_DATA_DIR, not in use by a running
  * broker), and refreshes the showcase patient. Idempotent: the same seed and size again changes nothing.
  */
-import { parseArgs } from 'node:util';
-import { openServices, UsageError } from '../import/command.js';
+import { UsageError } from '../cli/errors.js';
+import { openServices } from '../cli/services.js';
 import { DEFAULT_DEMO_SEED } from './generator.js';
 import { refreshShowcase, seedDemo, seedDepsOf } from './seed.js';
 
@@ -15,9 +15,7 @@ function count(value: string | undefined, name: string, fallback: number, max: n
   return n;
 }
 
-export async function seedCommand(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { patients: { type: 'string' }, seed: { type: 'string' } } });
-  if (values.patients === undefined) throw new UsageError('usage: huren seed --patients N [--seed S]');
+export async function seedCommand(values: { patients: string; seed?: string }): Promise<number> {
   const patients = count(values.patients, '--patients', 0, 1_000_000);
   const seed = count(values.seed, '--seed', DEFAULT_DEMO_SEED, 2 ** 31 - 1);
   const { deps: app, close } = await openServices();

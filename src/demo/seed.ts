@@ -18,7 +18,7 @@ import {
   showcasePatient,
   type DemoPatient,
 } from './generator.js';
-import { createProgress, type ProgressStream } from './progress.js';
+import { progress as createProgress, type ProgressStream } from '../progress.js';
 
 /** Patients written per store commit (one ingest-log document each). */
 const BATCH_PATIENTS = 5;
@@ -158,7 +158,14 @@ export async function seedDemo(deps: SeedDeps, options: SeedOptions): Promise<Se
   );
   const rules = deps.facts.rules;
   const stream = options.progress === undefined ? process.stderr : options.progress;
-  const progress = stream ? createProgress('Seeding demo patients', options.patients, stream) : undefined;
+  const progress = stream
+    ? createProgress('Seeding demo patients', {
+        stream,
+        unit: ' patients',
+        format: (n) => n.toFixed(n < 10 && n % 1 ? 1 : 0),
+      })
+    : undefined;
+  let seeded = 0;
   const summary: SeedSummary = {
     patients: options.patients,
     seed,
@@ -187,7 +194,8 @@ export async function seedDemo(deps: SeedDeps, options: SeedOptions): Promise<Se
     summary.unchanged += counts.unchanged;
     summary.checks += checks.length;
     summary.ledgerEntries += entries.length;
-    progress?.tick(demos.length, `${summary.created + summary.updated + summary.unchanged} resources`);
+    seeded += demos.length;
+    progress?.update(seeded, options.patients, `${summary.created + summary.updated + summary.unchanged} resources`);
   };
 
   // One batch at a time: parallel commits only contend for the database's single writer (measured slower).
@@ -202,7 +210,7 @@ export async function seedDemo(deps: SeedDeps, options: SeedOptions): Promise<Se
 
   await markers(deps).updateOne({ _id: MARKER_ID }, { $set: { state: 'done', updatedAt: new Date() } });
   summary.ms = Date.now() - started;
-  progress?.finish(`${summary.created} created, ${summary.updated} updated, ${summary.unchanged} unchanged`);
+  progress?.stop(`${summary.created} created, ${summary.updated} updated, ${summary.unchanged} unchanged`);
   deps.log.info('Demo data seeded', {
     patients: summary.patients,
     created: summary.created,

@@ -115,13 +115,16 @@ export async function ingestPage(
       results[index] = { where: item.where, ref, ...decided };
     }
   }
-  const applied = await deps.store.commit(ops.map((o) => o.op));
-  if (applied.length && deps.audit)
+  // Audited before the write, not after: a process killed between the two would leave written patient data without
+  // its AuditEvent, and the re-run finds the page unchanged and audits nothing. Killed after the audit, the re-run
+  // writes the page and audits it again (an access is never unrecorded; at worst recorded twice).
+  if (ops.length && deps.audit)
     await auditPage(
       deps.audit,
       ops.map((o) => o.op.resource),
       options,
     );
+  const applied = await deps.store.commit(ops.map((o) => o.op));
   applied.forEach((w, i) => {
     const { index } = ops[i];
     results[index] = {

@@ -56,7 +56,15 @@ export function routeLabel(path: string): string {
   return '/' + out.join('/');
 }
 
-const FHIR_WORDS = new Set(['metadata', '_history', '_search', '$validate']);
+const FHIR_WORDS = new Set([
+  'metadata',
+  '_history',
+  '_search',
+  '$validate',
+  '$reuse-check',
+  '$reuse-decision',
+  '$evaluate-measure',
+]);
 const KNOWN_ROOTS = new Set([
   '/healthz',
   '/readyz',

@@ -8,6 +8,7 @@
  * two administrators saving on top of the same version, cannot both succeed — the second gets a duplicate key and is
  * told its version is stale.
  */
+import { isDeepStrictEqual } from 'node:util';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Collection, Db } from 'mongodb';
@@ -134,6 +135,11 @@ export class RulesStore {
 
   readonly rules = (): RecognitionRules => this.current.rules;
 
+  /** Whether rules are in force in this process (init() ran), for /readyz. */
+  get isLoaded(): boolean {
+    return this.state !== undefined;
+  }
+
   /** Called in this process whenever a newer version replaces the rules in memory (own edit or another's). */
   onChange(listener: (next: CurrentRules, previous: CurrentRules) => void): void {
     this.listeners.push(listener);
@@ -212,9 +218,11 @@ export class RulesStore {
     baseVersion: number,
     changedBy: string,
     verify?: (rules: RecognitionRules) => void,
-  ): Promise<CurrentRules> {
+  ): Promise<CurrentRules & { changed: boolean }> {
     await this.refresh(true);
     const base = this.current;
+    // The same content again (a retried PUT, a save without edits) is no new version, whatever ETag it was based on.
+    if (isDeepStrictEqual(JSON.parse(base.doc.parts[part]) as unknown, json)) return { ...base, changed: false };
     if (base.version !== baseVersion) throw new StaleRulesError(base.version);
     const parts = { ...base.doc.parts, [part]: `${JSON.stringify(json, null, 2)}\n` };
     verify?.(compileRules(parts));
@@ -234,7 +242,12 @@ export class RulesStore {
     }
     this.log.info('Recognition rules changed', { version: doc._id, part, changedBy });
     await this.refresh(true);
-    return this.current;
+    return { ...this.current, changed: true };
+  }
+
+  /** One version with its parts (JSON text as stored), or null. */
+  async version(n: number): Promise<RulesVersionDoc | null> {
+    return this.collection.findOne({ _id: n });
   }
 
   /** Records the progress of a version's fact re-projection (visible to every process). */

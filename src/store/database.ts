@@ -5,7 +5,14 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { clusterDirFor, findPostgresBinaries, startPostgres, sweepOrphans, type PostgresCluster } from './postgres.js';
+import {
+  clusterDirFor,
+  clusterOwner,
+  findPostgresBinaries,
+  startPostgres,
+  sweepOrphans,
+  type PostgresCluster,
+} from './postgres.js';
 
 /**
  * Finds a MongoDB-wire database, in the order design.md fixes:
@@ -289,6 +296,11 @@ const FERRETDB_LOG_LEVEL = 'ERROR+4';
 export const LEGACY_SQLITE_DIR = 'ferretdb';
 /** The embedded PostgreSQL cluster, under HUREN_DATA_DIR. */
 export const POSTGRES_DIR = 'postgresql';
+
+/** The pid of the live process (a running broker, another command) that owns the embedded database of `dataDir`. */
+export function embeddedDatabaseOwner(dataDir: string): number | undefined {
+  return clusterOwner(path.join(dataDir, POSTGRES_DIR));
+}
 /** The one command that converts a SQLite data directory (README: Migration). */
 export const MIGRATE_COMMAND = 'npm run cli -- migrate-sqlite';
 

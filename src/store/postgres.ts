@@ -204,6 +204,15 @@ export async function sweepOrphans(base: string, binDir: string): Promise<void> 
   }
 }
 
+/**
+ * The live Huren process that holds the cluster in `dir` (its lock file `huren.pid`), if any other than this one:
+ * commands check it before starting anything, so that one data directory never gets a second database process.
+ */
+export function clusterOwner(dir: string): number | undefined {
+  const holder = readPid(path.join(dir, 'huren.pid'));
+  return holder !== undefined && holder !== process.pid && isAlive(holder) ? holder : undefined;
+}
+
 export async function startPostgres(port: number, options: StartPostgresOptions): Promise<PostgresCluster> {
   const binDir = options.binDir ?? findPostgresBinaries();
   if (!binDir) {

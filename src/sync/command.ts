@@ -1,10 +1,12 @@
-import { parseArgs } from 'node:util';
-import { describeCounts, openServices, progressBar, UsageError } from '../import/command.js';
+import { EXIT, UsageError } from '../cli/errors.js';
+import { progress } from '../progress.js';
+import { openServices } from '../cli/services.js';
+import { describeCounts } from '../import/command.js';
 import type { PullProgress } from './pull.js';
 
 /** `huren sync [--hospital ID]…`: one pull of every enabled hospital (or the named ones), with a progress bar. */
-export async function syncCommand(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { hospital: { type: 'string', multiple: true } } });
+export async function syncCommand(options: { hospital?: string[] }): Promise<number> {
+  const values = options;
   const { deps, close } = await openServices();
   try {
     const known = (await deps.sync.endpoints()).map((e) => e._id);
@@ -12,14 +14,14 @@ export async function syncCommand(args: string[]): Promise<number> {
     if (unknown.length) {
       throw new UsageError(`No sync endpoint ${unknown.join(', ')}; registered: ${known.join(', ') || '(none)'}`);
     }
-    const bar = progressBar('sync');
-    const progress = new Map<string, PullProgress>();
+    const bar = progress('sync', { unit: ' reports' });
+    const pulls = new Map<string, PullProgress>();
     const onProgress = (id: string, p: PullProgress) => {
-      progress.set(id, p);
-      const all = [...progress.values()];
+      pulls.set(id, p);
+      const all = [...pulls.values()];
       const total = all.reduce((s, x) => s + (x.total ?? x.reports), 0);
       const done = all.reduce((s, x) => s + x.reports, 0);
-      bar.update(total ? done / total : 0, `${done} reports from ${progress.size} hospital(s)`);
+      bar.update(done, total || undefined, `${pulls.size} hospital(s); ${describeCounts(sumCounts(all))}`);
     };
     let results = await deps.sync.syncAll(values.hospital, onProgress);
     // A hospital leased by another process: wait for that pull (or, after a crash, its lease) to end, then run once.
@@ -36,15 +38,24 @@ export async function syncCommand(args: string[]): Promise<number> {
       );
       results = results.map((r) => again.find((a) => a.endpoint === r.endpoint) ?? r);
     }
-    bar.done();
+    bar.stop();
     for (const r of results) {
       const line = `${r.endpoint}: ${r.outcome}, ${r.reports} reports read; ${describeCounts(r.counts)}`;
       say(r.error ? `${line}; error: ${r.error}` : line);
     }
-    return results.some((r) => r.outcome !== 'success') ? 1 : 0;
+    if (results.some((r) => r.outcome !== 'success')) return EXIT.failed;
+    return results.some((r) => r.counts.rejected > 0) ? EXIT.refused : EXIT.ok;
   } finally {
     await close();
   }
+}
+
+function sumCounts(all: PullProgress[]): PullProgress['counts'] {
+  const sum = { ...all[0]!.counts };
+  for (const p of all.slice(1)) {
+    for (const k of Object.keys(sum) as (keyof typeof sum)[]) sum[k] += p.counts[k];
+  }
+  return sum;
 }
 
 /** A result line on stdout (progress and logs go to stderr). */

@@ -42,12 +42,30 @@ export interface SyncStatus {
   lastErrorAt?: Date;
   lastError?: string;
   consecutiveFailures: number;
-  /** Counts of the last run. */
-  lastRun?: { fetched: number; created: number; updated: number; unchanged: number; older: number; rejected: number };
+  /** Counts of the last run: reports read from the hospital, and what became of the resources, also per type. */
+  lastRun?: SyncRunCounts;
   /** The last refused resources (ref, where, first issue), newest run only, at most 20. */
   lastRejects?: { ref?: string; where: string; diagnostics?: string }[];
   lastNotificationAt?: Date;
   lastNotificationType?: string;
+}
+
+/** What became of a run's resources (`older`: an older version than the one stored, skipped). */
+export interface ResourceCounts {
+  created: number;
+  updated: number;
+  unchanged: number;
+  older: number;
+  refused: number;
+}
+
+export interface SyncRunCounts {
+  /** DiagnosticReports read from the hospital (each brings its results and patient). */
+  reportsFetched: number;
+  /** Every resource of the run, whatever its type. */
+  resources: ResourceCounts;
+  /** The same per resource type (`unknown`: a refused entry without a type). */
+  byType: Record<string, ResourceCounts>;
 }
 
 export interface SyncLease {

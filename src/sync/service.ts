@@ -2,7 +2,14 @@ import { randomUUID } from 'node:crypto';
 import os from 'node:os';
 import type { Db } from 'mongodb';
 import client from 'prom-client';
-import { emptyCounts, ingestPage, type IngestDeps, type IngestItem, type IngestResult } from '../import/ingest.js';
+import {
+  emptyCounts,
+  ingestPage,
+  type IngestCounts,
+  type IngestDeps,
+  type IngestItem,
+  type IngestResult,
+} from '../import/ingest.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../ops/metrics.js';
 import {
@@ -13,6 +20,8 @@ import {
   syncCollections,
   type SyncCollections,
   type SyncEndpoint,
+  type ResourceCounts,
+  type SyncRunCounts,
   type SyncStatus,
 } from './endpoints.js';
 import { pull, type PullProgress } from './pull.js';
@@ -213,6 +222,8 @@ export class SyncService {
     const rejects: NonNullable<SyncStatus['lastRejects']> = [];
     let reports = 0;
     const counts = emptyCounts();
+    const byType: SyncRunCounts['byType'] = {};
+    const runCounts = (): SyncRunCounts => ({ reportsFetched: reports, resources: resourceCounts(counts), byType });
     try {
       await status.updateOne({ _id: id }, { $set: { lastRunAt: new Date() } }, { upsert: true });
       const current = await status.findOne({ _id: id });
@@ -220,7 +231,7 @@ export class SyncService {
       const result = await pull(this.deps, endpoint, source, current?.checkpoint, {
         onPage: async (checkpoint, results, pageReports) => {
           reports += pageReports;
-          this.count(id, results, counts, rejects);
+          this.count(id, results, counts, rejects, byType);
           // Only now, with the page durably ingested, does the checkpoint move.
           if (checkpoint) await status.updateOne({ _id: id }, { $set: { checkpoint } });
           await renewLease(leases, lease, leaseMs);
@@ -233,7 +244,7 @@ export class SyncService {
           $set: {
             lastSuccessAt: new Date(),
             consecutiveFailures: 0,
-            lastRun: { fetched: reports, ...counts },
+            lastRun: runCounts(),
             lastRejects: rejects,
           },
           $unset: { lastError: '' },
@@ -255,7 +266,7 @@ export class SyncService {
           $set: {
             lastErrorAt: new Date(),
             lastError: message,
-            lastRun: { fetched: reports, ...counts },
+            lastRun: runCounts(),
             lastRejects: rejects,
           },
           $inc: { consecutiveFailures: 1 },
@@ -273,9 +284,13 @@ export class SyncService {
     results: IngestResult[],
     counts: SyncRunResult['counts'],
     rejects: NonNullable<SyncStatus['lastRejects']>,
+    byType: SyncRunCounts['byType'],
   ) {
     for (const r of results) {
       counts[r.outcome]++;
+      const type = r.ref?.split('/')[0] || 'unknown';
+      const of = (byType[type] ??= { created: 0, updated: 0, unchanged: 0, older: 0, refused: 0 });
+      of[r.outcome === 'rejected' ? 'refused' : r.outcome]++;
       this.resources.inc({ hospital: id, outcome: r.outcome });
       if (r.outcome === 'rejected' && rejects.length < MAX_REJECTS_KEPT) {
         rejects.push({ ref: r.ref, where: r.where, diagnostics: r.reason?.issue[0]?.diagnostics });
@@ -309,3 +324,8 @@ export class SyncService {
 }
 
 const errorMessage = (err: unknown) => (err instanceof Error ? err.message : String(err));
+
+/** The ingest counts as the status names them: `refused` for what the ingest calls rejected. */
+function resourceCounts(c: IngestCounts): ResourceCounts {
+  return { created: c.created, updated: c.updated, unchanged: c.unchanged, older: c.older, refused: c.rejected };
+}

@@ -32,6 +32,24 @@ describe('operations endpoints and logs', () => {
     expect(ready.body.database).toBe('reachable');
   });
 
+  test('each FHIR operation is its own metrics route: $reuse-check, $reuse-decision, $validate, $evaluate-measure', async () => {
+    await t.as('admin').post('/fhir/$reuse-check').set('Content-Type', 'application/fhir+json').send({});
+    await t.as('admin').post('/fhir/$reuse-decision').set('Content-Type', 'application/fhir+json').send({});
+    await t.as('admin').post('/fhir/Observation/$validate').set('Content-Type', 'application/fhir+json').send({});
+    await t
+      .as('admin')
+      .get('/fhir/Measure/reuse-savings/$evaluate-measure?periodStart=2026-01-01&periodEnd=2026-01-31');
+    const text = (await t.as('admin').get('/metrics')).text;
+    for (const route of [
+      '/fhir/$reuse-check',
+      '/fhir/$reuse-decision',
+      '/fhir/Observation/$validate',
+      '/fhir/Measure/:id/$evaluate-measure',
+    ]) {
+      expect(text).toContain(`route="${route}"`);
+    }
+  });
+
   test('metrics are Prometheus text counting requests by route without resource ids', async () => {
     await t.as('admin').get('/fhir/Observation/some-id-123');
     const res = await t.as('admin').get('/metrics');
@@ -240,7 +258,7 @@ describe('liveness and readiness while the database does not answer', () => {
       const readyStarted = Date.now();
       const ready = await request(app).get('/readyz').timeout(10_000);
       expect(ready.status).toBe(503);
-      expect(ready.body).toEqual({ status: 'not ready', database: 'unreachable' });
+      expect(ready.body).toMatchObject({ status: 'not ready', database: 'unreachable' });
       expect(Date.now() - readyStarted).toBeLessThan(2000);
 
       gate.thaw();

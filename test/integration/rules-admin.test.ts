@@ -124,10 +124,12 @@ describe('recognition rules administration', () => {
 
   test('a change without If-Match is refused (428), with a stale one 412; nothing is saved', async () => {
     const { json } = await getPart('catalogue');
-    const missing = await putPart('catalogue', json);
+    const changed = structuredClone(json) as CatalogueJson;
+    changed.items[0]!.validityDays += 1;
+    const missing = await putPart('catalogue', changed);
     expect(missing.status).toBe(428);
     expect((missing.body as OperationOutcome).issue[0]?.expression).toEqual(['If-Match']);
-    const stale = await putPart('catalogue', json, 'W/"0"');
+    const stale = await putPart('catalogue', changed, 'W/"0"');
     expect(stale.status).toBe(412);
     expect((stale.body as OperationOutcome).issue[0]?.diagnostics).toContain('version 1');
     expect((await t.as('admin').get('/admin/rules')).body.version).toBe(1);
@@ -171,8 +173,23 @@ describe('recognition rules administration', () => {
     expect(res.headers.etag).toBe('W/"2"');
     expect(res.body).toMatchObject({ version: 2, changedParts: ['catalogue'], changedBy: 'demo-admin' });
     expect(await decisionOf(t, LOINC, '57021-8')).toBe('reusable');
-    // The old ETag is stale now.
+    // The old ETag is stale now for another change.
+    catalogue.items.find((i) => i.code === 'HR-LAB-CBC')!.validityDays = 15;
     expect((await putPart('catalogue', catalogue, etag)).status).toBe(412);
+  });
+
+  test('saving identical content makes no new version: 200 with the current ETag', async () => {
+    const before = (await t.as('admin').get('/admin/rules')).body.version as number;
+    const { json, etag } = await getPart('catalogue');
+    // Key order and formatting do not matter: the same JSON is the same content.
+    const reordered = Object.fromEntries(Object.entries(json as object).reverse());
+    const res = await putPart('catalogue', reordered, etag);
+    expect(res.status, res.text).toBe(200);
+    expect(res.headers.etag).toBe(etag);
+    expect(res.body).toMatchObject({ changed: false, version: before });
+    // A retried save whose first attempt succeeded (its ETag now stale) is answered the same way.
+    expect((await putPart('catalogue', json, 'W/"1"')).status).toBe(200);
+    expect((await t.as('admin').get('/admin/rules/_history')).body.versions[0].version).toBe(before);
   });
 
   test('the fact index is re-projected in the background and its progress shown', async () => {
@@ -247,5 +264,23 @@ describe('recognition rules administration', () => {
     expect(versions[0]).toMatchObject({ changedParts: ['local-codes'], changedBy: 'demo-admin' });
     expect(versions[1]).toMatchObject({ changedParts: ['catalogue'], changedBy: 'demo-admin' });
     expect(Date.parse(versions[0]!.changedAt)).toBeGreaterThanOrEqual(Date.parse(versions[1]!.changedAt));
+  });
+
+  test('every version is readable with its parts and a diff against the one before', async () => {
+    const v2 = await t.as('admin').get('/admin/rules/_history/2');
+    expect(v2.status, v2.text).toBe(200);
+    expect(v2.body).toMatchObject({ version: 2, previousVersion: 1, changedParts: ['catalogue'] });
+    const cbc = (v2.body.parts.catalogue as CatalogueJson).items.find((i) => i.code === 'HR-LAB-CBC');
+    expect(cbc?.validityDays).toBe(14);
+    expect(Object.keys(v2.body.diff)).toEqual(['catalogue']);
+    expect(v2.body.diff.catalogue).toMatch(/^-\s+"validityDays": 7,?$/m);
+    expect(v2.body.diff.catalogue).toMatch(/^\+\s+"validityDays": 14,?$/m);
+    const v1 = await t.as('admin').get('/admin/rules/_history/1');
+    expect(v1.body).toMatchObject({ version: 1, previousVersion: null, diff: {}, changedBy: 'seed' });
+    expect((v1.body.parts.catalogue as CatalogueJson).items.find((i) => i.code === 'HR-LAB-CBC')?.validityDays).toBe(7);
+    expect((await t.as('admin').get('/admin/rules/_history/99')).status).toBe(404);
+    const bad = await t.as('admin').get('/admin/rules/_history/two');
+    expect(bad.status).toBe(400);
+    expect((bad.body as OperationOutcome).issue[0]?.expression).toEqual(['version']);
   });
 });

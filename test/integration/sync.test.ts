@@ -128,8 +128,21 @@ describe('pull sync from a hospital FHIR server', () => {
       expect(status.status).toBe(200);
       expect(status.body[0]).toMatchObject({
         id: 'hosp-a',
-        status: { state: 'ok', consecutiveFailures: 0, lastRun: { created: 4, updated: 3 } },
+        status: {
+          state: 'ok',
+          consecutiveFailures: 0,
+          lastRun: { resources: { created: 4, updated: 3, refused: 0 } },
+        },
       });
+      // Counts named for what they count: reports read, and resources per type.
+      const lastRun = status.body[0].status.lastRun as {
+        reportsFetched: number;
+        byType: Record<string, { created: number; updated: number; unchanged: number }>;
+      };
+      expect(lastRun.reportsFetched).toBeGreaterThan(0);
+      expect(lastRun.byType.DiagnosticReport).toBeDefined();
+      const sum = (k: 'created' | 'updated') => Object.values(lastRun.byType).reduce((n, c) => n + c[k], 0);
+      expect([sum('created'), sum('updated')]).toEqual([4, 3]);
       expect(status.body[0].status.lagSeconds).toBeLessThan(60);
       const metrics = await broker.as('admin').get('/metrics');
       expect(metrics.text).toMatch(/huren_sync_lag_seconds\{hospital="hosp-a"\} \d/);
@@ -260,7 +273,7 @@ describe('failing hospitals', () => {
       }
       const s = await sync.collections.status.findOne({ _id: 'hosp-a-scheduled' });
       expect(s?.lastSuccessAt).toBeInstanceOf(Date);
-      expect(s?.lastRun?.rejected).toBe(0);
+      expect(s?.lastRun?.resources.refused).toBe(0);
     },
     SLOW,
   );

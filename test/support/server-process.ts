@@ -11,12 +11,22 @@ export interface ServerProcess {
 
 /**
  * The real broker process as `npm start` runs it (`src/main.ts`) with `env` on top of this process's environment (a
- * key set to undefined is removed); resolves once it logs that it is listening, rejects if it exits first.
+ * key set to undefined is removed); resolves once it logs that it is listening, rejects if it exits first. `how`: other
+ * arguments (e.g. `dist/main.js`), a working directory, and `inherit: false` for an environment of `env` alone.
  */
-export async function startServer(env: Record<string, string | undefined>): Promise<ServerProcess> {
-  const merged: Record<string, string | undefined> = { ...process.env, HUREN_LOG_LEVEL: 'info', PORT: '0', ...env };
+export async function startServer(
+  env: Record<string, string | undefined>,
+  how: { args?: string[]; cwd?: string; inherit?: boolean } = {},
+): Promise<ServerProcess> {
+  const merged: Record<string, string | undefined> = {
+    ...(how.inherit === false ? { PATH: process.env.PATH } : process.env),
+    HUREN_LOG_LEVEL: 'info',
+    PORT: '0',
+    ...env,
+  };
   for (const [k, v] of Object.entries(merged)) if (v === undefined) delete merged[k];
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], { env: merged });
+  const args = how.args ?? ['--import', 'tsx', 'src/main.ts'];
+  const child = spawn(process.execPath, args, { env: merged, ...(how.cwd ? { cwd: how.cwd } : {}) });
   let out = '';
   child.stdout.on('data', (c: Buffer) => (out += c.toString()));
   child.stderr.on('data', (c: Buffer) => (out += c.toString()));

@@ -1,3 +1,6 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { ConfigError, loadConfig } from '../../src/config.js';
 
@@ -33,9 +36,30 @@ describe('configuration', () => {
     [{ HUREN_BASE_URL: 'ftp://x' }, /http\(s\) URL/],
     [{ HUREN_MAX_ARRAY_ITEMS: '0' }, /HUREN_MAX_ARRAY_ITEMS must be an integer between 10 and 1000000/],
     [{ HUREN_MODE: 'production' }, /HUREN_PATIENT_KEY_SECRET is required in production mode/],
-    [{ HUREN_PATIENT_KEY_SECRET: 'too-short' }, /HUREN_PATIENT_KEY_SECRET must have at least 16 bytes/],
+    [{ HUREN_PATIENT_KEY_SECRET: 'too-short' }, /HUREN_PATIENT_KEY_SECRET must have at least 32 bytes/],
   ])('refuses %o with a message that says what to fix', (env, message) => {
     expect(() => loadConfig(env)).toThrow(ConfigError);
     expect(() => loadConfig(env)).toThrow(message);
+  });
+
+  test('secrets may be given as files (compose secrets): NAME_FILE holds the value, a final newline dropped', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'huren-config-'));
+    try {
+      fs.writeFileSync(path.join(dir, 'secret'), 'a-patient-key-secret-of-32-bytes-or-more\n');
+      fs.writeFileSync(path.join(dir, 'uri'), 'mongodb://u:p@mongo:27017/huren?replicaSet=rs0');
+      const c = loadConfig({
+        HUREN_MODE: 'production',
+        HUREN_PATIENT_KEY_SECRET_FILE: path.join(dir, 'secret'),
+        MONGODB_URI_FILE: path.join(dir, 'uri'),
+      });
+      expect(c.patientKeySecret).toBe('a-patient-key-secret-of-32-bytes-or-more');
+      expect(c.mongodbUri).toBe('mongodb://u:p@mongo:27017/huren?replicaSet=rs0');
+      expect(() => loadConfig({ MONGODB_URI_FILE: path.join(dir, 'missing') })).toThrow(/cannot be read \(ENOENT\)/);
+      expect(() => loadConfig({ MONGODB_URI: 'mongodb://x', MONGODB_URI_FILE: path.join(dir, 'uri') })).toThrow(
+        /Set MONGODB_URI or MONGODB_URI_FILE, not both/,
+      );
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -7,7 +7,6 @@ import {
   showcasePatient,
   type DemoPatient,
 } from '../../src/demo/generator.js';
-import { createProgress } from '../../src/demo/progress.js';
 import { createValidator, type Validator } from '../../src/fhir/validation/validator.js';
 import { decideReuse } from '../../src/recognition/engine.js';
 import { projectFacts } from '../../src/recognition/facts.js';
@@ -172,25 +171,4 @@ describe('demo data generator', () => {
   });
 });
 
-describe('progress bar', () => {
-  test('prints lines with rate and time left when not on a terminal', () => {
-    const lines: string[] = [];
-    let t = 0;
-    const p = createProgress('Seeding', 100, { write: (s: string) => lines.push(s), isTTY: false }, () => t);
-    t = 6000;
-    p.tick(30, '480 resources');
-    p.tick(10);
-    t = 10_000;
-    p.finish();
-    expect(lines[0]).toMatch(/Seeding .* 30% 30\/100, 480 resources 5\.0\/s ETA 14s\n$/);
-    expect(lines).toHaveLength(2);
-    expect(lines[1]).toMatch(/40\/100.*\(10s\)\n$/);
-  });
-
-  test('redraws in place on a terminal', () => {
-    const out: string[] = [];
-    const p = createProgress('Seeding', 2, { write: (s: string) => out.push(s), isTTY: true }, () => 1000);
-    p.tick(1);
-    expect(out[0]).toMatch(/^\r.*50% 1\/2/);
-  });
-});
+describe('progress bar', () => {});
