@@ -461,12 +461,12 @@ async function ingest(ctx: Context, broker: Broker) {
   return ratios;
 }
 
-/** What the warm report reads besides the open days: the rollups (visit counts by day, institution and item). */
+/** What the warm report reads besides the open days: the rollups (their accepted tuples grow with the ledger). */
 async function rollupSize(ctx: Context) {
   const docs = await ctx.deps.rollups!.collection.find({}).toArray();
   return {
     documents: docs.length,
-    visitCounts: docs.reduce((n, d) => n + (d.visits?.length ?? 0), 0),
+    acceptedTuples: docs.reduce((n, d) => n + d.accepted.length, 0),
     jsonMb: Number((docs.reduce((n, d) => n + JSON.stringify(d).length, 0) / 1024 ** 2).toFixed(2)),
   };
 }

@@ -13,18 +13,15 @@
  *
  * What a rollup keeps is exactly what the report needs and sums across days: funnel counts per (month, institution,
  * category, item, event, outcome, reason, counts-as-decline), savings per (month, institution, category, item) in
- * fen, and for 互认人次 (a distinct count of (institution, patient, day)) the number of distinct patients with an
- * acceptance per (day, institution), per (day, institution, category), per (day, institution, item) and per (day,
- * institution, category, item): a visit never spans two days, so these counts add up across days and pieces, and a
- * rollup grows with the days, institutions and items it covers, not with the patients. No patient key is kept.
+ * fen, and the accepted (day, institution, category, item, patient key) tuples for 互认人次, a distinct count of
+ * (institution, patient, day). No identifier: the patient key is the ledger's own pseudonym.
  *
- * A correction (src/recognition/ledger.ts) takes back what the decision it supersedes counted: its funnel cell and
- * saving with a negative count wherever the correction falls, and its acceptance by not counting it as a visit in
- * the piece of the decision (a correction comes within CORRECTION_WINDOW_MS, so when it falls on the next day the
- * piece's build finds it by its _id). The final decision counts once, even across rollups.
+ * A correction (src/recognition/ledger.ts) takes back what the decision it supersedes counted — its funnel cell and
+ * saving with a negative count, its accepted tuple through `unaccepted` — so the final decision counts once, even
+ * when the two entries fall in different rollups.
  */
 import type { Collection, Db } from 'mongodb';
-import { CORRECTION_WINDOW_MS, correctionId, type DecisionLedger, type LedgerEntry } from '../recognition/ledger.js';
+import type { DecisionLedger, LedgerEntry } from '../recognition/ledger.js';
 import { localDate } from '../recognition/time.js';
 import type { Dimension, FunnelGroup, LedgerAggregates, SavingsQuery, SumGroup } from './savings.js';
 
@@ -39,11 +36,10 @@ export interface LedgerTally {
   funnel: Map<string, number>;
   /** month, institution, category, item → saving of accepted entries in fen */
   savingFen: Map<string, number>;
-  /**
-   * Distinct patients with an acceptance, by level and day, institution[, category][, item]: level `v` (day,
-   * institution), `c` (+ category), `i` (+ item), `ci` (+ category, item).
-   */
-  visits: Map<string, number>;
+  /** day, institution, category, item, patientKey, check of accepted entries (distinct) */
+  accepted: Set<string>;
+  /** Accepted tuples taken back by a correction. */
+  unaccepted: Set<string>;
 }
 
 interface RollupDoc {
@@ -53,23 +49,16 @@ interface RollupDoc {
   /** `{ k, n }` pairs: FerretDB 1.24 stores no arrays inside arrays. */
   funnel: { k: string; n: number }[];
   savingFen: { k: string; n: number }[];
-  /** Absent in rollups built before the visit counts (they are rebuilt). */
-  visits?: { k: string; n: number }[];
+  accepted: string[];
+  /** Absent in rollups built before corrections existed. */
+  unaccepted?: string[];
   entries: number;
   builtAt: Date;
 }
 
 export function emptyTally(): LedgerTally {
-  return { funnel: new Map(), savingFen: new Map(), visits: new Map() };
+  return { funnel: new Map(), savingFen: new Map(), accepted: new Set(), unaccepted: new Set() };
 }
-
-/** The visit count levels, each with the parts of an accepted entry its key holds after the day and institution. */
-const VISIT_LEVELS: [string, (e: LedgerEntry) => string[]][] = [
-  ['v', () => []],
-  ['c', (e) => [e.category]],
-  ['i', (e) => [e.item]],
-  ['ci', (e) => [e.category, e.item]],
-];
 
 function funnelKey(
   e: LedgerEntry,
@@ -91,49 +80,32 @@ function add(map: Map<string, number>, key: string, n: number): void {
   map.set(key, (map.get(key) ?? 0) + n);
 }
 
-/**
- * Adds ledger entries to a tally (pure). `entries` must be every entry of the days they cover, and the tally must hold
- * none of those days yet: the distinct visits are counted within one call. A correction adds its decision and takes
- * back the funnel cell and saving of the one it supersedes; an acceptance superseded by a correction among `entries`
- * or named in `superseded` (corrections recorded after these days) is no visit.
- */
-export function addEntries(
-  tally: LedgerTally,
-  entries: readonly LedgerEntry[],
-  superseded: ReadonlySet<string> = new Set(),
-): LedgerTally {
-  const corrected = new Set(superseded);
-  for (const e of entries) if (e.supersedes) corrected.add(e.supersedes);
-  const seen = new Set<string>();
+/** Adds ledger entries to a tally (pure). A correction adds its decision and takes back the one it supersedes. */
+export function addEntries(tally: LedgerTally, entries: Iterable<LedgerEntry>): LedgerTally {
   for (const e of entries) {
     add(tally.funnel, funnelKey(e, e), 1);
+    if (e.event === 'accepted') {
+      add(tally.savingFen, [e.month, e.institution, e.category, e.item].join(SEP), Math.round((e.saving ?? 0) * 100));
+      tally.accepted.add([e.day, e.institution, e.category, e.item, e.patientKey, e.check].join(SEP));
+    }
     const r = e.reverses;
     if (r) {
       add(tally.funnel, funnelKey(e, r), -1);
       if (r.event === 'accepted') {
         add(tally.savingFen, [r.month, e.institution, e.category, e.item].join(SEP), -Math.round(r.saving * 100));
-      }
-    }
-    if (e.event === 'accepted') {
-      add(tally.savingFen, [e.month, e.institution, e.category, e.item].join(SEP), Math.round((e.saving ?? 0) * 100));
-      if (corrected.has(e._id)) continue;
-      for (const [level, parts] of VISIT_LEVELS) {
-        const key = [level, e.day, e.institution, ...parts(e)].join(SEP);
-        const visit = key + SEP + e.patientKey;
-        if (seen.has(visit)) continue;
-        seen.add(visit);
-        tally.visits.set(key, (tally.visits.get(key) ?? 0) + 1);
+        tally.unaccepted.add([r.day, e.institution, e.category, e.item, e.patientKey, e.check].join(SEP));
       }
     }
   }
   return tally;
 }
 
-/** Adds one tally to another (pure); they must cover different days. */
+/** Adds one tally to another (pure). */
 export function mergeTally(into: LedgerTally, from: LedgerTally): LedgerTally {
   for (const [k, n] of from.funnel) into.funnel.set(k, (into.funnel.get(k) ?? 0) + n);
   for (const [k, n] of from.savingFen) into.savingFen.set(k, (into.savingFen.get(k) ?? 0) + n);
-  for (const [k, n] of from.visits) into.visits.set(k, (into.visits.get(k) ?? 0) + n);
+  for (const k of from.accepted) into.accepted.add(k);
+  for (const k of from.unaccepted) into.unaccepted.add(k);
   return into;
 }
 
@@ -170,32 +142,27 @@ export function aggregatesOf(tally: LedgerTally, query: Pick<SavingsQuery, 'by' 
     if (g) g.fen += fen;
     else savings.set(key, { _id: id, n: 0, fen });
   }
-  // 互认人次: distinct (institution, patient, day) per group, summed from the visit counts of the level that holds
-  // exactly the group's category and item; over all from level `v`.
-  const byCategory = query.by.includes('category');
-  const byItem = query.by.includes('item');
-  const level = byCategory && byItem ? 'ci' : byItem ? 'i' : byCategory ? 'c' : 'v';
-  const patients = new Map<string, { _id: Record<string, string>; n: number }>();
-  let patientsTotal = 0;
-  for (const [k, n] of tally.visits) {
-    const [kLevel, day, institution, ...parts] = k.split(SEP) as string[];
+  // 互认人次: distinct (institution, patient, day) per group, and over all.
+  const patients = new Map<string, { id: Record<string, string>; seen: Set<string> }>();
+  const all = new Set<string>();
+  for (const k of tally.accepted) {
+    if (tally.unaccepted.has(k)) continue;
+    const [day, institution, category, item, patientKey] = k.split(SEP) as string[];
     if (query.organization && institution !== query.organization) continue;
-    if (kLevel === 'v') patientsTotal += n;
-    if (kLevel !== level) continue;
-    const category = byCategory ? parts[0]! : '';
-    const item = byItem ? parts[parts.length - 1]! : '';
-    const id = pick({ month: day!.slice(0, 7), organization: institution!, category, item });
+    const visit = [institution, patientKey, day].join(SEP);
+    all.add(visit);
+    const id = pick({ month: day!.slice(0, 7), organization: institution!, category: category!, item: item! });
     const key = JSON.stringify(id);
-    const g = patients.get(key);
-    if (g) g.n += n;
-    else patients.set(key, { _id: id, n });
+    const g = patients.get(key) ?? { id, seen: new Set<string>() };
+    g.seen.add(visit);
+    patients.set(key, g);
   }
   return {
     // A cell a correction took back to nothing is no cell (a decline reason with 0 entries is not listed).
     funnel: [...funnel.values()].filter((g) => g.n !== 0),
     savings: [...savings.values()].filter((g) => g.fen !== 0).map(({ _id, fen }) => ({ _id, n: fen / 100 })),
-    patients: [...patients.values()].filter((g) => g.n !== 0),
-    patientsTotal,
+    patients: [...patients.values()].map(({ id, seen }) => ({ _id: id, n: seen.size })),
+    patientsTotal: all.size,
   };
 }
 
@@ -278,7 +245,7 @@ export class LedgerRollups {
     pieces.forEach((piece, i) => {
       const stamp = marks[i]?.stamp ?? null;
       const rollup = rollups[i];
-      if (rollup?.visits && rollup.stamp === stamp) {
+      if (rollup && rollup.stamp === stamp) {
         mergeTally(tally, fromDoc(rollup));
         return;
       }
@@ -291,15 +258,14 @@ export class LedgerRollups {
       for (const { piece, stamp } of wanted) {
         const day = piece.startsWith('day:') ? piece.slice(4) : undefined;
         const piecesEntries = day ? entries.filter((e) => e.day === day) : entries;
-        const built = addEntries(emptyTally(), piecesEntries, await this.correctedLater(piecesEntries));
+        const built = addEntries(emptyTally(), piecesEntries);
         mergeTally(tally, built);
         await this.store(toDoc(piece, stamp, built, piecesEntries.length));
       }
     }
     // Open days: their entries as they are now (equality on `day`, which the database can look up).
-    // Added in one call: a correction today of yesterday's decision is among them.
     const open = await Promise.all(plan.openDays.map((day) => this.ledger.collection.find({ day }).toArray()));
-    addEntries(tally, open.flat());
+    for (const entries of open) addEntries(tally, entries);
     return {
       tally,
       stats: {
@@ -309,30 +275,6 @@ export class LedgerRollups {
         built: [...stale.values()].reduce((n, w) => n + w.length, 0),
       },
     };
-  }
-
-  /**
-   * The acceptances among a piece's entries that a correction recorded after the piece's last day supersedes. Only an
-   * acceptance recorded within CORRECTION_WINDOW_MS (and an hour for clocks) of the piece's last entry can have one:
-   * those few are looked up by their corrections' _ids.
-   */
-  private async correctedLater(entries: readonly LedgerEntry[]): Promise<Set<string>> {
-    const last = Math.max(...entries.map((e) => new Date(e.recordedAt).getTime()));
-    const inPiece = new Set(entries.map((e) => e._id));
-    const candidates = entries.filter(
-      (e) =>
-        e.event === 'accepted' &&
-        new Date(e.recordedAt).getTime() >= last - CORRECTION_WINDOW_MS - 3600_000 &&
-        !inPiece.has(correctionId(e.check, e.item)),
-    );
-    const out = new Set<string>();
-    for (let i = 0; i < candidates.length; i += 1000) {
-      const ids = candidates.slice(i, i + 1000).map((e) => correctionId(e.check, e.item));
-      for (const c of await this.ledger.collection.find({ _id: { $in: ids } }).toArray()) {
-        if (c.supersedes) out.add(c.supersedes);
-      }
-    }
-    return out;
   }
 
   /**
@@ -387,7 +329,8 @@ function toDoc(id: string, stamp: string | null, tally: LedgerTally, entries: nu
     stamp,
     funnel: [...tally.funnel].map(([k, n]) => ({ k, n })),
     savingFen: [...tally.savingFen].map(([k, n]) => ({ k, n })),
-    visits: [...tally.visits].map(([k, n]) => ({ k, n })),
+    accepted: [...tally.accepted],
+    unaccepted: [...tally.unaccepted],
     entries,
     builtAt: new Date(),
   };
@@ -397,6 +340,7 @@ function fromDoc(doc: RollupDoc): LedgerTally {
   return {
     funnel: new Map(doc.funnel.map(({ k, n }) => [k, n])),
     savingFen: new Map(doc.savingFen.map(({ k, n }) => [k, n])),
-    visits: new Map((doc.visits ?? []).map(({ k, n }) => [k, n])),
+    accepted: new Set(doc.accepted),
+    unaccepted: new Set(doc.unaccepted ?? []),
   };
 }
