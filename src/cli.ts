@@ -4,6 +4,7 @@
  *     Prints a bearer token for a seeded demo client of a running broker, obtained the way a hospital system does
  *     (SMART Backend Services: a signed client assertion posted to the token endpoint). Demo mode only.
  *   client --id ID --org Organization/ID --role his|clinician|bureau|admin --scopes "…" (--jwks FILE | --jwks-uri URL)
+ *     [--acts-for Organization/ID,…]
  *     Registers (or replaces) a system client in the database at MONGODB_URI: how production clients are added.
  *   import FILE|DIR [--rejects FILE] [--owner Organization/ID] [--page-size N]
  *     Imports NDJSON / Bundle JSON files (a FHIR Bulk Data export); refused resources go to the rejects file.
@@ -87,6 +88,7 @@ async function client(args: string[]): Promise<void> {
       jwks: { type: 'string' },
       'jwks-uri': { type: 'string' },
       name: { type: 'string' },
+      'acts-for': { type: 'string' },
     },
   });
   const config = loadConfig();
@@ -95,6 +97,10 @@ async function client(args: string[]): Promise<void> {
     fail('--id, --org, --role and --scopes are required');
   if (!ROLES.includes(values.role as Role)) fail(`--role must be one of ${ROLES.join(', ')}`);
   if (!/^Organization\/[A-Za-z0-9\-.]{1,64}$/.test(values.org)) fail('--org must be Organization/<id>');
+  const actsFor = (values['acts-for'] ?? '').split(',').filter(Boolean);
+  if (actsFor.some((o) => !/^Organization\/[A-Za-z0-9\-.]{1,64}$/.test(o))) {
+    fail('--acts-for must be a comma-separated list of Organization/<id>');
+  }
   const bad = values.scopes.split(/\s+/).filter((s) => !parseScope(s));
   if (bad.length) fail(`Not SMART system scopes: ${bad.join(' ')}`);
   if (!values.jwks === !values['jwks-uri']) fail('Give exactly one of --jwks FILE (public keys) or --jwks-uri URL');
@@ -110,6 +116,7 @@ async function client(args: string[]): Promise<void> {
     organization: values.org,
     role: values.role as Role,
     scopes: values.scopes,
+    ...(actsFor.length ? { actsFor } : {}),
     active: true,
     ...(jwks ? { jwks } : { jwksUri: values['jwks-uri'] }),
   };
