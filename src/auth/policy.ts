@@ -129,7 +129,10 @@ export function assertOwnersAllowed(resource: Resource, org: string, actsFor: re
   const element = ownerElement(resource.resourceType);
   const at = where ? `${where}.${element}` : `${resource.resourceType}.${element}`;
   if (!owners.includes(org)) {
-    throw forbidden(`A ${resource.resourceType} written by this client must belong to ${org} (${element} = ${org})`, at);
+    throw forbidden(
+      `A ${resource.resourceType} written by this client must belong to ${org} (${element} = ${org})`,
+      at,
+    );
   }
   const foreign = owners.filter((o) => o !== org && !actsFor.includes(o));
   if (foreign.length) {

@@ -78,12 +78,10 @@ export function authRouter(deps: TokenDeps, publicOrigin: (req: Request) => stri
     const e = err as { type?: unknown; status?: unknown };
     if (typeof e?.type !== 'string' || typeof e.status !== 'number' || e.status >= 500) return next(err);
     res.setHeader('Cache-Control', 'no-store');
-    res
-      .status(e.status)
-      .json({
-        error: 'invalid_request',
-        error_description: FORM_PROBLEMS[e.type] ?? 'The request body could not be read',
-      });
+    res.status(e.status).json({
+      error: 'invalid_request',
+      error_description: FORM_PROBLEMS[e.type] ?? 'The request body could not be read',
+    });
   });
   return router;
 }
