@@ -8,7 +8,7 @@ import { countParameters, tooManyParameters } from './fhir/request.js';
 
 /**
  * Server-level limits, answered the way each endpoint answers its errors (an OperationOutcome naming the limit, or
- * the OAuth error JSON on /auth): the request line and headers (Node's parser, `HUREN_MAX_HEADER_SIZE`), the URL
+ * the OAuth error JSON on /auth/token and /auth/authorize): the request line and headers (Node's parser, `HUREN_MAX_HEADER_SIZE`), the URL
  * (`HUREN_MAX_URL_LENGTH`, kept below the header limit so the app answers it) and the number of query parameters
  * (`HUREN_MAX_PARAMETERS`). Body limits (size, depth, arrays, strings, numbers) are checked where bodies are read.
  */
@@ -37,9 +37,9 @@ export function requestLimits(limits: HttpLimits): RequestHandler {
   };
 }
 
-/** The OAuth endpoints' clients parse RFC 6749 §5.2 errors; everything else speaks OperationOutcome. */
+/** The OAuth endpoints' clients parse RFC 6749 §5.2 errors; everything else (/auth/launch too) speaks OperationOutcome. */
 function refuse(req: Request, res: Response, status: number, code: IssueCode, diagnostics: string): void {
-  if (req.path.startsWith('/auth/')) {
+  if (req.path === '/auth/token' || req.path === '/auth/authorize') {
     res.status(status).setHeader('Cache-Control', 'no-store');
     res.json({ error: 'invalid_request', error_description: diagnostics });
     return;
