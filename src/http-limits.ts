@@ -1,4 +1,5 @@
 import http, { type IncomingMessage, type RequestListener, type Server } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import type { Config } from './config.js';
@@ -14,10 +15,24 @@ import { countParameters, tooManyParameters } from './fhir/request.js';
  */
 export type HttpLimits = Pick<Config, 'maxHeaderBytes' | 'maxUrlLength' | 'maxParameters'>;
 
-/** Refuses a URL longer than the limit (414) or with more query parameters than the limit (400). */
+/**
+ * Refuses a request line and headers larger than the limit (431), a URL longer than its limit (414) or with more query
+ * parameters than the limit (400).
+ */
 export function requestLimits(limits: HttpLimits): RequestHandler {
   return (req: Request, res: Response, next: NextFunction) => {
     const url = req.originalUrl;
+    let headerBytes = req.method.length + url.length + 11; // "GET /url HTTP/1.1\r\n"
+    for (const h of req.rawHeaders) headerBytes += Buffer.byteLength(h) + 2; // "name: value\r\n"
+    if (headerBytes > limits.maxHeaderBytes) {
+      return refuse(
+        req,
+        res,
+        431,
+        'too-costly',
+        `The request line and headers have ${headerBytes} bytes; at most ${limits.maxHeaderBytes} are accepted (HUREN_MAX_HEADER_SIZE)`,
+      );
+    }
     if (url.length > limits.maxUrlLength) {
       return refuse(
         req,
@@ -51,20 +66,26 @@ function refuse(req: Request, res: Response, status: number, code: IssueCode, di
 }
 
 /**
- * The HTTP server of the app: Node's parser reads at most `maxHeaderBytes` of request line and headers, and what it
- * refuses itself (headers too large, malformed HTTP, a request that took too long to arrive) is answered with an
- * OperationOutcome instead of Node's empty 431/400/408.
+ * The HTTP server of the app. Node's parser reads up to four times `maxHeaderBytes` of request line and headers, so
+ * that the app answers a request over the limit itself (requestLimits: it knows the method and the endpoint). What
+ * the parser refuses (headers far too large, malformed HTTP, a request that took too long to arrive) is answered with
+ * an OperationOutcome instead of Node's empty 431/400/408.
  */
 export function createHttpServer(app: RequestListener, limits: Pick<Config, 'maxHeaderBytes'>): Server {
-  const server = http.createServer({ maxHeaderSize: limits.maxHeaderBytes }, app);
+  const parserLimit = PARSER_HEADROOM * limits.maxHeaderBytes;
+  const server = http.createServer({ maxHeaderSize: parserLimit }, app);
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
-    answerClientError(err, socket, limits.maxHeaderBytes);
+    answerClientError(err, socket, parserLimit);
   });
   return server;
 }
 
+const PARSER_HEADROOM = 4;
+
 function answerClientError(err: NodeJS.ErrnoException, socket: Duplex, maxHeaderBytes: number): void {
-  if (err.code === 'ECONNRESET' || !socket.writable) {
+  // As Node itself: answer only on a connection that has not been answered on yet (bytes after a request the app
+  // already answered, e.g. the body of a TRACE, are not a request of their own).
+  if (err.code === 'ECONNRESET' || !socket.writable || (socket as Socket).bytesWritten > 0) {
     socket.destroy();
     return;
   }
@@ -74,15 +95,17 @@ function answerClientError(err: NodeJS.ErrnoException, socket: Duplex, maxHeader
           431,
           'Request Header Fields Too Large',
           'too-costly',
-          `The request line and headers exceed ${maxHeaderBytes} bytes (HUREN_MAX_HEADER_SIZE)`,
+          `The request line and headers exceed ${maxHeaderBytes} bytes (4 × HUREN_MAX_HEADER_SIZE)`,
         ]
       : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
         ? [408, 'Request Timeout', 'timeout', 'The request did not arrive in time']
         : [400, 'Bad Request', 'structure', 'The request is not valid HTTP/1.1'];
   const body = JSON.stringify(outcome(issue('error', code, diagnostics)));
+  // A HEAD request gets the headers only (RFC 9110 §9.3.2): known when the refused chunk starts the request.
+  const isHead = (err as { rawPacket?: Buffer }).rawPacket?.subarray(0, 5).toString('latin1') === 'HEAD ';
   socket.end(
     `HTTP/1.1 ${status} ${reason}\r\nContent-Type: ${FHIR_JSON}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
-      `Connection: close\r\n\r\n${body}`,
+      `Connection: close\r\n\r\n${isHead ? '' : body}`,
   );
 }
 

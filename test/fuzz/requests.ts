@@ -57,6 +57,10 @@ const LOINC_CODES = ['57021-8', '718-7', '4548-4', '2345-7', '1988-5', '24356-8'
 const role = fc.constantFrom<Role>(...ROLES);
 const writerRole = fc.constantFrom<Role>('his', 'his', 'his', 'demo-his-hospital-b', 'admin', 'clinician', 'bureau');
 
+/** A URL component: lone surrogates cannot be percent-encoded (URIError), so they become U+FFFD as in a browser. */
+const wellFormed = (s: string) =>
+  s.replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '\uFFFD');
+
 // ---- values ---------------------------------------------------------------------------------------------------
 
 /** Strings a hostile or careless client sends: control, non-BMP and full-width characters, lone surrogates. */
@@ -318,7 +322,7 @@ const jsonBody = (json: fc.Arbitrary<unknown>) => fc.record({ json, wire });
 const idLike = fc.oneof(
   fc.constantFrom('fuzz-p1', 'fuzz-o1', 'demo-hospital-a', 'demo-hospital-b', 'unknown', '1'),
   fc.stringMatching(/^[A-Za-z0-9\-.]{1,64}$/),
-  nastyString.map(encodeURIComponent),
+  nastyString.map((v) => encodeURIComponent(wellFormed(v))),
   fc.constant('x'.repeat(65)),
 );
 
@@ -527,7 +531,9 @@ export function searchQuery(registry: SearchRegistry, searchType: string): fc.Ar
   return fc
     .array(fc.oneof({ weight: 3, arbitrary: param }, { weight: 1, arbitrary: result }), { maxLength: 6 })
     .map((pairs) =>
-      pairs.map(([k, v]) => `${encodeURIComponent(k).replace(/%3A/g, ':')}=${encodeURIComponent(v)}`).join('&'),
+      pairs
+        .map(([k, v]) => `${encodeURIComponent(k).replace(/%3A/g, ':')}=${encodeURIComponent(wellFormed(v))}`)
+        .join('&'),
     );
 }
 
@@ -871,7 +877,7 @@ export const reports: fc.Arbitrary<FuzzRequest> = fc
           kind: 'fhir $evaluate-measure',
           role: who,
           method: 'GET',
-          path: `/fhir/Measure/reuse-savings/$evaluate-measure?periodStart=${encodeURIComponent(from)}&periodEnd=${encodeURIComponent(to)}`,
+          path: `/fhir/Measure/reuse-savings/$evaluate-measure?periodStart=${encodeURIComponent(wellFormed(from))}&periodEnd=${encodeURIComponent(to)}`,
           headers: {},
           errors: 'fhir' as const,
         }

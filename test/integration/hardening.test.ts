@@ -116,7 +116,7 @@ describe('hardening: the requests that failed now get a 4xx with the endpoint’
     expect(form.body.issue[0].diagnostics).toMatch(/HUREN_MAX_PARAMETERS/);
   });
 
-  test('headers past Node’s limit are a 431 OperationOutcome naming the limit, not an empty answer', async () => {
+  test('headers past the limit are a 431 OperationOutcome naming the limit, not an empty answer', async () => {
     const res = await over('admin')
       .get('/fhir/Patient')
       .set('X-Padding', 'x'.repeat(70 * 1024));
@@ -124,7 +124,25 @@ describe('hardening: the requests that failed now get a 4xx with the endpoint’
     expect(res.headers['content-type']).toContain(FHIR_JSON);
     expect(JSON.parse(res.text)).toMatchObject({
       resourceType: 'OperationOutcome',
-      issue: [{ code: 'too-costly', diagnostics: expect.stringMatching(/65536 bytes \(HUREN_MAX_HEADER_SIZE\)/) }],
+      issue: [
+        {
+          code: 'too-costly',
+          diagnostics: expect.stringMatching(/at most 65536 are accepted \(HUREN_MAX_HEADER_SIZE\)/),
+        },
+      ],
+    });
+    const head = await over('admin')
+      .head('/fhir/Patient')
+      .set('X-Padding', 'x'.repeat(70 * 1024));
+    expect(head.status).toBe(431);
+    // Past what Node's parser reads at all (4 × the limit), Node's own refusal is an OperationOutcome too.
+    const huge = await over('admin')
+      .get('/fhir/Patient')
+      .set('X-Padding', 'x'.repeat(300 * 1024));
+    expect(huge.status).toBe(431);
+    expect(JSON.parse(huge.text)).toMatchObject({
+      resourceType: 'OperationOutcome',
+      issue: [{ diagnostics: expect.stringMatching(/exceed 262144 bytes \(4 × HUREN_MAX_HEADER_SIZE\)/) }],
     });
     // The server is still up.
     expect((await over('admin').get('/healthz')).status).toBe(200);
@@ -176,6 +194,40 @@ describe('hardening: the requests that failed now get a 4xx with the endpoint’
       .set('Content-Type', 'application/fhir+json; charset=UTF-8')
       .send(JSON.stringify(obs));
     expect(ok.status, ok.text).toBe(201);
+  });
+
+  test('found by the fuzzing suite: a transaction entry whose ifNoneExist is a number is a 400, not a 500', async () => {
+    const res = await t
+      .as('admin')
+      .post('/fhir')
+      .set('Content-Type', FHIR_JSON)
+      .send({
+        resourceType: 'Bundle',
+        type: 'transaction',
+        entry: [
+          {
+            fullUrl: 'urn:uuid:0000000b-fff3-8fff-8000-00040000001a',
+            resource: { resourceType: 'Patient', managingOrganization: { reference: HOSPITAL_A } },
+            request: { method: 'POST', url: 'Patient', ifNoneExist: 5e-324 },
+          },
+        ],
+      });
+    expect(res.status).toBe(400);
+    expect(res.body.issue[0].expression).toEqual(['Bundle.entry[0].request.ifNoneExist']);
+    for (const [entry, expression] of [
+      [{ request: 'POST Patient' }, 'Bundle.entry[0].request'],
+      [{ fullUrl: 7, request: { method: 'GET', url: 'Patient' } }, 'Bundle.entry[0].fullUrl'],
+      [{ resource: [], request: { method: 'POST', url: 'Patient' } }, 'Bundle.entry[0].resource'],
+      [{ request: { method: ['POST'], url: 'Patient' } }, 'Bundle.entry[0].request.method'],
+    ] as const) {
+      const bad = await t
+        .as('admin')
+        .post('/fhir')
+        .set('Content-Type', FHIR_JSON)
+        .send({ resourceType: 'Bundle', type: 'transaction', entry: [entry] });
+      expect(bad.status, JSON.stringify(entry)).toBe(400);
+      expect(bad.body.issue[0].expression).toEqual([expression]);
+    }
   });
 
   describe('writing on behalf of another institution', () => {
