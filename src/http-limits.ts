@@ -100,12 +100,18 @@ function answerClientError(err: NodeJS.ErrnoException, socket: Duplex, maxHeader
       : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
         ? [408, 'Request Timeout', 'timeout', 'The request did not arrive in time']
         : [400, 'Bad Request', 'structure', 'The request is not valid HTTP/1.1'];
-  const body = JSON.stringify(outcome(issue('error', code, diagnostics)));
-  // A HEAD request gets the headers only (RFC 9110 §9.3.2): known when the refused chunk starts the request.
-  const isHead = (err as { rawPacket?: Buffer }).rawPacket?.subarray(0, 5).toString('latin1') === 'HEAD ';
+  // The start of the request, when the refused chunk holds it: a HEAD gets the headers only (RFC 9110 §9.3.2), and
+  // the OAuth endpoints answer with their own error JSON.
+  const start = /^([A-Z]+) (\/[^ ?]*)/.exec(
+    (err as { rawPacket?: Buffer }).rawPacket?.subarray(0, 200).toString('latin1') ?? '',
+  );
+  const isOAuth = start?.[2] === '/auth/token' || start?.[2] === '/auth/authorize';
+  const body = JSON.stringify(
+    isOAuth ? { error: 'invalid_request', error_description: diagnostics } : outcome(issue('error', code, diagnostics)),
+  );
   socket.end(
-    `HTTP/1.1 ${status} ${reason}\r\nContent-Type: ${FHIR_JSON}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
-      `Connection: close\r\n\r\n${isHead ? '' : body}`,
+    `HTTP/1.1 ${status} ${reason}\r\nContent-Type: ${isOAuth ? 'application/json' : FHIR_JSON}\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${start?.[1] === 'HEAD' ? '' : body}`,
   );
 }
 

@@ -33,6 +33,8 @@ import {
 const RUNS = Number(process.env.HUREN_FUZZ_RUNS ?? 25);
 const SEED = Number(process.env.HUREN_FUZZ_SEED ?? 23);
 const FHIR_JSON = 'application/fhir+json';
+/** Each request has 2 s and a refused write's read-back a few more: a long budget gets the time it needs. */
+const TEST_TIMEOUT_MS = 60_000 + RUNS * 5_000;
 
 describe(`fuzzing every endpoint as every role (seed ${SEED}, ${RUNS} runs per family)`, () => {
   let t: TestApp;
@@ -130,9 +132,24 @@ describe(`fuzzing every endpoint as every role (seed ${SEED}, ${RUNS} runs per f
     async (_name, arb) => {
       await fc.assert(
         fc.asyncProperty(arb(), (req) => judge(req)),
-        { seed: SEED, numRuns: RUNS, endOnFailure: true },
+        {
+          seed: SEED,
+          numRuns: RUNS,
+          endOnFailure: true,
+          // The failing request cut short (a counterexample may carry megabytes), and how to replay the run.
+          asyncReporter: async (details) => {
+            if (!details.failed) return;
+            const request = JSON.stringify(details.counterexample?.[0] ?? null);
+            const cause = details.errorInstance instanceof Error ? details.errorInstance.message : 'failed';
+            throw new Error(
+              `${cause}\nrequest: ${request.length > 1500 ? `${request.slice(0, 1500)}… (${request.length} characters)` : request}` +
+                `\nreplay: npm run fuzz -- --runs ${RUNS} --seed ${SEED} (fast-check path ${details.counterexamplePath})`,
+            );
+          },
+        },
       );
       await assertUp();
     },
+    TEST_TIMEOUT_MS,
   );
 });

@@ -187,10 +187,23 @@ function realistic(type: string, owner: string): fc.Arbitrary<Record<string, unk
   }
 }
 
-/** A resource of `type`: realistic or from the schema, then (often) mutated. */
-export function resourceOf(type: string): fc.Arbitrary<unknown> {
+/** The institution each role writes for (the demo clients). */
+const OWN: Partial<Record<Role, string>> = {
+  his: 'Organization/demo-hospital-a',
+  'demo-his-hospital-b': 'Organization/demo-hospital-b',
+};
+
+/**
+ * A resource of `type` as `who` would write it: realistic (its own institution's, mostly) or from the schema, then
+ * (often) mutated.
+ */
+export function resourceOf(type: string, who: Role = 'his'): fc.Arbitrary<unknown> {
+  const owner = fc.oneof(
+    { weight: 4, arbitrary: fc.constant(OWN[who] ?? HOSPITALS[0]!) },
+    { weight: 1, arbitrary: fc.constantFrom(...HOSPITALS) },
+  );
   const base = fc.oneof(
-    { weight: 3, arbitrary: fc.constantFrom(...HOSPITALS).chain((owner) => realistic(type, owner)) },
+    { weight: 3, arbitrary: owner.chain((o) => realistic(type, o)) },
     {
       weight: 2,
       arbitrary: schemaResource(type).map((r) => ({ ...r, identifier: [{ system: MARK_SYSTEM, value: MARK }] })),
@@ -345,10 +358,10 @@ const anyType = fc.oneof(
   },
 );
 
-export const fhirCreate: fc.Arbitrary<FuzzRequest> = type.chain((t) =>
+export const fhirCreate: fc.Arbitrary<FuzzRequest> = fc.tuple(type, writerRole).chain(([t, who]) =>
   fc.record({
     kind: fc.constant('fhir create'),
-    role: writerRole,
+    role: fc.constant(who),
     method: fc.constant('POST'),
     path: fc.constant(`/fhir/${t}`),
     headers: fc.oneof(
@@ -359,19 +372,19 @@ export const fhirCreate: fc.Arbitrary<FuzzRequest> = type.chain((t) =>
         { 'If-None-Exist': '$where=1' },
       ),
     ),
-    body: jsonBody(resourceOf(t)),
+    body: jsonBody(resourceOf(t, who)),
     errors: fc.constant<'fhir'>('fhir'),
   }),
 );
 
-export const fhirUpdate: fc.Arbitrary<FuzzRequest> = fc.tuple(type, idLike).chain(([t, id]) =>
+export const fhirUpdate: fc.Arbitrary<FuzzRequest> = fc.tuple(type, idLike, writerRole).chain(([t, id, who]) =>
   fc.record({
     kind: fc.constant('fhir update'),
-    role: writerRole,
+    role: fc.constant(who),
     method: fc.constant('PUT'),
     path: fc.oneof(fc.constant(`/fhir/${t}/${id}`), fc.constant(`/fhir/${t}?identifier=${MARK_SYSTEM}|${MARK}`)),
     headers: fc.oneof(fc.constant({}), fc.constantFrom({ 'If-Match': 'W/"1"' }, { 'If-Match': 'garbage' })),
-    body: jsonBody(resourceOf(t).map((r) => (r && typeof r === 'object' && !Array.isArray(r) ? { ...r, id } : r))),
+    body: jsonBody(resourceOf(t, who).map((r) => (r && typeof r === 'object' && !Array.isArray(r) ? { ...r, id } : r))),
     errors: fc.constant<'fhir'>('fhir'),
   }),
 );
