@@ -5,6 +5,7 @@ import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import type { Config } from './config.js';
 import { FHIR_JSON } from './fhir/http.js';
 import { issue, outcome, type IssueCode } from './fhir/outcomes.js';
+import { controlMessage, hasControlCharacter } from './fhir/json-limits.js';
 import { countParameters, tooManyParameters } from './fhir/request.js';
 
 /**
@@ -47,6 +48,14 @@ export function requestLimits(limits: HttpLimits): RequestHandler {
     const count = q < 0 ? 0 : countParameters(url.slice(q + 1));
     if (count > limits.maxParameters) {
       return refuse(req, res, 400, 'too-costly', tooManyParameters(count, limits.maxParameters));
+    }
+    if (q >= 0) {
+      // A NUL in a search value would reach the database, which cannot hold it; FHIR strings have no control characters.
+      for (const [key, value] of new URLSearchParams(url.slice(q + 1))) {
+        if (hasControlCharacter(key) || hasControlCharacter(value)) {
+          return refuse(req, res, 400, 'value', controlMessage(`The query parameter '${key.slice(0, 40)}'`));
+        }
+      }
     }
     next();
   };

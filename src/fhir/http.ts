@@ -6,7 +6,7 @@ import type { AuditFn } from '../audit/recorder.js';
 import { authenticate, createRateLimiter } from '../auth/bearer.js';
 import type { TokenDeps } from '../auth/tokens.js';
 import type { FhirDeps } from './interactions.js';
-import { jsonLimitsOf, parseJsonBody, type JsonLimits } from './json-limits.js';
+import { controlMessage, hasControlCharacter, jsonLimitsOf, parseJsonBody, type JsonLimits } from './json-limits.js';
 import { error, OperationOutcomeError, outcome, issue, tooLarge, unsupportedMediaType } from './outcomes.js';
 import {
   ClientGoneError,
@@ -137,6 +137,9 @@ function parseBody(req: Request, limits: JsonLimits, maxParameters: number): unk
     if (count > maxParameters) throw error(400, 'too-costly', tooManyParameters(count, maxParameters));
     const form: Record<string, string | string[]> = {};
     for (const [k, v] of new URLSearchParams(text)) {
+      if (hasControlCharacter(k) || hasControlCharacter(v)) {
+        throw error(400, 'value', controlMessage(`The search parameter '${k.slice(0, 40)}'`));
+      }
       const prev = form[k];
       form[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
     }

@@ -102,6 +102,9 @@ export function assertJsonLimits(body: unknown, limits: JsonLimits): void {
       for (let i = 0; i < value.length; i++) push(stack, node, i, value[i], limits);
     } else {
       for (const key in value) {
+        if (CONTROL.test(key)) {
+          throw error(400, 'value', controlMessage(`A key of ${pathOf(node) ?? 'the body'}`), pathOf(node));
+        }
         if (key.length > limits.maxStringLength) {
           throw tooLarge(
             `A key of ${pathOf(node) ?? 'the body'} has ${key.length} characters; at most ${limits.maxStringLength} are accepted`,
@@ -121,7 +124,20 @@ function push(stack: Node[], parent: Node, key: string | number, child: unknown,
   }
 }
 
+/**
+ * FHIR R4 §2.24.0.1 (string): no characters below U+0020 but tab, CR and LF. NUL in particular cannot be stored by
+ * the embedded database (PostgreSQL's jsonb has no \u0000).
+ */
+const CONTROL = /[\u0000-\u0008\u000B\u000C\u000E-\u001F]/;
+export const hasControlCharacter = (text: string): boolean => CONTROL.test(text);
+export const controlMessage = (what: string) =>
+  `${what} holds a control character (below U+0020 other than tab, CR, LF), which FHIR strings may not contain`;
+
 function assertScalar(value: unknown, limits: JsonLimits, node: Node | undefined): void {
+  if (typeof value === 'string' && CONTROL.test(value)) {
+    const where = node && pathOf(node);
+    throw error(400, 'value', controlMessage(where ?? 'The body'), where);
+  }
   if (typeof value === 'string' && value.length > limits.maxStringLength) {
     const where = node && pathOf(node);
     throw tooLarge(

@@ -89,7 +89,11 @@ describe(`fuzzing every endpoint as every role (seed ${SEED}, ${RUNS} runs per f
     const { answer, mark, sentText } = await send(target, req);
     tally.count(req.kind, answer ? answer.status : 'timeout');
     const problem = problemWith(req, answer);
-    if (problem) throw new Error(`${req.method} ${req.path.slice(0, 200)} as ${req.role}: ${problem}`);
+    if (problem) {
+      // The broker's own account of a failure (its log carries the error message, never the request's data).
+      const logged = t.logLines.filter((l) => l.includes('"Request failed"')).slice(-1)[0] ?? '';
+      throw new Error(`${req.method} ${req.path.slice(0, 200)} as ${req.role}: ${problem}\n${logged.slice(0, 500)}`);
+    }
     const refused = answer!.status >= 400 || answer!.status === -1;
     if (!refused) return;
     for (const type of typesWritten(req, sentText, mark)) {

@@ -230,6 +230,21 @@ describe('hardening: the requests that failed now get a 4xx with the endpoint’
     }
   });
 
+  test('found by the fuzzing suite: a NUL in a body or a search value is a 400, not a 500 from the database', async () => {
+    const obs = result([HOSPITAL_A], { note: [{ text: 'before\u0000after' }] });
+    const res = await t.as('his').post('/fhir/Observation').set('Content-Type', FHIR_JSON).send(obs);
+    expect(res.status).toBe(400);
+    expect(res.body.issue[0].expression).toEqual(['Observation.note[0].text']);
+    expect(await storedWith(obs.identifier![0].value!)).toBe(0);
+    for (const query of ['name=%00', `identifier=${encodeURIComponent(RESULT_ID)}%7C%00`, '_id=a%00', '%00=1']) {
+      const search = await t.as('admin').get(`/fhir/Patient?${query}`);
+      expect(search.status, query).toBe(400);
+      expect(search.body.issue[0].diagnostics).toMatch(/control character/);
+    }
+    const form = await t.as('admin').post('/fhir/Patient/_search').type('form').send('name=%00');
+    expect(form.status).toBe(400);
+  });
+
   describe('writing on behalf of another institution', () => {
     test('hospital A naming hospital B as co-performer is refused 403 with nothing stored', async () => {
       const obs = result([HOSPITAL_A, HOSPITAL_B]);

@@ -148,3 +148,16 @@ describe('reading a request body', () => {
     expect(() => parseJsonBody(gb18030, 'application/json', LIMITS)).toThrow(/not valid UTF-8/);
   });
 });
+
+describe('characters FHIR strings may not hold', () => {
+  test('a NUL or another control character in a value or a key is a 400 naming the element (found by the fuzzing suite)', () => {
+    const refused = refusalOf({ resourceType: 'DiagnosticReport', conclusion: '\u0000' });
+    expect(refused?.status).toBe(400);
+    expect(refused?.outcome.issue[0].expression).toEqual(['DiagnosticReport.conclusion']);
+    expect(refused?.outcome.issue[0].diagnostics).toMatch(/control character/);
+    expect(refusalOf({ resourceType: 'Patient', name: [{ text: 'a\u001bb' }] })?.status).toBe(400);
+    expect(refusalOf({ resourceType: 'Patient', ['a\u0000']: 1 })?.status).toBe(400);
+    // Tab, CR and LF are allowed, and so are full-width spaces and characters outside the BMP.
+    expect(refusalOf({ resourceType: 'Patient', name: [{ text: '王\t小明\r\n　𠀀' }] })).toBe(undefined);
+  });
+});
