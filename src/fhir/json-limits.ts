@@ -128,6 +128,7 @@ function push(stack: Node[], parent: Node, key: string | number, child: unknown,
  * FHIR R4 §2.24.0.1 (string): no characters below U+0020 but tab, CR and LF. NUL in particular cannot be stored by
  * the embedded database (PostgreSQL's jsonb has no \u0000).
  */
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
 const CONTROL = /[\u0000-\u0008\u000B\u000C\u000E-\u001F]/;
 export const hasControlCharacter = (text: string): boolean => CONTROL.test(text);
 export const controlMessage = (what: string) =>
