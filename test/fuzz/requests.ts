@@ -210,8 +210,8 @@ export function resourceOf(type: string, who: Role = 'his'): fc.Arbitrary<unknow
     },
   );
   return fc.oneof(
-    { weight: 2, arbitrary: base },
-    { weight: 3, arbitrary: fc.tuple(base, mutations).map(([r, m]) => applyMutations(r, m)) },
+    { weight: 1, arbitrary: base },
+    { weight: 1, arbitrary: fc.tuple(base, mutations).map(([r, m]) => applyMutations(r, m)) },
   );
 }
 
@@ -377,17 +377,31 @@ export const fhirCreate: fc.Arbitrary<FuzzRequest> = fc.tuple(type, writerRole).
   }),
 );
 
-export const fhirUpdate: fc.Arbitrary<FuzzRequest> = fc.tuple(type, idLike, writerRole).chain(([t, id, who]) =>
-  fc.record({
-    kind: fc.constant('fhir update'),
-    role: fc.constant(who),
-    method: fc.constant('PUT'),
-    path: fc.oneof(fc.constant(`/fhir/${t}/${id}`), fc.constant(`/fhir/${t}?identifier=${MARK_SYSTEM}|${MARK}`)),
-    headers: fc.oneof(fc.constant({}), fc.constantFrom({ 'If-Match': 'W/"1"' }, { 'If-Match': 'garbage' })),
-    body: jsonBody(resourceOf(t, who).map((r) => (r && typeof r === 'object' && !Array.isArray(r) ? { ...r, id } : r))),
-    errors: fc.constant<'fhir'>('fhir'),
-  }),
-);
+export const fhirUpdate: fc.Arbitrary<FuzzRequest> = fc
+  .tuple(
+    type,
+    fc.oneof({ weight: 3, arbitrary: fc.stringMatching(/^fuzz-[a-z0-9]{1,8}$/) }, { weight: 1, arbitrary: idLike }),
+    writerRole,
+    fc.boolean(),
+  )
+  .chain(([t, id, who, conditional]) =>
+    fc.record({
+      kind: fc.constant(conditional ? 'fhir conditional update' : 'fhir update'),
+      role: fc.constant(who),
+      method: fc.constant('PUT'),
+      path: fc.constant(conditional ? `/fhir/${t}?identifier=${MARK_SYSTEM}|${MARK}` : `/fhir/${t}/${id}`),
+      headers: fc.oneof(
+        { weight: 3, arbitrary: fc.constant({}) },
+        { weight: 1, arbitrary: fc.constantFrom({ 'If-Match': 'W/"1"' }, { 'If-Match': 'garbage' }) },
+      ),
+      body: jsonBody(
+        resourceOf(t, who).map((r) =>
+          r && typeof r === 'object' && !Array.isArray(r) && !conditional && t !== 'Organization' ? { ...r, id } : r,
+        ),
+      ),
+      errors: fc.constant<'fhir'>('fhir'),
+    }),
+  );
 
 export const fhirRead: fc.Arbitrary<FuzzRequest> = fc
   .tuple(
@@ -568,64 +582,73 @@ export function fhirSearch(registry: SearchRegistry): fc.Arbitrary<FuzzRequest> 
 // ---- bundles --------------------------------------------------------------------------------------------------
 
 /** Transaction and batch Bundles whose entries reference each other through urn:uuid fullUrls. */
-export const fhirBundle: fc.Arbitrary<FuzzRequest> = fc
-  .record({
-    bundleType: fc.constantFrom('transaction', 'transaction', 'batch', 'collection', 'searchset', 'bogus'),
-    entries: fc.array(
-      fc.record({
-        t: type,
-        method: fc.constantFrom('POST', 'POST', 'PUT', 'GET', 'DELETE', 'PATCH'),
-        uuid: fc.uuid(),
-        refIndex: fc.nat(),
-        ifNoneExist: fc.boolean(),
-      }),
-      { minLength: 1, maxLength: 8 },
-    ),
-    resources: fc.array(
-      fc
-        .constantFrom(...HOSPITALS)
-        .chain((o) => fc.constantFrom(...WRITABLE_TYPES.slice(0, 4)).chain((t) => realistic(t, o))),
-      { minLength: 8, maxLength: 8 },
-    ),
-    mutated: fc.option(mutations, { nil: undefined }),
-    who: writerRole,
-    w: wire,
-  })
-  .map(({ bundleType, entries, resources, mutated, who, w }) => {
-    const entry = entries.map((e, i) => {
-      const resource: Record<string, unknown> = { ...resources[i]! };
-      const target = entries[e.refIndex % entries.length]!;
-      // A reference to another entry of the bundle, resolved by the broker (R4 §3.1.0.11.2).
-      if (resource.resourceType === 'DiagnosticReport') resource.result = [{ reference: `urn:uuid:${target.uuid}` }];
-      else if ('subject' in resource) resource.subject = { reference: `urn:uuid:${target.uuid}` };
-      const url =
-        e.method === 'POST'
-          ? String(resource.resourceType)
-          : e.method === 'GET'
-            ? `${String(resource.resourceType)}?identifier=${MARK_SYSTEM}|x`
-            : `${String(resource.resourceType)}/fuzz-${i}`;
-      if (e.method === 'PUT') resource.id = `fuzz-${i}`;
-      return {
-        fullUrl: `urn:uuid:${e.uuid}`,
-        ...(e.method === 'GET' || e.method === 'DELETE' ? {} : { resource }),
-        request: {
-          method: e.method,
-          url,
-          ...(e.ifNoneExist && e.method === 'POST' ? { ifNoneExist: `identifier=${MARK_SYSTEM}|${MARK}` } : {}),
-        },
+export const fhirBundle: fc.Arbitrary<FuzzRequest> = writerRole.chain((who) =>
+  fc
+    .record({
+      bundleType: fc.constantFrom('transaction', 'transaction', 'transaction', 'batch', 'batch', 'collection', 'bogus'),
+      entries: fc.array(
+        fc.record({
+          method: fc.constantFrom('POST', 'POST', 'POST', 'POST', 'PUT', 'PUT', 'GET', 'DELETE', 'PATCH'),
+          uuid: fc.uuid(),
+          ifNoneExist: fc.boolean(),
+        }),
+        { minLength: 1, maxLength: 8 },
+      ),
+      resources: fc.array(
+        fc
+          .oneof(
+            { weight: 4, arbitrary: fc.constant(OWN[who] ?? HOSPITALS[0]!) },
+            { weight: 1, arbitrary: fc.constantFrom(...HOSPITALS) },
+          )
+          .chain((o) => fc.constantFrom(...WRITABLE_TYPES.slice(0, 4)).chain((t) => realistic(t, o))),
+        { minLength: 8, maxLength: 8 },
+      ),
+      mutated: fc.oneof({ weight: 2, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: mutations }),
+      w: wire,
+    })
+    .map(({ bundleType, entries, resources, mutated, w }) => {
+      const bodies = entries.map((_e, i) => ({ ...resources[i]! }) as Record<string, unknown>);
+      const fullUrlOf = (type: string) => {
+        const i = bodies.findIndex((r, j) => r.resourceType === type && entries[j]!.method === 'POST');
+        return i < 0 ? undefined : `urn:uuid:${entries[i]!.uuid}`;
       };
-    });
-    const bundle: unknown = { resourceType: 'Bundle', type: bundleType, entry };
-    return {
-      kind: `fhir ${bundleType === 'batch' ? 'batch' : 'transaction'}`,
-      role: who,
-      method: 'POST',
-      path: '/fhir',
-      headers: {},
-      body: { json: mutated ? applyMutations(bundle, mutated) : bundle, wire: w },
-      errors: 'fhir' as const,
-    };
-  });
+      const entry = entries.map((e, i) => {
+        const resource = bodies[i]!;
+        // References to other entries of the bundle, resolved by the broker (R4 §3.1.0.11.2): a result's subject
+        // to the Patient created with it, a report's results to the Observation created with it.
+        const patient = fullUrlOf('Patient');
+        const observation = fullUrlOf('Observation');
+        if ('subject' in resource && patient) resource.subject = { reference: patient };
+        if (resource.resourceType === 'DiagnosticReport' && observation) resource.result = [{ reference: observation }];
+        const url =
+          e.method === 'POST'
+            ? String(resource.resourceType)
+            : e.method === 'GET'
+              ? `${String(resource.resourceType)}?identifier=${MARK_SYSTEM}|x`
+              : `${String(resource.resourceType)}/fuzz-${i}`;
+        if (e.method === 'PUT') resource.id = `fuzz-${i}`;
+        return {
+          fullUrl: `urn:uuid:${e.uuid}`,
+          ...(e.method === 'GET' || e.method === 'DELETE' ? {} : { resource }),
+          request: {
+            method: e.method,
+            url,
+            ...(e.ifNoneExist && e.method === 'POST' ? { ifNoneExist: `identifier=${MARK_SYSTEM}|${MARK}` } : {}),
+          },
+        };
+      });
+      const bundle: unknown = { resourceType: 'Bundle', type: bundleType, entry };
+      return {
+        kind: `fhir ${bundleType === 'batch' ? 'batch' : 'transaction'}`,
+        role: who,
+        method: 'POST',
+        path: '/fhir',
+        headers: {},
+        body: { json: mutated ? applyMutations(bundle, mutated) : bundle, wire: w },
+        errors: 'fhir' as const,
+      };
+    }),
+);
 
 // ---- operations -----------------------------------------------------------------------------------------------
 
