@@ -72,6 +72,13 @@ export function authRouter(deps: TokenDeps, publicOrigin: (req: Request) => stri
       }
     },
   );
+  // Another method at the OAuth endpoints is an OAuth error too (GET /auth/authorize is served by the app routes).
+  router.all(['/auth/token', '/auth/authorize'], (req: Request, res: Response, next: NextFunction) => {
+    if (req.path === '/auth/authorize' && (req.method === 'GET' || req.method === 'HEAD')) return next();
+    res.setHeader('Allow', req.path === '/auth/token' ? 'POST' : 'GET');
+    res.status(405).json({ error: 'invalid_request', error_description: `${req.method} is not supported here` });
+  });
+
   // What the form parser refuses (too large, too many fields, a charset other than UTF-8) is an OAuth error too: the
   // token endpoint's clients parse RFC 6749 §5.2 errors, not OperationOutcomes.
   router.use('/auth/token', (err: unknown, _req: Request, res: Response, next: NextFunction) => {

@@ -9,6 +9,7 @@ import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createClientAssertion } from '../../src/auth/assertion.js';
 import { readDemoClients } from '../../src/auth/demo-clients.js';
+import { readDemoCdsClient, signCdsJwt } from '../../src/cds/clients.js';
 import { createHttpServer, createMetricsServer } from '../../src/http-limits.js';
 import { FHIR_JSON, HOSPITAL_A, HOSPITAL_B } from '../fixtures/recognition.js';
 import { createTestApp, TEST_DATA_DIR, type TestApp } from '../support/app.js';
@@ -243,6 +244,61 @@ describe('hardening: the requests that failed now get a 4xx with the endpoint’
     }
     const form = await t.as('admin').post('/fhir/Patient/_search').type('form').send('name=%00');
     expect(form.status).toBe(400);
+  });
+
+  test('found by the fuzzing suite: operation inputs of the wrong JSON type are a 400 (were 500)', async () => {
+    const check = await t
+      .as('demo-his-hospital-b')
+      .post('/fhir/$reuse-check')
+      .set('Content-Type', FHIR_JSON)
+      .send({
+        resourceType: 'Parameters',
+        parameter: [
+          { name: 'patient', valueIdentifier: { system: 'urn:oid:2.16.156.10011.1.1', value: '110105370905004' } },
+          { name: 'code', valueCoding: { system: 'http://loinc.org', code: '11524-6' } },
+          { name: 'requester', valueReference: { reference: [{ n: [{ n: 'bottom' }] }] } },
+        ],
+      });
+    expect(check.status, check.text).toBe(400);
+    expect(check.body.issue[0].expression).toEqual(['Parameters.parameter[2].valueReference.reference']);
+
+    const demo = readDemoCdsClient(TEST_DATA_DIR)!;
+    const path = '/cds-services/huren-reuse-order-select';
+    const hook = await request(t.app)
+      .post(path)
+      .set('Authorization', `Bearer ${await signCdsJwt(demo.iss, demo.privateJwk, `http://huren.test${path}`)}`)
+      .send({
+        hook: 'order-select',
+        hookInstance: '2f1c4a0e-1a7e-4b0c-9f0a-000000000000',
+        context: {
+          userId: 'Practitioner/dr-b',
+          patientId: 'p1',
+          selections: ['ServiceRequest/d1'],
+          draftOrders: {
+            resourceType: 'Bundle',
+            type: 'collection',
+            entry: [
+              {
+                resource: {
+                  resourceType: 'ServiceRequest',
+                  id: 'd1',
+                  status: 'draft',
+                  intent: 'order',
+                  code: { coding: [{ system: 'http://loinc.org', code: '57021-8' }] },
+                  subject: { reference: 'Patient/p1' },
+                },
+              },
+            ],
+          },
+        },
+        prefetch: { patient: { resourceType: 'Patient', id: 'p1', identifier: { system: 'x', value: 'y' } } },
+      });
+    expect(hook.status, hook.text).toBeLessThan(500);
+    if (hook.status >= 400) expect(hook.body.resourceType).toBe('OperationOutcome');
+
+    const patch = await request(server).patch('/auth/token');
+    expect(patch.status).toBe(405);
+    expect(patch.body.error).toBe('invalid_request');
   });
 
   describe('writing on behalf of another institution', () => {
