@@ -200,8 +200,21 @@ export function fhirErrorHandler(log: Logger) {
       );
       status = um.status;
       body = um.outcome;
-    } else if (e?.type === 'request.aborted' || e?.type === 'entity.verify.failed' || e?.status === 400) {
-      status = 400;
+    } else if (e?.type === 'charset.unsupported') {
+      const um = unsupportedMediaType('Only UTF-8 bodies are supported (charset=utf-8)');
+      status = um.status;
+      body = um.outcome;
+    } else if (e?.type === 'parameters.too.many') {
+      const tl = tooLarge('The form has too many fields');
+      status = tl.status;
+      body = tl.outcome;
+    } else if (
+      e?.type === 'request.aborted' ||
+      e?.type === 'entity.verify.failed' ||
+      (typeof e?.status === 'number' && e.status >= 400 && e.status < 500)
+    ) {
+      // Any other refusal of a body parser (express.json on the pages' small JSON endpoints) stays a 4xx.
+      status = typeof e?.status === 'number' && e.status >= 400 && e.status < 500 ? e.status : 400;
       body = outcome(issue('error', 'structure', 'The request body could not be read'));
     } else {
       log.error('Request failed', { requestId: res.getHeader('X-Request-Id'), error: e?.message, path: req.path });

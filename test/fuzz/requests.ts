@@ -1004,6 +1004,8 @@ export const oddHttp: fc.Arbitrary<FuzzRequest> = fc
     headers: fc.constantFrom<Record<string, string>>(
       {},
       { 'Content-Type': 'application/fhir+json; charset=utf-16' },
+      { 'Content-Type': 'application/json; charset=iso-8859-1' },
+      { 'Content-Type': 'application/x-www-form-urlencoded; charset=latin1' },
       { 'Content-Encoding': 'gzip', 'Content-Type': 'application/fhir+json' },
       { 'Content-Encoding': 'compress', 'Content-Type': 'application/fhir+json' },
       { 'X-Padding': 'x'.repeat(70_000) },

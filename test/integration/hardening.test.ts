@@ -301,6 +301,16 @@ describe('hardening: the requests that failed now get a 4xx with the endpoint’
     expect(patch.body.error).toBe('invalid_request');
   });
 
+  test('the small JSON endpoints of the pages refuse another charset with a 415 OperationOutcome', async () => {
+    const res = await t
+      .as('clinician')
+      .post('/auth/launch')
+      .set('Content-Type', 'application/json; charset=iso-8859-1')
+      .send(Buffer.from('{"appContext":"x"}', 'latin1'));
+    expect(res.status).toBe(415);
+    expect(res.body.resourceType).toBe('OperationOutcome');
+  });
+
   describe('writing on behalf of another institution', () => {
     test('hospital A naming hospital B as co-performer is refused 403 with nothing stored', async () => {
       const obs = result([HOSPITAL_A, HOSPITAL_B]);
