@@ -87,7 +87,7 @@ describe(`fuzzing every endpoint as every role (seed ${SEED}, ${RUNS} runs per f
   /** Sends one request and checks its answer, and that a refused write stored nothing. */
   async function judge(req: FuzzRequest): Promise<void> {
     const { answer, mark, sentText } = await send(target, req);
-    tally.count(req.kind, answer ? answer.status : 'timeout');
+    tally.count(req.kind, answer ? answer.status : 'timeout', answer?.ms);
     const problem = problemWith(req, answer);
     if (problem) {
       // The broker's own account of a failure (its log carries the error message, never the request's data).
@@ -100,7 +100,7 @@ describe(`fuzzing every endpoint as every role (seed ${SEED}, ${RUNS} runs per f
       const back = await exchange(target.server, 'GET', `/fhir/${type}?identifier=${mark}`, {
         Authorization: `Bearer ${t.tokens.admin}`,
       });
-      tally.count('read back of a refused write', back?.status ?? 'timeout');
+      tally.count('read back of a refused write', back?.status ?? 'timeout', back?.ms);
       expect(back?.status, back?.text).toBe(200);
       const found = (JSON.parse(back!.text) as { entry?: unknown[] }).entry ?? [];
       if (found.length) {

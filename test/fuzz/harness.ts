@@ -28,7 +28,9 @@ export interface FuzzTarget {
 /** Requests sent, by kind, and their status classes: printed at the end of a run. */
 export class Tally {
   readonly byKind = new Map<string, Map<string, number>>();
-  count(kind: string, status: number | 'timeout'): void {
+  readonly slowest = new Map<string, number>();
+  count(kind: string, status: number | 'timeout', ms = 0): void {
+    this.slowest.set(kind, Math.max(this.slowest.get(kind) ?? 0, ms));
     const row = this.byKind.get(kind) ?? new Map<string, number>();
     const label = status === 'timeout' ? 'timeout' : `${Math.floor(status / 100)}xx`;
     row.set(label, (row.get(label) ?? 0) + 1);
@@ -45,9 +47,10 @@ export class Tally {
       .map(([kind, row]) => {
         const sent = [...row.values()].reduce((a, b) => a + b, 0);
         const parts = [...row.entries()].sort().map(([k, v]) => `${k} ${v}`);
-        return `  ${kind.padEnd(28)} ${String(sent).padStart(6)}   ${parts.join(', ')}`;
+        const slowest = `slowest ${this.slowest.get(kind) ?? 0} ms`;
+        return `  ${kind.padEnd(28)} ${String(sent).padStart(6)}   ${parts.join(', ').padEnd(26)} ${slowest}`;
       });
-    return [`Fuzz requests sent: ${this.total()}`, ...lines].join('\n');
+    return [`Fuzz requests sent: ${this.total()} (kind, count, status classes, slowest answer)`, ...lines].join('\n');
   }
 }
 

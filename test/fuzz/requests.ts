@@ -122,6 +122,17 @@ const markIdentifier = fc.constantFrom(
   { system: 'https://hospital.example.org/result', value: MARK },
 );
 
+/** Text as Chinese reports and names really are: full-width spaces, the middle dot, characters outside the BMP. */
+const cleanText = fc.constantFrom(
+  '王小明',
+  '阿卜杜·热合曼',
+  '李　娜',
+  'Zhang Wei',
+  '血常规：白细胞计数正常。　建议复查。',
+  '𠀀𠀁',
+  '胸部CT平扫未见明显异常',
+);
+
 // ---- resources ------------------------------------------------------------------------------------------------
 
 /** Realistic results, orders, patients and organizations, as the demo hospitals push them. */
@@ -154,13 +165,13 @@ function realistic(type: string, owner: string): fc.Arbitrary<Record<string, unk
           fc.constantFrom('Observation/fuzz-o1', 'Observation/none').map((reference) => ({ reference })),
           { maxLength: 3 },
         ),
-        conclusion: nastyString,
+        conclusion: cleanText,
       });
     case 'Patient':
       return fc.record({
         resourceType: fc.constant('Patient'),
         identifier: fc.tuple(markIdentifier, residentId).map(([m, id]) => [m, { system: ID_CARD, value: id }]),
-        name: fc.array(fc.record({ text: nastyString }), { maxLength: 2 }),
+        name: fc.array(fc.record({ text: cleanText }), { maxLength: 2 }),
         gender: fc.constantFrom('male', 'female', 'unknown'),
         birthDate: fc
           .date({ min: new Date('1930-01-01'), max: new Date('2020-01-01'), noInvalidDate: true })
@@ -182,7 +193,7 @@ function realistic(type: string, owner: string): fc.Arbitrary<Record<string, unk
         resourceType: fc.constant('Organization'),
         id: fc.constant(owner.split('/')[1]!),
         identifier: markIdentifier.map((i) => [i]),
-        name: nastyString,
+        name: cleanText,
       });
   }
 }
