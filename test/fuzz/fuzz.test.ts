@@ -87,7 +87,7 @@ describe(`fuzzing every endpoint as every role (seed ${SEED}, ${RUNS} runs per f
   /** Sends one request and checks its answer, and that a refused write stored nothing. */
   async function judge(req: FuzzRequest): Promise<void> {
     const { answer, mark, sentText } = await send(target, req);
-    tally.count(req.kind, answer ? answer.status : 'timeout', answer?.ms);
+    tally.count(req.kind, answer ? answer.status : 'timeout', answer?.ms, `${req.method} ${req.path} as ${req.role}`);
     const problem = problemWith(req, answer);
     if (problem) {
       // The broker's own account of a failure (its log carries the error message, never the request's data).

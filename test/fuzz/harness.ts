@@ -29,8 +29,11 @@ export interface FuzzTarget {
 export class Tally {
   readonly byKind = new Map<string, Map<string, number>>();
   readonly slowest = new Map<string, number>();
-  count(kind: string, status: number | 'timeout', ms = 0): void {
+  /** The slowest request of the run (method and path, cut short), to look at when it nears the deadline. */
+  slowestRequest = { ms: 0, what: '' };
+  count(kind: string, status: number | 'timeout', ms = 0, what = ''): void {
     this.slowest.set(kind, Math.max(this.slowest.get(kind) ?? 0, ms));
+    if (ms > this.slowestRequest.ms) this.slowestRequest = { ms, what: what.slice(0, 300) };
     const row = this.byKind.get(kind) ?? new Map<string, number>();
     const label = status === 'timeout' ? 'timeout' : `${Math.floor(status / 100)}xx`;
     row.set(label, (row.get(label) ?? 0) + 1);
@@ -50,7 +53,11 @@ export class Tally {
         const slowest = `slowest ${this.slowest.get(kind) ?? 0} ms`;
         return `  ${kind.padEnd(28)} ${String(sent).padStart(6)}   ${parts.join(', ').padEnd(26)} ${slowest}`;
       });
-    return [`Fuzz requests sent: ${this.total()} (kind, count, status classes, slowest answer)`, ...lines].join('\n');
+    return [
+      `Fuzz requests sent: ${this.total()} (kind, count, status classes, slowest answer)`,
+      ...lines,
+      `  slowest request: ${this.slowestRequest.ms} ms ${this.slowestRequest.what}`,
+    ].join('\n');
   }
 }
 
