@@ -10,7 +10,9 @@ import { appRouter } from './ui/app-routes.js';
 import { cdsRouter } from './cds/router.js';
 import type { TokenDeps } from './auth/tokens.js';
 import type { FhirHttpDeps } from './fhir/http.js';
-import { notFound } from './fhir/outcomes.js';
+import { forbidden, notFound } from './fhir/outcomes.js';
+import { authenticate } from './auth/bearer.js';
+import { requestLimits } from './http-limits.js';
 import type { Logger } from './log.js';
 import { routeLabel, type Metrics } from './ops/metrics.js';
 import { uiAssetsRouter, uiProblems } from './ui/assets.js';
@@ -77,6 +79,7 @@ export function createApp(deps: AppDeps): Express {
     next();
   });
   app.use(deps.metrics.middleware);
+  app.use(requestLimits(deps.config));
 
   // Liveness answers from the process alone, before anything that may wait on the database (the rules refresh
   // below): a database that does not answer must not get the broker restarted.
@@ -103,7 +106,11 @@ export function createApp(deps: AppDeps): Express {
       rules,
     });
   });
-  app.get('/metrics', async (_req, res) => {
+  // Operational figures (request counts by route, sync lag per hospital) are for operators: an admin token here, or
+  // no token on the separate listener of HUREN_METRICS_PORT, which a Prometheus scraper on the inside network reads.
+  app.get('/metrics', async (req, res) => {
+    const access = await authenticate(req, deps.auth);
+    if (access.role !== 'admin') throw forbidden('/metrics is read with an admin token (or on HUREN_METRICS_PORT)');
     res.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
   });
   app.use(refreshRules(deps.rules, deps.log));

@@ -98,6 +98,7 @@ program
   .option('--jwks <file>', 'a JWK Set file of its PUBLIC keys')
   .option('--jwks-uri <url>', 'or the URL where it publishes them')
   .option('--name <name>', 'a readable name (default: the id)')
+  .option('--acts-for <Organization/id,…>', 'other institutions it may write results for (e.g. a regional lab)')
   .addHelpText(
     'after',
     examples(

@@ -38,6 +38,18 @@ export interface Config {
   rateLimitPerMinute: number;
   /** Deepest JSON nesting accepted in a request body. */
   maxJsonDepth: number;
+  /** Longest string (value or key) accepted in a JSON body, in characters (FHIR R4 §2.24.0.1: strings ≤ 1 MB). */
+  maxStringLength: number;
+  /** Largest request line plus headers Node's HTTP parser reads (`431` beyond, as an OperationOutcome). */
+  maxHeaderBytes: number;
+  /** Longest request URL (path and query) the app accepts (`414` beyond); below `maxHeaderBytes`. */
+  maxUrlLength: number;
+  /** Most query (or form) parameters in one request (`400` beyond). */
+  maxParameters: number;
+  /** A separate listener for `/metrics` without a token (Prometheus scrapers); unset: only the admin token. */
+  metricsPort: number | undefined;
+  /** Address the metrics listener binds to. */
+  metricsHost: string;
   /** How long audit events are kept; at least 180 days (Cybersecurity Law: access logs ≥ 6 months). */
   auditRetentionDays: number;
   /** How often at most a process asks the database whether the recognition rules changed (ms). */
@@ -129,6 +141,15 @@ export function loadConfig(rawEnv: Env = process.env): Config {
         'the same for the life of the database (the recognition index is keyed by it)',
     );
   }
+  const maxHeaderBytes = byteSize(env, 'HUREN_MAX_HEADER_SIZE', 64 * 1024);
+  if (maxHeaderBytes < 8 * 1024 || maxHeaderBytes > 1024 ** 2) {
+    throw new ConfigError('HUREN_MAX_HEADER_SIZE must be between 8kb and 1mb');
+  }
+  const maxUrlLength = integer(env, 'HUREN_MAX_URL_LENGTH', 8192, 256, 1024 ** 2);
+  // The app answers an overlong URL itself (414 naming the limit) only when Node's parser let it through.
+  if (maxUrlLength > maxHeaderBytes - 1024) {
+    throw new ConfigError('HUREN_MAX_URL_LENGTH must stay at least 1 KiB below HUREN_MAX_HEADER_SIZE');
+  }
   return {
     port: integer(env, 'PORT', 8080, 0, 65535),
     baseUrl,
@@ -153,6 +174,12 @@ export function loadConfig(rawEnv: Env = process.env): Config {
       .filter(Boolean),
     rateLimitPerMinute: integer(env, 'HUREN_RATE_LIMIT', 1200, 1, 1_000_000),
     maxJsonDepth: integer(env, 'HUREN_MAX_JSON_DEPTH', 64, 8, 1000),
+    maxStringLength: integer(env, 'HUREN_MAX_STRING_LENGTH', 1024 * 1024, 1024, 100 * 1024 * 1024),
+    maxHeaderBytes,
+    maxUrlLength,
+    maxParameters: integer(env, 'HUREN_MAX_PARAMETERS', 200, 10, 100000),
+    metricsPort: env.HUREN_METRICS_PORT ? integer(env, 'HUREN_METRICS_PORT', 0, 0, 65535) : undefined,
+    metricsHost: env.HUREN_METRICS_HOST || '127.0.0.1',
     auditRetentionDays: integer(env, 'HUREN_AUDIT_RETENTION_DAYS', 400, 180, 36500),
     rulesPollMs: integer(env, 'HUREN_RULES_POLL_MS', 5000, 100, 600000),
     patientKeySecret,

@@ -1,5 +1,6 @@
 import type { Server } from 'node:http';
 import { createApp } from './app.js';
+import { createHttpServer, createMetricsServer } from './http-limits.js';
 import { ConfigError, loadConfig } from './config.js';
 import { createLogger } from './log.js';
 import { createServices, runMaintenance } from './services.js';
@@ -22,11 +23,16 @@ async function main(): Promise<void> {
   // The showcase's results are relative to today: refreshed before anything is served.
   if (withDemoData) await refreshShowcase(seedDepsOf(deps));
   const app = createApp(deps);
-  const server: Server = app.listen(config.port);
-  await new Promise<void>((resolve, reject) => {
-    server.once('listening', resolve);
-    server.once('error', reject);
-  });
+  const server: Server = createHttpServer(app, config);
+  await listen(server, config.port);
+  const metricsServer = config.metricsPort === undefined ? undefined : createMetricsServer(deps.metrics);
+  if (metricsServer) {
+    await listen(metricsServer, config.metricsPort!, config.metricsHost);
+    const a = metricsServer.address();
+    log.info('Metrics listener (no token)', {
+      metrics: `http://${config.metricsHost}:${typeof a === 'object' && a ? a.port : config.metricsPort}/metrics`,
+    });
+  }
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
   const base = config.baseUrl ?? `http://localhost:${port}/fhir`;
@@ -68,6 +74,7 @@ async function main(): Promise<void> {
     log.info('Shutting down: finishing in-flight requests', { signal });
     const force = setTimeout(() => server.closeAllConnections(), config.shutdownGraceMs);
     server.closeIdleConnections();
+    metricsServer?.close();
     await new Promise<void>((resolve) => server.close(() => resolve()));
     clearTimeout(force);
     await deps.connection.close();
@@ -77,6 +84,14 @@ async function main(): Promise<void> {
   };
   process.on('SIGINT', () => void shutdown('SIGINT'));
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
+}
+
+function listen(server: Server, port: number, host?: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once('listening', resolve);
+    server.once('error', reject);
+    server.listen(port, host);
+  });
 }
 
 main().catch((err: unknown) => {

@@ -65,10 +65,15 @@ export class RulesAdmin {
 
   private async reindex(version: number): Promise<void> {
     const status: ReindexStatus = { state: 'running', done: 0, total: 0, facts: 0, startedAt: new Date() };
+    // Saves one after another: a progress save still in flight must not land after the final one (the status would
+    // then say "running" for good).
+    let saving = Promise.resolve();
     const save = () =>
-      this.store.setReindex(version, status).catch((e: unknown) => {
-        this.log.warn('Re-projection status not saved', { version, error: (e as Error).message });
-      });
+      (saving = saving.then(() =>
+        this.store.setReindex(version, { ...status }).catch((e: unknown) => {
+          this.log.warn('Re-projection status not saved', { version, error: (e as Error).message });
+        }),
+      ));
     await save();
     try {
       const result = await this.facts.rebuild(this.resources, (p) => {

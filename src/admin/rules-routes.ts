@@ -8,7 +8,7 @@ import type { OperationOutcomeIssue } from 'fhir/r4';
 import { authenticate } from '../auth/bearer.js';
 import type { TokenDeps } from '../auth/tokens.js';
 import type { Config } from '../config.js';
-import { assertJsonLimits } from '../fhir/json-limits.js';
+import { parseJsonBody } from '../fhir/json-limits.js';
 import { createTwoFilesPatch } from 'diff';
 import {
   badRequest,
@@ -36,7 +36,7 @@ import type { RulesAdmin } from './rules-admin.js';
 export interface RulesRouteDeps {
   rules: RulesAdmin;
   auth: Pick<TokenDeps, 'keyRing' | 'issuer'>;
-  config: Pick<Config, 'maxBodyBytes' | 'maxJsonDepth'>;
+  config: Pick<Config, 'maxBodyBytes' | 'maxJsonDepth' | 'maxStringLength'>;
   log: Logger;
 }
 
@@ -103,7 +103,7 @@ export function rulesRouter(deps: RulesRouteDeps): Router {
   router.put('/rules/:part', async (req, res) => {
     const part = assertPart(req.params.part as string);
     const baseVersion = ifMatchVersion(req);
-    const json = jsonBody(req, deps.config.maxJsonDepth);
+    const json = jsonBody(req, deps.config);
     let changed: boolean;
     try {
       ({ changed } = await deps.rules.edit(part, json, baseVersion, callerOf(req).clientId ?? 'unknown'));
@@ -147,23 +147,21 @@ function ifMatchVersion(req: Request): number {
   return Number(m[1]);
 }
 
-function jsonBody(req: Request, maxDepth: number): unknown {
+function jsonBody(req: Request, config: Pick<Config, 'maxJsonDepth' | 'maxStringLength'>): unknown {
   const raw = req.body as Buffer | undefined;
   const contentType = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
   if (!/^application\/(fhir\+)?json$/.test(contentType)) {
     throw unsupportedMediaType(`Content-Type '${contentType || '(none)'}' is not supported; send application/json`);
   }
   if (!Buffer.isBuffer(raw) || raw.length === 0) throw error(400, 'required', 'PUT needs the part as a JSON body');
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(raw.toString('utf8')) as unknown;
-  } catch (e) {
-    throw error(400, 'structure', `The body is not valid JSON: ${(e as Error).message}`);
-  }
-  // Depth only: a part's lists (a hospital's local codes, the catalogue) grow with the city, and only admins send
+  // No array limit: a part's lists (a hospital's local codes, the catalogue) grow with the city, and only admins send
   // them; the body size limit still bounds them.
-  assertJsonLimits(parsed, { maxDepth, maxArrayItems: Infinity, maxBundleEntries: Infinity });
-  return parsed;
+  return parseJsonBody(raw, req.headers['content-type'], {
+    maxDepth: config.maxJsonDepth,
+    maxArrayItems: Infinity,
+    maxBundleEntries: Infinity,
+    maxStringLength: config.maxStringLength,
+  });
 }
 
 /** A rejected edit as an OperationOutcome: 412 when stale, 422 with every problem when the rules do not hold. */

@@ -101,7 +101,10 @@ function classify(req: FhirRequest): Classified | undefined {
   if (type === 'prior-results') return { interaction: 'operation', action: 'R' };
   // System history lists every version of every clinical resource.
   if (type === '_history' && b === undefined) return { interaction: 'history-system', action: 'R' };
-  if (!isClinicalType(type)) return undefined;
+  // Reading the audit trail is itself recorded: who looked at the record of accesses to patient data, and when.
+  // (Writing it through the API is refused for everyone; only the broker appends to it.)
+  if (type === 'AuditEvent' && m !== 'GET' && b !== '_search') return undefined;
+  if (!isClinicalType(type) && type !== 'AuditEvent') return undefined;
   if (b === '$validate' || c === '$validate') return undefined;
   if (b === undefined || b === '_search') {
     if (m === 'GET' || b === '_search') {

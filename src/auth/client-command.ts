@@ -21,6 +21,8 @@ export interface ClientOptions {
   jwks?: string;
   jwksUri?: string;
   name?: string;
+  /** Other institutions it may write for: `Organization/a,Organization/b`. */
+  actsFor?: string;
 }
 
 export async function clientCommand(values: ClientOptions): Promise<void> {
@@ -31,6 +33,10 @@ export async function clientCommand(values: ClientOptions): Promise<void> {
   if (!config.mongodbUri) fail('Set MONGODB_URI to the database of the broker');
   if (!ROLES.includes(values.role)) fail(`--role must be one of ${ROLES.join(', ')}`);
   if (!/^Organization\/[A-Za-z0-9\-.]{1,64}$/.test(values.org)) fail('--org must be Organization/<id>');
+  const actsFor = (values.actsFor ?? '').split(',').filter(Boolean);
+  if (actsFor.some((o) => !/^Organization\/[A-Za-z0-9\-.]{1,64}$/.test(o))) {
+    fail('--acts-for must be a comma-separated list of Organization/<id>');
+  }
   const bad = values.scopes.split(/\s+/).filter((s) => !parseScope(s));
   if (bad.length) fail(`Not SMART system scopes: ${bad.join(' ')}`);
   if (!values.jwks === !values.jwksUri) fail('Give exactly one of --jwks FILE (public keys) or --jwks-uri URL');
@@ -53,6 +59,7 @@ export async function clientCommand(values: ClientOptions): Promise<void> {
     organization: values.org,
     role: values.role,
     scopes: values.scopes,
+    ...(actsFor.length ? { actsFor } : {}),
     active: true,
     ...(jwks ? { jwks } : { jwksUri: values.jwksUri }),
   };

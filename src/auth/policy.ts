@@ -116,10 +116,30 @@ export function assertWritable(
   if (current && !owners.includes(org) && !(current.deleted && owners.length === 0)) {
     throw forbidden(`${op.type}/${op.id} belongs to another institution and cannot be changed by ${org}`, where);
   }
-  if (op.resource && !ownersOf(op.resource).includes(org)) {
+  if (op.resource) assertOwnersAllowed(op.resource, org, access.actsFor ?? [], where);
+}
+
+/**
+ * Every institution a written resource names as its owner (ownersOf: performer, requester, managingOrganization,
+ * partOf) must be the writer's own or one it is registered to act for (ClientDoc.actsFor), and its own must be among
+ * them: a hospital cannot attribute a result — and the recognitions and savings that follow it — to another one.
+ */
+export function assertOwnersAllowed(resource: Resource, org: string, actsFor: readonly string[], where?: string): void {
+  const owners = ownersOf(resource);
+  const element = ownerElement(resource.resourceType);
+  const at = where ? `${where}.${element}` : `${resource.resourceType}.${element}`;
+  if (!owners.includes(org)) {
     throw forbidden(
-      `A ${op.type} written by this client must belong to ${org} (${ownerElement(op.type)} = ${org})`,
-      where ? `${where}.${ownerElement(op.type)}` : `${op.type}.${ownerElement(op.type)}`,
+      `A ${resource.resourceType} written by this client must belong to ${org} (${element} = ${org})`,
+      at,
+    );
+  }
+  const foreign = owners.filter((o) => o !== org && !actsFor.includes(o));
+  if (foreign.length) {
+    throw forbidden(
+      `${foreign.join(', ')} is another institution: ${org} is not registered to write on its behalf ` +
+        `(${element} may name only ${[org, ...actsFor].join(', ')})`,
+      at,
     );
   }
 }

@@ -1,4 +1,4 @@
-import express, { type Request, type Response, type Router } from 'express';
+import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import type { AppLaunches } from './app-launch.js';
 import { issueToken, OAuthError, type TokenDeps } from './tokens.js';
 
@@ -48,7 +48,7 @@ export function authRouter(deps: TokenDeps, publicOrigin: (req: Request) => stri
 
   router.post(
     '/auth/token',
-    express.urlencoded({ extended: false, limit: '64kb' }),
+    express.urlencoded({ extended: false, limit: TOKEN_FORM_LIMIT, parameterLimit: 20 }),
     async (req: Request, res: Response) => {
       res.setHeader('Cache-Control', 'no-store');
       res.setHeader('Pragma', 'no-cache');
@@ -72,5 +72,33 @@ export function authRouter(deps: TokenDeps, publicOrigin: (req: Request) => stri
       }
     },
   );
+  // Another method at the OAuth endpoints is an OAuth error too (GET /auth/authorize is served by the app routes).
+  router.all(['/auth/token', '/auth/authorize'], (req: Request, res: Response, next: NextFunction) => {
+    if (req.path === '/auth/authorize' && (req.method === 'GET' || req.method === 'HEAD')) return next();
+    res.setHeader('Allow', req.path === '/auth/token' ? 'POST' : 'GET');
+    res.status(405).json({ error: 'invalid_request', error_description: `${req.method} is not supported here` });
+  });
+
+  // What the form parser refuses (too large, too many fields, a charset other than UTF-8) is an OAuth error too: the
+  // token endpoint's clients parse RFC 6749 §5.2 errors, not OperationOutcomes.
+  router.use('/auth/token', (err: unknown, _req: Request, res: Response, next: NextFunction) => {
+    const e = err as { type?: unknown; status?: unknown };
+    if (typeof e?.type !== 'string' || typeof e.status !== 'number' || e.status >= 500) return next(err);
+    res.setHeader('Cache-Control', 'no-store');
+    res.status(e.status).json({
+      error: 'invalid_request',
+      error_description: FORM_PROBLEMS[e.type] ?? 'The request body could not be read',
+    });
+  });
   return router;
 }
+
+/** A token request is a few hundred bytes: a client assertion, its type, the grant type and the scopes. */
+const TOKEN_FORM_LIMIT = '64kb';
+
+const FORM_PROBLEMS: Record<string, string> = {
+  'entity.too.large': `The request body exceeds ${TOKEN_FORM_LIMIT}`,
+  'parameters.too.many': 'The form has too many fields',
+  'charset.unsupported': 'Send the form in UTF-8 (charset=utf-8)',
+  'encoding.unsupported': 'Content-Encoding is not supported; send the form as is',
+};

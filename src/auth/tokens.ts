@@ -23,6 +23,11 @@ export interface ClientDoc {
   name: string;
   /** `Organization/{id}` the client acts for. */
   organization: string;
+  /**
+   * Other institutions this client is registered to write for as well (`Organization/{id}`), e.g. a regional lab
+   * system that reports for its member hospitals: they may be co-owners (performer, requester, …) of what it writes.
+   */
+  actsFor?: string[];
   role: Role;
   /** Space-separated SMART scopes the client may be granted. */
   scopes: string;
@@ -53,6 +58,8 @@ export class OAuthError extends Error {
 export interface AccessContext {
   clientId: string;
   organization: string;
+  /** Other institutions the client is registered to write for (ClientDoc.actsFor); usually none. */
+  actsFor?: string[];
   role: Role;
   scope: string;
   /** The access token's id, recorded in audit events. */
@@ -158,7 +165,13 @@ export async function issueToken(
   }
   const granted = requested.join(' ');
   const { kid, key } = await deps.keyRing.signingKey();
-  const accessToken = await new SignJWT({ scope: granted, org: client.organization, role: client.role })
+  const actsFor = (client.actsFor ?? []).filter((o) => typeof o === 'string');
+  const accessToken = await new SignJWT({
+    scope: granted,
+    org: client.organization,
+    role: client.role,
+    ...(actsFor.length ? { acts_for: actsFor } : {}),
+  })
     .setProtectedHeader({ alg: 'ES256', kid, typ: 'at+jwt' })
     .setIssuer(deps.issuer)
     .setAudience(deps.issuer)
@@ -229,11 +242,12 @@ export async function verifyAccessToken(
       currentDate: now,
       typ: 'at+jwt',
     });
-    const { sub, scope, org, role, jti, exp, nbf } = payload as Record<string, unknown>;
+    const { sub, scope, org, role, jti, exp, nbf, acts_for } = payload as Record<string, unknown>;
     if (typeof sub !== 'string' || typeof scope !== 'string' || typeof org !== 'string' || typeof jti !== 'string')
       return undefined;
     if (!ROLES.includes(role as Role)) return undefined;
     const access: AccessContext = { clientId: sub, scope, organization: org, role: role as Role, jti };
+    if (Array.isArray(acts_for) && acts_for.every((o) => typeof o === 'string')) access.actsFor = acts_for as string[];
     if (typeof exp === 'number') {
       if (cache.size >= MAX_VERIFIED_TOKENS) {
         for (const [k, v] of cache) if (v.expMs <= now.getTime()) cache.delete(k);

@@ -6,7 +6,7 @@
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import type { AppDeps } from '../app.js';
 import { createRateLimiter } from '../auth/bearer.js';
-import { assertJsonLimits, jsonLimitsOf, type JsonLimits } from '../fhir/json-limits.js';
+import { jsonLimitsOf, parseJsonBody, type JsonLimits } from '../fhir/json-limits.js';
 import { error, notFound, OperationOutcomeError } from '../fhir/outcomes.js';
 import type { AuditExtra, FhirRequest } from '../fhir/request.js';
 import { languageOf } from './cards.js';
@@ -36,18 +36,7 @@ function parseJson(req: Request, limits: JsonLimits): unknown {
   if (!JSON_TYPES.test(type)) {
     throw error(415, 'not-supported', `Content-Type '${type || '(none)'}' is not supported; send application/json`);
   }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(raw.toString('utf8'));
-  } catch (err) {
-    throw error(
-      400,
-      'structure',
-      `The body is not valid JSON: ${err instanceof SyntaxError ? err.message : 'invalid'}`,
-    );
-  }
-  assertJsonLimits(parsed, limits);
-  return parsed;
+  return parseJsonBody(raw, req.headers['content-type'], limits);
 }
 
 export function cdsRouter(appDeps: AppDeps, originOf: (req: Request) => string): Router {

@@ -53,10 +53,30 @@ export async function processBundle(req: FhirRequest, deps: FhirDeps, dispatch: 
 
 function parseEntry(entry: BundleEntry, index: number): ParsedEntry {
   const where = `Bundle.entry[${index}]`;
-  if (!entry || typeof entry !== 'object') throw badRequest('Each Bundle entry must be an object', where);
+  if (!entry || typeof entry !== 'object' || Array.isArray(entry)) {
+    throw badRequest('Each Bundle entry must be an object', where);
+  }
+  // The Bundle itself is not checked against the schema (its entries' resources are): the fields read here are.
+  const request = entry.request as unknown;
+  if (request !== undefined && (request === null || typeof request !== 'object' || Array.isArray(request))) {
+    throw badRequest('request must be an object with method and url', `${where}.request`);
+  }
+  for (const field of ['ifNoneExist', 'ifMatch', 'ifNoneMatch', 'ifModifiedSince'] as const) {
+    const value = entry.request?.[field] as unknown;
+    if (value !== undefined && typeof value !== 'string') {
+      throw badRequest(`request.${field} must be a string`, `${where}.request.${field}`);
+    }
+  }
+  if (entry.fullUrl !== undefined && typeof entry.fullUrl !== 'string') {
+    throw badRequest('fullUrl must be a string', `${where}.fullUrl`);
+  }
+  const resource = entry.resource as unknown;
+  if (resource !== undefined && (resource === null || typeof resource !== 'object' || Array.isArray(resource))) {
+    throw badRequest('resource must be a FHIR resource (a JSON object)', `${where}.resource`);
+  }
   const method = entry.request?.method;
   const url = entry.request?.url;
-  if (!method || !['GET', 'POST', 'PUT', 'DELETE'].includes(method)) {
+  if (typeof method !== 'string' || !['GET', 'POST', 'PUT', 'DELETE'].includes(method)) {
     throw badRequest(
       `request.method must be GET, POST, PUT or DELETE, got '${String(method)}'`,
       `${where}.request.method`,

@@ -6,9 +6,16 @@ import type { AuditFn } from '../audit/recorder.js';
 import { authenticate, createRateLimiter } from '../auth/bearer.js';
 import type { TokenDeps } from '../auth/tokens.js';
 import type { FhirDeps } from './interactions.js';
-import { assertJsonLimits, jsonLimitsOf, type JsonLimits } from './json-limits.js';
+import { controlMessage, hasControlCharacter, jsonLimitsOf, parseJsonBody, type JsonLimits } from './json-limits.js';
 import { error, OperationOutcomeError, outcome, issue, tooLarge, unsupportedMediaType } from './outcomes.js';
-import { ClientGoneError, pathSegments, type FhirRequest, type FhirResponse } from './request.js';
+import {
+  ClientGoneError,
+  countParameters,
+  pathSegments,
+  tooManyParameters,
+  type FhirRequest,
+  type FhirResponse,
+} from './request.js';
 
 export const FHIR_JSON = 'application/fhir+json';
 
@@ -52,7 +59,7 @@ export function fhirRouter(deps: FhirHttpDeps, baseUrlOf: (req: Request) => stri
         segments,
         query: req.query as Record<string, string | string[]>,
         headers: req.headers as Record<string, string | undefined>,
-        body: parseBody(req, limits),
+        body: parseBody(req, limits, deps.config.maxParameters),
         baseUrl: baseUrlOf(req),
         access,
         requestId: String(res.getHeader('X-Request-Id') ?? ''),
@@ -113,7 +120,7 @@ function negotiate(req: Request): void {
   }
 }
 
-function parseBody(req: Request, limits: JsonLimits): unknown {
+function parseBody(req: Request, limits: JsonLimits, maxParameters: number): unknown {
   const raw = req.body as Buffer | undefined;
   if (!Buffer.isBuffer(raw) || raw.length === 0) {
     if (req.method === 'POST' || req.method === 'PUT') {
@@ -125,8 +132,14 @@ function parseBody(req: Request, limits: JsonLimits): unknown {
   const contentType = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
   if (contentType === 'application/x-www-form-urlencoded' && req.path.endsWith('/_search')) {
     // Repeated parameters stay arrays (`date=ge…&date=lt…` is an AND), as in the query string.
+    const text = raw.toString('utf8');
+    const count = countParameters(text);
+    if (count > maxParameters) throw error(400, 'too-costly', tooManyParameters(count, maxParameters));
     const form: Record<string, string | string[]> = {};
-    for (const [k, v] of new URLSearchParams(raw.toString('utf8'))) {
+    for (const [k, v] of new URLSearchParams(text)) {
+      if (hasControlCharacter(k) || hasControlCharacter(v)) {
+        throw error(400, 'value', controlMessage(`The search parameter '${k.slice(0, 40)}'`));
+      }
       const prev = form[k];
       form[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
     }
@@ -137,16 +150,7 @@ function parseBody(req: Request, limits: JsonLimits): unknown {
       `Content-Type '${contentType || '(none)'}' is not supported; send ${FHIR_JSON} (or application/json)`,
     );
   }
-  const text = raw.toString('utf8');
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text) as unknown;
-  } catch (err) {
-    const detail = err instanceof SyntaxError ? err.message : 'invalid JSON';
-    throw error(400, 'structure', `The body is not valid JSON: ${detail}`);
-  }
-  assertJsonLimits(parsed, limits);
-  return parsed;
+  return parseJsonBody(raw, req.headers['content-type'], limits);
 }
 
 export function send(req: Request, res: Response, out: FhirResponse): void {
@@ -196,8 +200,21 @@ export function fhirErrorHandler(log: Logger) {
       );
       status = um.status;
       body = um.outcome;
-    } else if (e?.type === 'request.aborted' || e?.type === 'entity.verify.failed' || e?.status === 400) {
-      status = 400;
+    } else if (e?.type === 'charset.unsupported') {
+      const um = unsupportedMediaType('Only UTF-8 bodies are supported (charset=utf-8)');
+      status = um.status;
+      body = um.outcome;
+    } else if (e?.type === 'parameters.too.many') {
+      const tl = tooLarge('The form has too many fields');
+      status = tl.status;
+      body = tl.outcome;
+    } else if (
+      e?.type === 'request.aborted' ||
+      e?.type === 'entity.verify.failed' ||
+      (typeof e?.status === 'number' && e.status >= 400 && e.status < 500)
+    ) {
+      // Any other refusal of a body parser (express.json on the pages' small JSON endpoints) stays a 4xx.
+      status = typeof e?.status === 'number' && e.status >= 400 && e.status < 500 ? e.status : 400;
       body = outcome(issue('error', 'structure', 'The request body could not be read'));
     } else {
       log.error('Request failed', { requestId: res.getHeader('X-Request-Id'), error: e?.message, path: req.path });

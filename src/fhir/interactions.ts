@@ -474,7 +474,7 @@ export async function history(req: FhirRequest, deps: FhirDeps, type?: string, i
   if (typeof req.query._cursor === 'string') {
     try {
       cursor = JSON.parse(Buffer.from(req.query._cursor, 'base64url').toString()) as { t: number; k: string };
-      if (typeof cursor.t !== 'number' || typeof cursor.k !== 'string') throw new Error('shape');
+      if (!Number.isFinite(cursor.t) || typeof cursor.k !== 'string') throw new Error('shape');
     } catch {
       throw badRequest(
         'The _cursor parameter is not one this server issued; start again from the first page',

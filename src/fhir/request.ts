@@ -73,3 +73,15 @@ export function pathSegments(path: string, expression?: string): string[] {
       }
     });
 }
+
+/** `a=1&b=2&&c` has 3 parameters: the non-empty `&`-separated pairs, as URLSearchParams reads them. */
+export function countParameters(query: string): number {
+  let n = 0;
+  for (const pair of query.split('&')) if (pair !== '') n++;
+  return n;
+}
+
+/** The diagnostics of a request with more parameters (query string or search form) than HUREN_MAX_PARAMETERS. */
+export function tooManyParameters(count: number, max: number): string {
+  return `The request has ${count} query parameters; at most ${max} are accepted (HUREN_MAX_PARAMETERS)`;
+}

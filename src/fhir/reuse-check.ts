@@ -100,6 +100,7 @@ function fromBody(body: unknown): Input[] {
     if (value === undefined || value === null) {
       throw badRequest(`Parameter '${name}' must be given as ${field}`, where);
     }
+    assertShape(name, value, where);
     const input: Input = { name, where };
     switch (name) {
       case 'patient':
@@ -123,6 +124,29 @@ function fromBody(body: unknown): Input[] {
     }
     return input;
   });
+}
+
+/** The string elements of each parameter's value type (R4 Identifier, Coding, Reference) that the check reads. */
+const STRING_ELEMENTS: Partial<Record<ParamName, string[]>> = {
+  patient: ['system', 'value'],
+  code: ['system', 'code', 'display'],
+  requester: ['reference'],
+};
+
+/**
+ * The value has the JSON type of its FHIR type: an object whose read elements are strings (the Parameters body is not
+ * checked against the schema as a whole; a value of another shape must be a 400, not reach the code that reads it).
+ */
+function assertShape(name: ParamName, value: unknown, where: string): void {
+  const elements = STRING_ELEMENTS[name];
+  const isObject = typeof value === 'object' && value !== null && !Array.isArray(value);
+  if ((elements || name === 'order') && !isObject) throw badRequest(`Parameter '${name}' must be a JSON object`, where);
+  for (const element of elements ?? []) {
+    const v = (value as Record<string, unknown>)[element];
+    if (v !== undefined && typeof v !== 'string') {
+      throw badRequest(`${element} of parameter '${name}' must be a string`, `${where}.${element}`);
+    }
+  }
 }
 
 /** `system|value` of a query parameter (the value may itself contain `|` only after the first one). */

@@ -3,9 +3,9 @@ import { isDeepStrictEqual } from 'node:util';
 import type { Extension, OperationOutcome, Resource } from 'fhir/r4';
 import { patientsOf } from '../audit/audit.js';
 import type { AuditFn } from '../audit/recorder.js';
-import { ownersOf } from '../auth/policy.js';
+import { assertOwnersAllowed } from '../auth/policy.js';
 import type { FhirRequest } from '../fhir/request.js';
-import { hasErrors, issue, outcome } from '../fhir/outcomes.js';
+import { hasErrors, issue, outcome, OperationOutcomeError } from '../fhir/outcomes.js';
 import { ID_PATTERN, isClinicalType } from '../fhir/types.js';
 import type { Validator } from '../fhir/validation/validator.js';
 import { HUREN_FHIR_BASE } from '../recognition/vocabulary.js';
@@ -201,16 +201,14 @@ function checkItem(deps: IngestDeps, item: IngestItem, options: IngestOptions): 
     };
   }
   const resource = r as Resource & { id: string };
-  if (options.owner && !ownersOf(resource).includes(options.owner)) {
-    return {
-      ...reject(
-        item.where,
-        'forbidden',
-        `This ${type} does not belong to ${options.owner} (${ownerElement(type)} must name it)`,
-        `${type}.${ownerElement(type)}`,
-      ),
-      ref: `${type}/${r.id}`,
-    };
+  if (options.owner) {
+    // The same rule as a hospital system's own writes: it names its institution, and no other one, as an owner.
+    try {
+      assertOwnersAllowed(resource, options.owner, []);
+    } catch (err) {
+      if (!(err instanceof OperationOutcomeError)) throw err;
+      return { where: item.where, outcome: 'rejected', reason: err.outcome, ref: `${type}/${r.id}` };
+    }
   }
   const lastUpdated = typeof r.meta?.lastUpdated === 'string' ? Date.parse(r.meta.lastUpdated) : NaN;
   return {
@@ -219,10 +217,6 @@ function checkItem(deps: IngestDeps, item: IngestItem, options: IngestOptions): 
     ref: `${type}/${r.id}`,
     sourceUpdated: Number.isNaN(lastUpdated) ? undefined : lastUpdated,
   };
-}
-
-function ownerElement(type: string): string {
-  return { Patient: 'managingOrganization', ServiceRequest: 'requester', Organization: 'id' }[type] ?? 'performer';
 }
 
 /** Whether to write, or why not: another institution's resource, an older version, or nothing new. */

@@ -141,8 +141,11 @@ export function patientKey(secret: string | Uint8Array, system: string, value: s
 /** Keys of every matching, well-formed identifier of a patient; others (hospital record numbers …) are skipped. */
 export function patientKeysOf(secret: string | Uint8Array, identifiers: readonly Identifier[] | undefined): string[] {
   const keys: string[] = [];
-  for (const id of identifiers ?? []) {
-    if (!id.system || !id.value || !isMatchingIdentifierSystem(id.system)) continue;
+  // Identifiers as a caller sent them (a CDS prefetch is not schema-checked): anything but strings is skipped.
+  for (const id of Array.isArray(identifiers) ? identifiers : []) {
+    if (typeof id?.system !== 'string' || typeof id.value !== 'string' || !isMatchingIdentifierSystem(id.system)) {
+      continue;
+    }
     try {
       const key = patientKey(secret, id.system, id.value);
       if (!keys.includes(key)) keys.push(key);

@@ -3,8 +3,8 @@ import { authenticate } from '../auth/bearer.js';
 import type { TokenDeps } from '../auth/tokens.js';
 import type { Config } from '../config.js';
 import { FHIR_JSON } from '../fhir/http.js';
-import { assertJsonLimits, jsonLimitsOf } from '../fhir/json-limits.js';
-import { forbidden, notFound } from '../fhir/outcomes.js';
+import { jsonLimitsOf, parseJsonBody } from '../fhir/json-limits.js';
+import { forbidden, notFound, unsupportedMediaType } from '../fhir/outcomes.js';
 import { parseEndpoint, publicView } from './endpoints.js';
 import { receiveNotification } from './notify.js';
 import type { SyncService } from './service.js';
@@ -12,7 +12,7 @@ import type { SyncService } from './service.js';
 export interface SyncRouteDeps {
   sync: SyncService;
   auth: Pick<TokenDeps, 'keyRing' | 'issuer'>;
-  config: Pick<Config, 'maxBodyBytes' | 'maxJsonDepth' | 'maxArrayItems' | 'maxBundleEntries'>;
+  config: Pick<Config, 'maxBodyBytes' | 'maxJsonDepth' | 'maxArrayItems' | 'maxBundleEntries' | 'maxStringLength'>;
 }
 
 type Handler = (req: Request, res: Response) => Promise<void>;
@@ -30,9 +30,20 @@ export function syncRouter(deps: SyncRouteDeps): Router {
   const router = express.Router();
   const limits = jsonLimitsOf(deps.config);
   const json = [
-    express.json({ type: ['application/json', FHIR_JSON], limit: deps.config.maxBodyBytes }),
+    express.raw({ type: () => true, limit: deps.config.maxBodyBytes }),
     (req: Request, _res: Response, next: NextFunction) => {
-      assertJsonLimits(req.body, limits); // the same bounds as on the FHIR API
+      // The same reading and bounds as on the FHIR API (UTF-8 only, depth, arrays, strings, finite numbers); an empty
+      // body stays empty (a classic rest-hook notification without payload).
+      const raw = req.body as Buffer | undefined;
+      if (!Buffer.isBuffer(raw) || raw.length === 0) {
+        req.body = undefined;
+        return next();
+      }
+      const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+      if (type !== 'application/json' && type !== FHIR_JSON) {
+        throw unsupportedMediaType(`Content-Type '${type || '(none)'}' is not supported; send ${FHIR_JSON}`);
+      }
+      req.body = parseJsonBody(raw, req.headers['content-type'], limits);
       next();
     },
   ];

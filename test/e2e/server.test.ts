@@ -1,5 +1,7 @@
 import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import net from 'node:net';
 import { MongoClient } from 'mongodb';
 import { afterEach, describe, expect, inject, test } from 'vitest';
 import { requestToken } from '../../src/auth/assertion.js';
@@ -110,5 +112,23 @@ describe('server process', () => {
     expect(await log.countDocuments()).toBe(0);
     expect(second.output()).toContain('Replayed unfinished ingest-log entries');
     await db.close();
+  }, 120_000);
+
+  test('metrics on their own listener without a token, on the API port only with one; limits answered as OperationOutcomes', async () => {
+    const free = net.createServer().listen(0, '127.0.0.1');
+    await once(free, 'listening');
+    const metricsPort = (free.address() as net.AddressInfo).port;
+    await new Promise((resolve) => free.close(resolve));
+    const server = await start({ MONGODB_URI: inject('mongoUri'), HUREN_METRICS_PORT: String(metricsPort) });
+    const scraped = await fetch(`http://127.0.0.1:${metricsPort}/metrics`);
+    expect(scraped.status).toBe(200);
+    expect(await scraped.text()).toContain('huren_http_requests_total');
+    const origin = server.base.replace(/\/fhir$/, '');
+    const anonymous = await fetch(`${origin}/metrics`);
+    expect(anonymous.status).toBe(401);
+    expect(((await anonymous.json()) as { resourceType: string }).resourceType).toBe('OperationOutcome');
+    const longUrl = await fetch(`${server.base}/Patient?name:contains=${'a'.repeat(20_000)}`);
+    expect(longUrl.status).toBe(414);
+    expect(((await longUrl.json()) as { resourceType: string }).resourceType).toBe('OperationOutcome');
   }, 120_000);
 });

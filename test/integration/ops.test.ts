@@ -182,6 +182,60 @@ describe('a request whose client has gone away', () => {
       await new Promise((resolve) => server.close(resolve));
     }
   });
+
+  test('a write whose client has gone before it was accepted is not stored', async () => {
+    const identifier = { system: 'urn:huren:test:client-gone', value: randomBytes(6).toString('hex') };
+    // The store's calls are recorded; planning the create (the first call) waits until the client has hung up.
+    const abandonedLines = () => t.logLines.filter((l) => l.includes('Request abandoned by the client')).length;
+    const before = abandonedLines();
+    const calls: string[] = [];
+    let hangUp = async () => {};
+    const store = new Proxy(t.deps.store, {
+      get(target, property, receiver) {
+        const value = Reflect.get(target, property, receiver) as unknown;
+        if (typeof value !== 'function') return value;
+        return async (...args: unknown[]) => {
+          calls.push(String(property));
+          if (calls.length === 1) await hangUp();
+          return (value as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      },
+    }) as ResourceStore;
+    const server = createApp({ ...t.deps, store }).listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const serverSockets: net.Socket[] = [];
+    server.on('connection', (socket: net.Socket) => serverSockets.push(socket));
+    try {
+      const { port } = server.address() as net.AddressInfo;
+      const create = http.request({
+        host: '127.0.0.1',
+        port,
+        method: 'POST',
+        path: '/fhir/Patient',
+        headers: { Authorization: `Bearer ${t.tokens.admin}`, 'Content-Type': 'application/fhir+json' },
+      });
+      create.on('error', () => undefined);
+      let answered = false;
+      create.on('response', () => (answered = true));
+      hangUp = async () => {
+        create.destroy();
+        await once(serverSockets[0]!, 'close');
+      };
+      create.end(JSON.stringify({ resourceType: 'Patient', identifier: [identifier] }));
+      const abandoned = () => abandonedLines() > before;
+      for (let waited = 0; !abandoned() && waited < 10_000; waited += 50) await sleep(50);
+      expect(abandoned(), 'the broker noticed and logged the abandoned write').toBe(true);
+      expect(answered).toBe(false);
+      expect(calls).toEqual(['planCreate']); // planned, never committed
+      const found = await t
+        .as('admin')
+        .get(`/fhir/Patient?identifier=${encodeURIComponent(`${identifier.system}|${identifier.value}`)}`);
+      expect(found.body.entry ?? []).toEqual([]);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
 });
 
 /**

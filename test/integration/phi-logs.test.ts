@@ -204,7 +204,7 @@ describe('patient data never reaches the logs', () => {
     );
 
     // -- operations endpoints
-    const metrics = await send(anonymous().get('/metrics'), 200);
+    const metrics = await send(as('admin').get('/metrics'), 200);
     expect(metrics.text).not.toContain(ID_NUMBER);
     expect(metrics.text).not.toContain(encodeURIComponent(NAME));
     await send(anonymous().get('/healthz'), 200);

@@ -1,4 +1,4 @@
-import type { Observation, Patient } from 'fhir/r4';
+import type { Observation, Patient, ServiceRequest } from 'fhir/r4';
 import { describe, expect, test, vi } from 'vitest';
 import { createRateLimiter } from '../../src/auth/bearer.js';
 import { assertAllowed, assertWritable, ownersOf } from '../../src/auth/policy.js';
@@ -99,6 +99,27 @@ describe('tenancy of writes', () => {
     expect(outcomeOf(() => assertWritable(access('admin', 'system/*.cruds'), create(HOSPITAL_B), theirs))).toBe(
       'allowed',
     );
+  });
+  test('a hospital names no other institution as a co-owner unless it is registered to act for it', () => {
+    const coPerformed: Observation = {
+      ...observation(HOSPITAL_A),
+      performer: [{ reference: HOSPITAL_A }, { reference: HOSPITAL_B }],
+    };
+    const both: WriteOp = { ...create(HOSPITAL_A), resource: coPerformed };
+    expect(outcomeOf(() => assertWritable(hisA, both, null))).toBe(403);
+    expect(outcomeOf(() => assertWritable({ ...hisA, actsFor: [HOSPITAL_B] }, both, null))).toBe('allowed');
+    // Acting for B does not let it write what only B owns: its own institution stays among the owners.
+    expect(outcomeOf(() => assertWritable({ ...hisA, actsFor: [HOSPITAL_B] }, create(HOSPITAL_B), null))).toBe(403);
+    const request: ServiceRequest = {
+      resourceType: 'ServiceRequest',
+      status: 'active',
+      intent: 'order',
+      subject: { reference: 'Patient/p1' },
+      requester: { reference: HOSPITAL_A },
+      performer: [{ reference: HOSPITAL_B }],
+    };
+    const order: WriteOp = { type: 'ServiceRequest', id: 's1', prevVid: 0, method: 'POST', resource: request };
+    expect(outcomeOf(() => assertWritable(hisA, order, null))).toBe(403);
   });
 });
 

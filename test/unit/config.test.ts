@@ -21,6 +21,18 @@ describe('configuration', () => {
     expect(loadConfig({ HUREN_MAX_ARRAY_ITEMS: '5000' }).maxArrayItems).toBe(5000);
   });
 
+  test('requests are bounded: 64 KiB of headers, 8192-character URLs, 200 parameters, 1 MiB strings; no metrics port', () => {
+    const c = loadConfig({});
+    expect([c.maxHeaderBytes, c.maxUrlLength, c.maxParameters, c.maxStringLength]).toEqual([65536, 8192, 200, 1048576]);
+    expect([c.metricsPort, c.metricsHost]).toEqual([undefined, '127.0.0.1']);
+    const tuned = loadConfig({
+      HUREN_MAX_HEADER_SIZE: '128kb',
+      HUREN_MAX_URL_LENGTH: '32768',
+      HUREN_METRICS_PORT: '9464',
+    });
+    expect([tuned.maxHeaderBytes, tuned.maxUrlLength, tuned.metricsPort]).toEqual([131072, 32768, 9464]);
+  });
+
   test('sizes accept units and the base URL loses its trailing slash', () => {
     const c = loadConfig({ HUREN_MAX_BODY: '512kb', HUREN_BASE_URL: 'https://huren.example.org/fhir/' });
     expect(c.maxBodyBytes).toBe(512 * 1024);
@@ -35,6 +47,10 @@ describe('configuration', () => {
     [{ HUREN_PAGE_SIZE: '500', HUREN_MAX_PAGE_SIZE: '100' }, /must not exceed/],
     [{ HUREN_BASE_URL: 'ftp://x' }, /http\(s\) URL/],
     [{ HUREN_MAX_ARRAY_ITEMS: '0' }, /HUREN_MAX_ARRAY_ITEMS must be an integer between 10 and 1000000/],
+    [{ HUREN_MAX_URL_LENGTH: '65536' }, /HUREN_MAX_URL_LENGTH must stay at least 1 KiB below HUREN_MAX_HEADER_SIZE/],
+    [{ HUREN_MAX_HEADER_SIZE: '1kb' }, /HUREN_MAX_HEADER_SIZE must be between 8kb and 1mb/],
+    [{ HUREN_MAX_PARAMETERS: '5' }, /HUREN_MAX_PARAMETERS must be an integer between 10 and 100000/],
+    [{ HUREN_METRICS_PORT: 'x' }, /HUREN_METRICS_PORT must be an integer/],
     [{ HUREN_MODE: 'production' }, /HUREN_PATIENT_KEY_SECRET is required in production mode/],
     [{ HUREN_PATIENT_KEY_SECRET: 'too-short' }, /HUREN_PATIENT_KEY_SECRET must have at least 32 bytes/],
   ])('refuses %o with a message that says what to fix', (env, message) => {

@@ -3,7 +3,7 @@
  * filter builder never sees anything it cannot translate; errors are OperationOutcomes naming the parameter.
  */
 import { createHash } from 'node:crypto';
-import { badRequest, issue, notSupported } from '../outcomes.js';
+import { badRequest, error, issue, notSupported } from '../outcomes.js';
 import { parseDateRange } from './dates.js';
 import { normalizeReference } from './extract.js';
 import { decodeCursor } from './paging.js';
@@ -408,6 +408,18 @@ function parseNumber(raw: string, name: string): NumberValue {
   // R4 §3.1.1.4.1: the precision of the value gives its implicit range — 100 is [99.5, 100.5), 1e2 is ±50.
   const decimals = (m[1] ?? m[2] ?? '').length - Number(m[3] ?? 0);
   const half = 0.5 * 10 ** -decimals;
+  // 1e400 is Infinity and 1e-400 is 0 in a double: neither may reach a database filter (an Infinity dropped the
+  // connection), and no stored value is that large or that small but not zero.
+  const isZero = !/[1-9]/.test(text.replace(/e.*$/i, ''));
+  const magnitude = Math.abs(value);
+  if (!Number.isFinite(half) || magnitude > 1e300 || (isZero ? false : magnitude < 1e-300)) {
+    throw error(
+      400,
+      'value',
+      `The number '${text.slice(0, 40)}' of '${name}' is out of range: search numbers must be finite doubles (magnitude between 1e-300 and 1e300)`,
+      name,
+    );
+  }
   if (prefix === 'ap') {
     const delta = Math.max(Math.abs(value) * 0.1, half);
     return { prefix, value, lo: clean(value - delta), hi: clean(value + delta) };
