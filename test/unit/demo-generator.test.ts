@@ -170,5 +170,3 @@ describe('demo data generator', () => {
     expect(demoHistory(rules, demos[0]!, { seed: 1, now: NOW, secret: SECRET })).toEqual(histories[0]);
   });
 });
-
-describe('progress bar', () => {});
