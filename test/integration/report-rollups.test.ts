@@ -20,11 +20,10 @@ describe('report rollups of the decisions ledger', () => {
   let t: TestApp;
   let n = 0;
 
-  /** A check of `day` at hospital C with one CBC prompt and the doctor's actions, recorded through the ledger. */
-  async function pastDecision(day: string, actions: DoctorAction[], patientKey = `pk-${++n}`): Promise<void> {
-    const at = new Date(`${day}T10:00:00+08:00`);
+  /** A check at `at` by hospital C offering one reusable CBC, its prompt recorded through the ledger. */
+  async function promptedCheck(at: Date, id: string, patientKey: string): Promise<ReuseCheckDoc> {
     const check: ReuseCheckDoc = {
-      _id: `rollup-check-${++n}`,
+      _id: id,
       requester: 'demo-hospital-c',
       patientKeys: [patientKey],
       createdAt: at,
@@ -41,8 +40,14 @@ describe('report rollups of the decisions ledger', () => {
         },
       ],
     };
-    const category = () => 'lab-hematology';
-    await t.deps.ledger!.recordPrompts(promptEntries(check, category, TZ));
+    await t.deps.ledger!.recordPrompts(promptEntries(check, () => 'lab-hematology', TZ));
+    return check;
+  }
+
+  /** A check of `day` at hospital C with one CBC prompt and the doctor's actions, recorded through the ledger. */
+  async function pastDecision(day: string, actions: DoctorAction[], patientKey = `pk-${++n}`): Promise<void> {
+    const at = new Date(`${day}T10:00:00+08:00`);
+    const check = await promptedCheck(at, `rollup-check-${++n}`, patientKey);
     for (const action of actions) {
       const entry = decisionEntry({
         check,
@@ -125,25 +130,7 @@ describe('report rollups of the decisions ledger', () => {
 
   test('a reuse at 23:58 on 31 May corrected to a decline at 00:03 on 1 June counts once, in the closed months', async () => {
     const at = new Date('2025-05-31T23:58:00+08:00');
-    const check: ReuseCheckDoc = {
-      _id: 'rollup-check-midnight',
-      requester: 'demo-hospital-c',
-      patientKeys: ['pk-midnight'],
-      createdAt: at,
-      at,
-      context: 'routine',
-      outcomes: [
-        {
-          requestIndex: 0,
-          item: 'HR-LAB-CBC',
-          decision: 'reusable',
-          performer: 'demo-hospital-a',
-          saving: 30,
-          currency: 'CNY',
-        },
-      ],
-    };
-    await t.deps.ledger!.recordPrompts(promptEntries(check, () => 'lab-hematology', TZ));
+    const check = await promptedCheck(at, 'rollup-check-midnight', 'pk-midnight');
     const base = { check, item: 'HR-LAB-CBC', channel: 'seed' as const, timeZone: TZ, category: 'lab-hematology' };
     const accepted = decisionEntry({ ...base, action: 'accepted', now: at }) as LedgerEntry;
     await t.deps.ledger!.record(accepted);
