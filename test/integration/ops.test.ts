@@ -128,6 +128,32 @@ describe('a request whose client has gone away', () => {
     await t.close();
   });
 
+  /**
+   * The app on the real store, with every store call recorded; the first call waits for `hangUpFirst`'s function
+   * (the client hanging up and the server seeing it) before it goes on.
+   */
+  async function appHangingUpOnFirstCall() {
+    const calls: string[] = [];
+    let onFirst = async () => {};
+    const store = new Proxy(t.deps.store, {
+      get(target, property, receiver) {
+        const value = Reflect.get(target, property, receiver) as unknown;
+        if (typeof value !== 'function') return value;
+        return async (...args: unknown[]) => {
+          calls.push(String(property));
+          if (calls.length === 1) await onFirst();
+          return (value as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      },
+    }) as ResourceStore;
+    const server = createApp({ ...t.deps, store }).listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const serverSockets: net.Socket[] = [];
+    server.on('connection', (socket: net.Socket) => serverSockets.push(socket));
+    const hangUpFirst = (f: () => Promise<void>) => (onFirst = f);
+    return { calls, server, serverSockets, hangUpFirst };
+  }
+
   test('a search stops before its next database query once the client has disconnected', async () => {
     const identifier = { system: 'urn:huren:test:client-gone', value: randomBytes(6).toString('hex') };
     const created = await t
@@ -139,23 +165,7 @@ describe('a request whose client has gone away', () => {
 
     // The real store, with every call the search makes recorded; the first one (the page) waits until the client
     // has hung up and the server has seen it.
-    const calls: string[] = [];
-    let hangUp = async () => {};
-    const store = new Proxy(t.deps.store, {
-      get(target, property, receiver) {
-        const value = Reflect.get(target, property, receiver) as unknown;
-        if (typeof value !== 'function') return value;
-        return async (...args: unknown[]) => {
-          calls.push(String(property));
-          if (calls.length === 1) await hangUp();
-          return (value as (...a: unknown[]) => unknown).apply(target, args);
-        };
-      },
-    }) as ResourceStore;
-    const server = createApp({ ...t.deps, store }).listen(0, '127.0.0.1');
-    await once(server, 'listening');
-    const serverSockets: net.Socket[] = [];
-    server.on('connection', (socket: net.Socket) => serverSockets.push(socket));
+    const { calls, server, serverSockets, hangUpFirst } = await appHangingUpOnFirstCall();
     try {
       const { port } = server.address() as net.AddressInfo;
       // With a match on the page, the search would go on to its _revinclude query.
@@ -168,10 +178,10 @@ describe('a request whose client has gone away', () => {
       search.on('error', () => undefined);
       let answered = false;
       search.on('response', () => (answered = true));
-      hangUp = async () => {
+      hangUpFirst(async () => {
         search.destroy();
         await once(serverSockets[0]!, 'close');
-      };
+      });
       const abandoned = () => t.logLines.some((line) => line.includes('Request abandoned by the client'));
       for (let waited = 0; !abandoned() && waited < 10_000; waited += 50) await sleep(50);
       expect(abandoned(), 'the broker noticed and logged the abandoned request').toBe(true);
@@ -188,23 +198,7 @@ describe('a request whose client has gone away', () => {
     // The store's calls are recorded; planning the create (the first call) waits until the client has hung up.
     const abandonedLines = () => t.logLines.filter((l) => l.includes('Request abandoned by the client')).length;
     const before = abandonedLines();
-    const calls: string[] = [];
-    let hangUp = async () => {};
-    const store = new Proxy(t.deps.store, {
-      get(target, property, receiver) {
-        const value = Reflect.get(target, property, receiver) as unknown;
-        if (typeof value !== 'function') return value;
-        return async (...args: unknown[]) => {
-          calls.push(String(property));
-          if (calls.length === 1) await hangUp();
-          return (value as (...a: unknown[]) => unknown).apply(target, args);
-        };
-      },
-    }) as ResourceStore;
-    const server = createApp({ ...t.deps, store }).listen(0, '127.0.0.1');
-    await once(server, 'listening');
-    const serverSockets: net.Socket[] = [];
-    server.on('connection', (socket: net.Socket) => serverSockets.push(socket));
+    const { calls, server, serverSockets, hangUpFirst } = await appHangingUpOnFirstCall();
     try {
       const { port } = server.address() as net.AddressInfo;
       const create = http.request({
@@ -217,10 +211,10 @@ describe('a request whose client has gone away', () => {
       create.on('error', () => undefined);
       let answered = false;
       create.on('response', () => (answered = true));
-      hangUp = async () => {
+      hangUpFirst(async () => {
         create.destroy();
         await once(serverSockets[0]!, 'close');
-      };
+      });
       create.end(JSON.stringify({ resourceType: 'Patient', identifier: [identifier] }));
       const abandoned = () => abandonedLines() > before;
       for (let waited = 0; !abandoned() && waited < 10_000; waited += 50) await sleep(50);
