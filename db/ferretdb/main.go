@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	_ "net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -58,6 +60,12 @@ func main() {
 		config.PostgreSQLURL = *pgURL
 		config.SQLiteURL = ""
 	}
+	// HUREN_FERRETDB_PPROF=127.0.0.1:6060 serves Go's profiles (/debug/pprof/profile?seconds=30): where FerretDB
+	// spends its CPU under a benchmark's load. Off unless set.
+	if addr := os.Getenv("HUREN_FERRETDB_PPROF"); addr != "" {
+		go func() { _ = http.ListenAndServe(addr, nil) }()
+	}
+
 	f, err := ferretdb.New(config)
 	if err != nil {
 		fail(err)
