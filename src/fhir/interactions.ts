@@ -8,6 +8,7 @@ import type { LedgerRollups } from '../reports/rollups.js';
 import type { ReuseCheckStore } from '../recognition/reuse-checks.js';
 import type { AppliedWrite, Plan, ResourceStore } from '../store/resource-store.js';
 import type { CurrentDoc } from '../store/models.js';
+import { inChunks } from '../store/query-inventory.js';
 import {
   allOk,
   badRequest,
@@ -431,16 +432,19 @@ async function includes(deps: FhirDeps, parsed: SearchRequest, page: CurrentDoc[
       const refs = sources
         .filter((d) => rev.targetTypes.length === 0 || rev.targetTypes.includes(d.type))
         .map((d) => `${d.type}/${d.id}`);
-      // One query for the whole page: an `$in` of the page's tokens (an index lookup per token).
-      if (refs.length === 0) continue;
+      // An `$in` of the page's tokens (an index lookup per token), one query per IN_CHUNK of them.
       const tokens = refs.map((ref) => searchToken(rev.sourceType, rev.param, ref));
-      found.push(
-        ...(await deps.store.find(
-          { tk: tokens.length === 1 ? tokens[0] : { $in: tokens }, type: rev.sourceType, deleted: false },
+      let room = deps.config.maxPageSize;
+      for (const chunk of inChunks(tokens)) {
+        if (room <= 0) break;
+        const docs = await deps.store.find(
+          { tk: chunk.length === 1 ? chunk[0] : { $in: chunk }, type: rev.sourceType, deleted: false },
           { _id: 1 },
-          deps.config.maxPageSize,
-        )),
-      );
+          room,
+        );
+        found.push(...docs);
+        room -= docs.length;
+      }
     }
     sources = [];
     for (const d of found) {

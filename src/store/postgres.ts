@@ -27,6 +27,10 @@ import { promisify } from 'node:util';
  *   AuditEvent whose tokens land in the `tk` index's list, so with the default each search paid for the last few
  *   thousand requests (docs/scale.md: 35 ms per search on a settled database, 136–162 ms after 1 200 audited requests;
  *   20–26 ms with 64 kB, writes no slower).
+ * - `jit=off`: PostgreSQL compiles a query whose estimated cost passes 100 000 to machine code first, and with
+ *   `enable_seqscan=off` every scan is estimated that high: an `$in` of 300 `_id`s spent 230 ms of its 276 compiling
+ *   (32 ms without), a scan of 20 k documents against 1 000 values 38 s (4.8 s without), and compiling cannot be
+ *   interrupted (a cancelled query ran on). Our queries are short lookups; compiling never pays for itself here.
  */
 export interface PostgresCluster {
   /** `postgres://user:password@127.0.0.1:port/postgres` */
@@ -275,6 +279,7 @@ export async function startPostgres(port: number, options: StartPostgresOptions)
     plan_cache_mode: 'force_custom_plan',
     enable_seqscan: 'off',
     gin_pending_list_limit: '64kB',
+    jit: 'off',
     ...(durable ? {} : { fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off' }),
     ...options.settings,
   };

@@ -6,6 +6,7 @@ import { conflict, error, gone, notFound, preconditionFailed } from '../fhir/out
 import type { Logger } from '../log.js';
 import { hoistAnd } from './filter-shape.js';
 import { InsertBatcher } from './insert-batcher.js';
+import { inChunks } from './query-inventory.js';
 import type { ConditionalClaimDoc, CurrentDoc, HistoryDoc, IngestLogDoc, StoreModels, WriteOp } from './models.js';
 
 /** Computes the search (`sp`) and sort (`so`) values of a resource; supplied by the search layer. */
@@ -201,7 +202,7 @@ export class ResourceStore {
 
   /**
    * The current documents (tombstones included) of `Type/id` references, in their order, missing ones left out.
-   * One `$in` query per 1 000 references (an index lookup per value on MongoDB and on our FerretDB build).
+   * One `$in` query per IN_CHUNK (100) references (an index lookup per value on MongoDB and on our FerretDB build).
    */
   async findCurrentMany(refs: string[]): Promise<CurrentDoc[]> {
     const byId = await byIds(this.current, refs);
@@ -809,14 +810,12 @@ function versionOf(txn: string, op: WriteOp, vid: number, prev: HistoryDoc | nul
 }
 
 /**
- * The documents of these `_id`s, by `_id` (missing ones absent): one `$in` query per 1 000 ids, an index lookup per
- * value on MongoDB and on our FerretDB build (db/ferretdb/patches.json pushes `$in` of strings down).
+ * The documents of these `_id`s, by `_id` (missing ones absent): one `$in` query per IN_CHUNK (100) ids, an index
+ * lookup per value on MongoDB and on our FerretDB build (db/ferretdb/patches.json pushes `$in` of strings down).
  */
 async function byIds<T extends { _id: string }>(collection: Collection<T>, ids: string[]): Promise<Map<string, T>> {
-  const unique = [...new Set(ids)];
   const out = new Map<string, T>();
-  for (let i = 0; i < unique.length; i += 1000) {
-    const chunk = unique.slice(i, i + 1000);
+  for (const chunk of inChunks([...new Set(ids)])) {
     const docs = await collection.find({ _id: { $in: chunk } } as Filter<T>).toArray();
     for (const doc of docs) out.set(doc._id, doc as T);
   }
