@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import request from 'supertest';
@@ -36,8 +36,17 @@ export const ROLE_CLIENTS: Record<string, string> = {
   admin: 'demo-admin',
 };
 
-/** Where test apps keep their demo client keys (generated once, shared by the test files). */
-export const TEST_DATA_DIR = path.join(os.tmpdir(), 'huren-test-data');
+/**
+ * Where test apps keep their demo client keys (generated once, shared by the test files of one checkout). One per
+ * checkout: another clone's tests on the same machine may seed other demo clients.
+ */
+export const TEST_DATA_DIR = path.join(
+  os.tmpdir(),
+  `huren-test-data-${createHash('sha256')
+    .update(path.resolve(import.meta.dirname, '../..'))
+    .digest('hex')
+    .slice(0, 12)}`,
+);
 
 export interface TestAppOptions {
   /**
