@@ -30,8 +30,9 @@ import type { FhirRequest, FhirResponse } from './request.js';
 export function createDispatcher(base: FhirDeps): (req: FhirRequest) => Promise<FhirResponse> {
   const dispatch = async (req: FhirRequest): Promise<FhirResponse> => {
     // Per request: the caller travels with the dependencies, so every interaction (and bundle entry) sees it; so does
-    // the client's going away, which stops the store from starting more work for it.
-    const store = abortableStore(scopeStore(base.store, req.access), req.signal);
+    // the client's going away, which stops the store from starting more work for it and the database from going on
+    // with a search under way.
+    const store = abortableStore(scopeStore(base.store.forRequest(req.signal), req.access), req.signal);
     const deps: FhirDeps = { ...base, access: req.access, store };
     const allow = (type: string, permission: Permission) => {
       if (!isKnownType(type)) {

@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import type { Logger } from '../log.js';
 import { routeLabel } from '../ops/metrics.js';
@@ -87,6 +88,8 @@ export function fhirRouter(deps: FhirHttpDeps, baseUrlOf: (req: Request) => stri
  */
 function clientGoneSignal(res: Response): AbortSignal {
   const controller = new AbortController();
+  // Each database read under way listens to it (a transaction's searches run together): not a leak.
+  setMaxListeners(0, controller.signal);
   const abort = () => {
     if (!res.writableFinished) controller.abort(new ClientGoneError());
   };

@@ -31,6 +31,10 @@ import { promisify } from 'node:util';
  *   `enable_seqscan=off` every scan is estimated that high: an `$in` of 300 `_id`s spent 230 ms of its 276 compiling
  *   (32 ms without), a scan of 20 k documents against 1 000 values 38 s (4.8 s without), and compiling cannot be
  *   interrupted (a cancelled query ran on). Our queries are short lookups; compiling never pays for itself here.
+ * - `client_connection_check_interval=250ms`: PostgreSQL notices a client that has gone only when it next writes to
+ *   it, so a query still computing (a scan before its first row) ran to its end for nobody. When a search's HTTP
+ *   client hangs up, the broker's driver closes the connection to FerretDB, which cancels its context and closes its
+ *   connection to PostgreSQL; with this setting PostgreSQL checks the connection while it works and stops the query.
  */
 export interface PostgresCluster {
   /** `postgres://user:password@127.0.0.1:port/postgres` */
@@ -279,6 +283,7 @@ export async function startPostgres(port: number, options: StartPostgresOptions)
     plan_cache_mode: 'force_custom_plan',
     enable_seqscan: 'off',
     gin_pending_list_limit: '64kB',
+    client_connection_check_interval: '250ms',
     jit: 'off',
     ...(durable ? {} : { fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off' }),
     ...options.settings,

@@ -87,6 +87,8 @@ export class ResourceStore {
   private readonly appendedCurrent: InsertBatcher<CurrentDoc>;
   /** The conditional-create claims this process holds (one object, shared by every per-request view of the store). */
   private readonly leases: ClaimLeases;
+  /** A request's view (forRequest): its searches stop in the database when this aborts. */
+  private signal: AbortSignal | undefined;
 
   constructor(
     private readonly models: StoreModels,
@@ -145,6 +147,19 @@ export class ResourceStore {
     return done;
   }
 
+  /**
+   * This store as one request sees it: its searches (find, count, history) carry the request's `signal`. When the
+   * HTTP client hangs up, the driver closes the connection of a search under way, and the database stops working on
+   * it (our FerretDB build cancels the PostgreSQL query of a connection that closes; MongoDB interrupts an operation
+   * whose client disconnected) instead of running it to its end, or its HUREN_SEARCH_TIMEOUT_MS, for nobody.
+   */
+  forRequest(signal: AbortSignal | undefined): ResourceStore {
+    if (!signal) return this;
+    const view = Object.create(this) as ResourceStore;
+    view.signal = signal;
+    return view;
+  }
+
   // ---- reads ----
 
   async findCurrent(type: string, id: string): Promise<CurrentDoc | null> {
@@ -176,7 +191,7 @@ export class ResourceStore {
   async find(filter: Filter<Document>, sort: Record<string, 1 | -1>, limit: number): Promise<CurrentDoc[]> {
     return bounded(
       this.current
-        .find(hoistAnd(filter) as Filter<CurrentDoc>)
+        .find(hoistAnd(filter) as Filter<CurrentDoc>, { signal: this.signal })
         .sort(sort)
         .limit(limit)
         .maxTimeMS(this.options.searchTimeoutMs ?? 0)
@@ -196,6 +211,7 @@ export class ResourceStore {
     return bounded(
       this.current.countDocuments(hoistAnd(filter) as Filter<CurrentDoc>, {
         maxTimeMS: this.options.searchTimeoutMs ?? 0,
+        signal: this.signal,
       }),
     );
   }
@@ -233,7 +249,7 @@ export class ResourceStore {
     const filter = hoistAnd((and.length ? { $and: and } : {}) as Filter<Document>) as Filter<HistoryDoc>;
     const docs = await bounded(
       this.historyCol
-        .find(filter)
+        .find(filter, { signal: this.signal })
         .sort({ lastUpdated: -1, _id: -1 })
         .limit(options.count + 1)
         .maxTimeMS(this.options.searchTimeoutMs ?? 0)

@@ -1,4 +1,6 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import mongoose, { type Connection } from 'mongoose';
+import { Client as PgClient } from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, test } from 'vitest';
 
 /**
@@ -135,4 +137,55 @@ describe('database', () => {
     expect(await ids({ _id: { $in: ['a', 'b'] }, tk: 'y|2' })).toEqual(['a']);
     expect(await docs.countDocuments({ tk: { $in: ['x|1'] } })).toBe(2);
   });
+
+  // On MongoDB the server interrupts an operation whose client disconnected; PostgreSQL's view of it is what is shown.
+  test.skipIf(inject('postgresUrl') === '')(
+    'a query whose client hangs up stops in the database: PostgreSQL is told to cancel it',
+    { timeout: 120_000 },
+    async () => {
+      // A query PostgreSQL alone takes seconds over: 1 000 alternatives (an `$in` our FerretDB build pushes down as
+      // one containment test each) against every row of a table without an index on the field.
+      const probe = conn.collection<{ _id: number; s: string }>('hangup_probe');
+      for (let batch = 0; batch < 15; batch++) {
+        await probe.insertMany(Array.from({ length: 2000 }, (_, i) => ({ _id: batch * 2000 + i, s: `row ${i}` })));
+      }
+      const absent = Array.from({ length: 1000 }, (_, i) => `absent ${i}`);
+      const pg = new PgClient({ connectionString: inject('postgresUrl') });
+      await pg.connect();
+      try {
+        const running = async () =>
+          Number(
+            (
+              await pg.query<{ n: string }>(
+                "SELECT count(*) AS n FROM pg_stat_activity WHERE state = 'active' AND query ILIKE '%hangup_probe%' AND pid <> pg_backend_pid()",
+              )
+            ).rows[0]!.n,
+          );
+        const slowQuery = (signal?: AbortSignal) => probe.find({ s: { $in: absent } }, { signal }).toArray();
+
+        // Run to its end, it keeps PostgreSQL busy for this long:
+        let started = Date.now();
+        expect(await slowQuery()).toEqual([]);
+        const fullRun = Date.now() - started;
+
+        // The same query, abandoned once PostgreSQL is working on it:
+        const controller = new AbortController();
+        started = Date.now();
+        const abandoned = slowQuery(controller.signal).catch((err: unknown) => err);
+        while ((await running()) === 0 && Date.now() - started < fullRun) await sleep(10);
+        expect(await running(), 'PostgreSQL is running the query').toBe(1);
+        controller.abort(new Error('client gone'));
+        expect(((await abandoned) as Error).message).toBe('client gone');
+        const abortedAt = Date.now();
+        while ((await running()) > 0 && Date.now() - abortedAt < fullRun) await sleep(10);
+        const stoppedAfter = Date.now() - abortedAt;
+        expect(await running(), 'the query stopped').toBe(0);
+        // Well before it would have ended on its own (it had most of its run still to go).
+        expect(fullRun, 'the query is long enough for this test to mean something').toBeGreaterThan(1500);
+        expect(stoppedAfter).toBeLessThan(fullRun / 3);
+      } finally {
+        await pg.end();
+      }
+    },
+  );
 });
