@@ -17,6 +17,39 @@ import { ID_PATTERN, isClinicalType, isKnownType } from './types.js';
 
 type Dispatch = (req: FhirRequest) => Promise<FhirResponse>;
 
+/** How many of a transaction's conditional creates are planned at once. */
+const PLANNING_CONCURRENCY = 8;
+
+type Settled<R> = { ok: true; value: R } | { ok: false; reason: unknown };
+
+/**
+ * `fn` over `items` in their order with at most `limit` calls under way. Once a call has failed no further one is
+ * started (those are left undefined); every call started has settled when this returns, so whatever the ones that
+ * succeeded took (a claim) can be given back.
+ */
+async function settleInOrder<T, R>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<R>,
+): Promise<(Settled<R> | undefined)[]> {
+  const out: (Settled<R> | undefined)[] = new Array<Settled<R> | undefined>(items.length).fill(undefined);
+  let next = 0;
+  let failed = false;
+  const worker = async () => {
+    while (!failed && next < items.length) {
+      const i = next++;
+      try {
+        out[i] = { ok: true, value: await fn(items[i]!) };
+      } catch (reason) {
+        out[i] = { ok: false, reason };
+        failed = true;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}
+
 interface ParsedEntry {
   index: number;
   method: 'GET' | 'POST' | 'PUT' | 'DELETE';
@@ -190,19 +223,37 @@ async function transaction(
 
   try {
     // 1. ids for new resources, so that references between entries can be resolved.
+    // Conditional creates are planned several at once (each is a search and a claim: round trips to wait for, not
+    // work), so a transaction of many waits for about one; the first failing entry in processing order is reported.
     const creates = new Map<number, Awaited<ReturnType<typeof planCreate>>>();
-    for (const e of sorted.filter((x) => x.method === 'POST')) {
+    const posts = sorted.filter((x) => x.method === 'POST');
+    const conditionOf = posts.map((e) => {
       const ifNoneExist = e.entry.request?.ifNoneExist;
       const expression = `Bundle.entry[${e.index}].request.ifNoneExist`;
       const condition =
         ifNoneExist === undefined ? undefined : canonicalQuery(parseQueryString(ifNoneExist, expression));
       if (condition !== undefined) useCondition(e, condition, expression);
-      const plan = await planCreate(deps, e.resource!, ifNoneExist).catch(rethrowAt(e));
-      if (condition !== undefined && 'op' in plan) claims.push({ type: e.type, condition, id: plan.op.id });
-      creates.set(e.index, plan);
-      const ref = 'op' in plan ? `${e.type}/${plan.op.id}` : `${e.type}/${plan.unchanged.id}`;
+      return condition;
+    });
+    const planned = await settleInOrder(posts, PLANNING_CONCURRENCY, (e) =>
+      planCreate(deps, e.resource!, e.entry.request?.ifNoneExist).catch(rethrowAt(e)),
+    );
+    posts.forEach((e, i) => {
+      const plan = planned[i];
+      const condition = conditionOf[i];
+      if (plan?.ok && condition !== undefined && 'op' in plan.value) {
+        claims.push({ type: e.type, condition, id: plan.value.op.id });
+      }
+    });
+    const failed = planned.find((p) => p && !p.ok);
+    if (failed && !failed.ok) throw failed.reason;
+    posts.forEach((e, i) => {
+      const plan = planned[i]!;
+      if (!plan.ok) return;
+      creates.set(e.index, plan.value);
+      const ref = 'op' in plan.value ? `${e.type}/${plan.value.op.id}` : `${e.type}/${plan.value.unchanged.id}`;
       if (e.fullUrl) idFor.set(e.fullUrl, ref);
-    }
+    });
     // PUT Type/id entries keep their id; their fullUrl may be referenced too.
     for (const e of entries) if (e.method === 'PUT' && e.id && e.fullUrl) idFor.set(e.fullUrl, `${e.type}/${e.id}`);
     // PUT Type?search entries: the resource they update or create, found before references are rewritten, so that
