@@ -126,6 +126,10 @@ export function createRequests(ctx: RequestContext) {
         `/fhir/DiagnosticReport?patient=Patient/${patient(i).id}&_include=DiagnosticReport:result`,
       );
     },
+    /** `GET /fhir/Observation?status=final`: nothing selective, the first page of a bucket-by-bucket scan */
+    searchStatusOnly: async () => {
+      await get(CLINICIAN_B, '/fhir/Observation?status=final');
+    },
     /** `GET /fhir/<type>/<id>` of one of the patient's results */
     read: async (i: number) => {
       const s = patient(i);

@@ -1,4 +1,5 @@
 import type { Bundle, BundleEntry, OperationOutcomeIssue, Resource } from 'fhir/r4';
+import type { Document, Filter } from 'mongodb';
 import type { AccessContext } from '../auth/tokens.js';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
@@ -25,9 +26,14 @@ import {
   buildMongoFilter,
   buildSort,
   cursorFilter,
+  decodeScanCursor,
   encodeCursor,
+  encodeScanCursor,
   parseSearchRequest,
+  scanBucket,
+  SCAN_PARAM,
   searchToken,
+  type ScanPosition,
   type SearchRegistry,
   type SearchRequest,
 } from './search/index.js';
@@ -376,12 +382,13 @@ export async function search(
     bundle.total = await deps.store.count(filter);
   }
   if (parsed.summary !== 'count' && parsed.count > 0) {
-    const pageFilter = parsed.cursor ? { $and: [filter, cursorFilter(parsed, parsed.cursor)] } : filter;
-    const docs = await deps.store.find(pageFilter, buildSort(parsed), parsed.count + 1);
-    const page = docs.slice(0, parsed.count);
-    if (docs.length > parsed.count) {
-      const next = { ...parsed.used, _cursor: encodeCursor(parsed, page[page.length - 1]) };
-      bundle.link!.push({ relation: 'next', url: `${req.baseUrl}/${type}${toQueryString(next)}` });
+    const scan = await scanStart(deps, parsed, filter);
+    const { page, next } = scan ? await scanPage(deps, parsed, filter, scan) : await keysetPage(deps, parsed, filter);
+    if (next) {
+      bundle.link!.push({
+        relation: 'next',
+        url: `${req.baseUrl}/${type}${toQueryString({ ...parsed.used, _cursor: next })}`,
+      });
     }
     bundle.entry = page.map((d) => entryOf(req.baseUrl, d, 'match'));
     const included = await includes(deps, parsed, page);
@@ -396,6 +403,75 @@ export async function search(
     bundle.entry = [...(bundle.entry ?? []), { resource: outcome(...parsed.ignored), search: { mode: 'outcome' } }];
   }
   return { status: 200, body: bundle };
+}
+
+/** One page in the search's sort order (`_id` unless `_sort`), after the cursor's sort values. */
+async function keysetPage(
+  deps: FhirDeps,
+  parsed: SearchRequest,
+  filter: Filter<Document>,
+): Promise<{ page: CurrentDoc[]; next?: string }> {
+  const pageFilter = parsed.cursor ? { $and: [filter, cursorFilter(parsed, parsed.cursor)] } : filter;
+  const docs = await deps.store.find(pageFilter, buildSort(parsed), parsed.count + 1);
+  const page = docs.slice(0, parsed.count);
+  return { page, next: docs.length > parsed.count ? encodeCursor(parsed, page[page.length - 1]!) : undefined };
+}
+
+/**
+ * A search with nothing selective to anchor on (`Observation?status=final`) reads every resource of its type the
+ * filter does not exclude, and the database sorts them for each page: fine for a few hundred, a timeout for a city's
+ * million. Over a large type such a search (without `_sort`) pages through the type's scan buckets (extract.ts,
+ * scanBucket) instead, in bucket order and `_id` order within a bucket: each query reads one bucket (an index
+ * lookup of its token), about SCAN_BUCKET_SIZE documents, and a page reads at most SCAN_BUCKETS_PER_PAGE buckets.
+ * A page can hold fewer matches than `_count` (none, when the matches are rare); its next link goes on from there.
+ */
+const SCAN_BUCKET_SIZE = 1000;
+const SCAN_BUCKETS_PER_PAGE = 4;
+
+/** Where a bucket-by-bucket scan starts (or goes on), or undefined when the search pages by its sort keys. */
+async function scanStart(
+  deps: FhirDeps,
+  parsed: SearchRequest,
+  filter: Filter<Document>,
+): Promise<ScanPosition | undefined> {
+  if (parsed.cursor) return decodeScanCursor(parsed, parsed.cursor);
+  if (parsed.sort.length > 0 || 'tk' in filter || '_id' in filter) return undefined;
+  // The type's size, from its first bucket at the finest level (1/4 096 of it).
+  const sample = await deps.store.count({
+    tk: searchToken(parsed.resourceType, SCAN_PARAM, '000'),
+    type: parsed.resourceType,
+    deleted: false,
+  });
+  const level = [1, 2, 3].find((l) => (sample * 4096) / 16 ** l <= SCAN_BUCKET_SIZE) ?? 3;
+  return sample * 4096 <= SCAN_BUCKET_SIZE ? undefined : { level, bucket: 0 };
+}
+
+async function scanPage(
+  deps: FhirDeps,
+  parsed: SearchRequest,
+  filter: Filter<Document>,
+  from: ScanPosition,
+): Promise<{ page: CurrentDoc[]; next?: string }> {
+  const { level } = from;
+  const buckets = 16 ** level;
+  let { bucket, afterId } = from;
+  const found: CurrentDoc[] = [];
+  for (let read = 0; bucket < buckets && read < SCAN_BUCKETS_PER_PAGE; read++) {
+    const token = searchToken(parsed.resourceType, SCAN_PARAM, bucket.toString(16).padStart(level, '0'));
+    const conditions: Document[] = [{ tk: token }, filter];
+    if (afterId) conditions.push({ _id: { $gt: afterId } });
+    found.push(...(await deps.store.find({ $and: conditions }, { _id: 1 }, parsed.count + 1 - found.length)));
+    if (found.length > parsed.count) break;
+    bucket++;
+    afterId = undefined;
+  }
+  if (found.length > parsed.count) {
+    const page = found.slice(0, parsed.count);
+    const last = page[page.length - 1]!;
+    const at = { level, bucket: parseInt(scanBucket(last.id, level), 16), afterId: last._id };
+    return { page, next: encodeScanCursor(parsed, at) };
+  }
+  return { page: found, next: bucket < buckets ? encodeScanCursor(parsed, { level, bucket }) : undefined };
 }
 
 function entryOf(baseUrl: string, d: CurrentDoc, mode: 'match' | 'include'): BundleEntry {

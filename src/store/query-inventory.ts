@@ -87,8 +87,8 @@ export const SCANS: ScanShape[] = [
     collection: 'resources',
     keys: ['type', 'deleted'],
     extra: /^(sp\.|so\.|_id$|lastUpdated$|owner$|\$and$|\$or$)/,
-    use: 'a FHIR search without any single-valued equality (Observation?status=final,amended; its next pages by _id), rebuilds',
-    why: 'stopped at HUREN_SEARCH_TIMEOUT_MS (too-costly); rebuilds of derived indexes read everything by design, in batches',
+    use: 'a FHIR search with nothing selective (Observation?status=final) over a small type, or with _sort or _total=accurate; rebuilds',
+    why: 'a type estimated above 1 000 documents is paged bucket by bucket instead (a tk anchor, interactions.ts scanPage); with _sort or a count, stopped at HUREN_SEARCH_TIMEOUT_MS (too-costly); rebuilds of derived indexes read everything by design, in batches',
   },
   {
     collection: 'resources',

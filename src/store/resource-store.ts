@@ -63,8 +63,11 @@ class PreconditionLost extends Error {}
 const DUPLICATE_KEY = 11000;
 const isDuplicateKey = (err: unknown) => (err as { code?: number })?.code === DUPLICATE_KEY;
 
-/** Version of the stored search values (`sp`, `so`, `tk`); a database marked older is indexed again at start-up. */
-export const STORE_LAYOUT = 2;
+/**
+ * Version of the stored search values (`sp`, `so`, `tk`); a database marked older is indexed again at start-up.
+ * 2: `tk`. 3: the scan buckets in `tk` (extract.ts, scanBucket).
+ */
+export const STORE_LAYOUT = 3;
 
 /** A conditional-create claim's lease, renewed by its owner every third of it while the request is in flight. */
 const CLAIM_LEASE_MS = 15_000;

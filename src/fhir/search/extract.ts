@@ -34,6 +34,22 @@ export function searchToken(resourceType: string, param: string, value: string):
   return `${resourceType}|${param}|${value}`;
 }
 
+/**
+ * The scan buckets of a resource, in `tk` as `Type|_scan|<bucket>`: the first 1, 2 and 3 hexadecimal digits of a
+ * hash of its id (16, 256 and 4 096 buckets of about equal size). A search with nothing selective to anchor on pages
+ * through a large type bucket by bucket, each page reading a bounded number of documents (interactions.ts, search).
+ * Not a search parameter: `_scan` is no FHIR name, and only the paging asks for it.
+ */
+export const SCAN_PARAM = '_scan';
+export const SCAN_LEVELS = 3;
+
+/** The bucket of `id` at `level` (1–3): that many hexadecimal digits of its FNV-1a hash. */
+export function scanBucket(id: string, level: number): string {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < id.length; i++) hash = Math.imul(hash ^ id.charCodeAt(i), 0x01000193);
+  return ((hash >>> 0) & 0xfff).toString(16).padStart(SCAN_LEVELS, '0').slice(0, level);
+}
+
 /** Sort sentinels: a missing value sorts first ascending, with the same BSON type as real values. */
 export const SORT_MISSING = {
   date: new Date(MIN_DATE_MS),
@@ -64,6 +80,12 @@ export function extractSearchValues<R extends { readonly resourceType: string }>
     const stored = sp[def.code];
     for (const value of Array.isArray(stored) ? stored : stored === undefined ? [] : [stored]) {
       tk.push(searchToken(resource.resourceType, def.code, String(value)));
+    }
+  }
+  const id = (resource as { id?: unknown }).id;
+  if (typeof id === 'string') {
+    for (let level = 1; level <= SCAN_LEVELS; level++) {
+      tk.push(searchToken(resource.resourceType, SCAN_PARAM, scanBucket(id, level)));
     }
   }
   return { sp, so, tk };

@@ -2,7 +2,8 @@
  * SearchRequest → MongoDB filter over the stored `sp` values (see extract.ts for their shapes), anchored on ONE
  * element of the indexed token list `tk`: the most selective single-valued equality of the search (an identifier, a
  * reference, a uri, a code …). The database answers that equality from its index and applies the rest of the filter
- * to the few documents it finds; a search without any such equality (`Observation?status=final,amended`) scans.
+ * to the few documents it finds. A search without any such equality (status-like tokens do not count:
+ * `Observation?status=final`) reads its type: a large type bucket by bucket, a page at a time (interactions.ts).
  *
  * Only operators FerretDB 1.24 (our development and CI database) also supports are used: plain field conditions,
  * $in, $nin, $regex, $exists, $or, $and, $not, $ne, $gt/$gte/$lt/$lte. No $elemMatch, $expr, $where or $lookup —
@@ -36,6 +37,9 @@ export async function buildMongoFilter(
     conditions.push(condition);
     if (keys === undefined || keys.length > MAX_ANCHOR_VALUES || def.field !== `sp.${def.code}`) continue;
     const rank = anchorRank(def, filter);
+    // A status-like token matches most of its type: no anchor (a large type is then paged bucket by bucket, see
+    // interactions.ts scanPage), only a condition.
+    if (rank === UNSELECTIVE_RANK) continue;
     const better = !anchor || rank < anchor.rank || (rank === anchor.rank && keys.length < anchor.tokens.length);
     if (better) anchor = { rank, tokens: keys.map((k) => searchToken(req.resourceType, def.code, k)) };
   }
@@ -56,11 +60,13 @@ const MAX_ANCHOR_VALUES = 100;
 /** Parameters whose few values each match a large share of a type (a poor anchor when anything else is asked). */
 const UNSELECTIVE = new Set(['status', 'category', 'gender', 'intent', 'priority', 'active', 'deceased', 'language']);
 
+const UNSELECTIVE_RANK = 3;
+
 /** Lower is more selective: identifiers, then references and uris, then codes, then status-like tokens. */
 function anchorRank(def: SearchParamDef, filter: SearchFilter): number {
   if (def.code === 'identifier') return 0;
   if (filter.kind === 'reference' || filter.kind === 'chain' || filter.kind === 'uri') return 1;
-  return UNSELECTIVE.has(def.code) ? 3 : 2;
+  return UNSELECTIVE.has(def.code) ? UNSELECTIVE_RANK : 2;
 }
 
 /**

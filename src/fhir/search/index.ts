@@ -14,10 +14,24 @@ export {
   type SearchRegistry,
   type SearchRegistryOptions,
 } from './registry.js';
-export { extractSearchValues, searchToken, SORT_MISSING, type SearchValues } from './extract.js';
+export {
+  extractSearchValues,
+  scanBucket,
+  searchToken,
+  SCAN_PARAM,
+  SORT_MISSING,
+  type SearchValues,
+} from './extract.js';
 export { parseSearchRequest, type ParseSearchOptions, type SearchQuery } from './parse.js';
 export { buildMongoFilter, type ResolveChain } from './filter.js';
-export { buildSort, cursorFilter, encodeCursor } from './paging.js';
+export {
+  buildSort,
+  cursorFilter,
+  decodeScanCursor,
+  encodeCursor,
+  encodeScanCursor,
+  type ScanPosition,
+} from './paging.js';
 export type {
   ChainTarget,
   DateValue,

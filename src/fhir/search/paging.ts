@@ -29,8 +29,65 @@ interface CursorPayload {
   v: 1;
   /** Fingerprint of the search the cursor was made for. */
   f: string;
-  /** Sort values of the last document: dates as epoch milliseconds. */
+  /** Sort values of the last document: dates as epoch milliseconds. For a scan: the last `_id`, or none. */
   k: (string | number)[];
+  /** A scan's position (see ScanPosition): its level and the bucket it goes on with. */
+  s?: [number, number];
+}
+
+/**
+ * Where a search that pages through its type bucket by bucket (a scan, see extract.ts scanBucket) goes on: at this
+ * level, in this bucket (0 … 16^level − 1), after this `_id` (from the bucket's start when absent).
+ */
+export interface ScanPosition {
+  level: number;
+  bucket: number;
+  afterId?: string;
+}
+
+/** Opaque `_cursor` value for a scan's next page. */
+export function encodeScanCursor(req: SearchRequest, at: ScanPosition): string {
+  const payload: CursorPayload = {
+    v: 1,
+    f: req.fingerprint,
+    k: at.afterId ? [at.afterId] : [],
+    s: [at.level, at.bucket],
+  };
+  return Buffer.from(JSON.stringify(payload)).toString('base64url');
+}
+
+/** The scan position a cursor carries, or undefined for a keyset cursor (checked as decodeCursor does). */
+export function decodeScanCursor(req: SearchRequest, cursor: string): ScanPosition | undefined {
+  const payload = readPayload(req, cursor);
+  if (!payload.s) return undefined;
+  const [level, bucket] = payload.s;
+  return { level, bucket, afterId: payload.k[0] as string | undefined };
+}
+
+function readPayload(req: SearchRequest, cursor: string): CursorPayload {
+  const invalid = () => badRequest('Invalid _cursor: use the link.next URL of the previous page unchanged', '_cursor');
+  let payload: unknown;
+  try {
+    if (!/^[A-Za-z0-9_-]+$/.test(cursor)) throw invalid();
+    payload = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+  } catch {
+    throw invalid();
+  }
+  if (typeof payload !== 'object' || payload === null) throw invalid();
+  const { v, f, k, s } = payload as Partial<CursorPayload>;
+  if (v !== 1 || typeof f !== 'string' || !Array.isArray(k)) throw invalid();
+  if (f !== req.fingerprint) {
+    throw badRequest('The _cursor belongs to a different search: page with link.next of this search', '_cursor');
+  }
+  if (s !== undefined) {
+    const [level, bucket] = Array.isArray(s) ? s : [];
+    const wholeIn = (x: unknown, max: number) => Number.isInteger(x) && (x as number) >= 0 && (x as number) <= max;
+    if (!Array.isArray(s) || s.length !== 2 || !wholeIn(level, 3) || level === 0) throw invalid();
+    if (!wholeIn(bucket, 16 ** (level as number) - 1) || k.length > 1 || !k.every((x) => typeof x === 'string')) {
+      throw invalid();
+    }
+  }
+  return payload as CursorPayload;
 }
 
 /** Opaque `_cursor` value (base64url JSON) for the page after `lastDoc`, a stored document of this search. */
@@ -55,19 +112,8 @@ export function encodeCursor(req: SearchRequest, lastDoc: Document): string {
 /** The sort values carried by a cursor, checked against the search; any tampering or mismatch is a 400. */
 export function decodeCursor(req: SearchRequest, cursor: string): unknown[] {
   const invalid = () => badRequest('Invalid _cursor: use the link.next URL of the previous page unchanged', '_cursor');
-  let payload: unknown;
-  try {
-    if (!/^[A-Za-z0-9_-]+$/.test(cursor)) throw invalid();
-    payload = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-  } catch {
-    throw invalid();
-  }
-  if (typeof payload !== 'object' || payload === null) throw invalid();
-  const { v, f, k } = payload as Partial<CursorPayload>;
-  if (v !== 1 || typeof f !== 'string' || !Array.isArray(k)) throw invalid();
-  if (f !== req.fingerprint) {
-    throw badRequest('The _cursor belongs to a different search: page with link.next of this search', '_cursor');
-  }
+  const { k, s } = readPayload(req, cursor);
+  if (s) return k; // a scan's position (decodeScanCursor)
   const keys = sortKeys(req);
   if (k.length !== keys.length) throw invalid();
   return keys.map((key, i) => {
