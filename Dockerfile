@@ -3,8 +3,9 @@
 # Runs against MongoDB (MONGODB_URI); the embedded development database is not part of the image.
 # test/e2e/runtime-image.test.ts rebuilds what the runtime stage holds, without Docker, and starts it.
 #
-# Base image: node:20-bookworm-slim, pinned by digest. The digest is the one several public projects pin for this
-# tag; it could not be checked against Docker Hub from the machine this was written on (no registry access).
+# Base image: node:20-bookworm-slim (= node:20-slim, node:20.20.2-slim), pinned by its multi-platform index digest.
+# This machine has no registry access; the digest was checked against public build logs in which BuildKit resolved
+# docker.io/library/node:20-slim@sha256:2cf067cf… and against projects pinning it for these tags.
 # Check or refresh it with: docker buildx imagetools inspect node:20-bookworm-slim
 ARG NODE_IMAGE=node:20-bookworm-slim@sha256:2cf067cfed83d5ea958367df9f966191a942351a2df77d6f0193e162b5febfc0
 
