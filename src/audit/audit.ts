@@ -20,11 +20,16 @@ export interface AuditRecord {
   patients: string[];
   /** The resource type searched, with the names (not values) of the parameters. */
   query?: { type: string; params: string[] };
+  /** Which of the broker's own operations (outside FHIR's REST interactions), e.g. `identity-verified`. */
+  operation?: string;
   requestId?: string;
   recorded: Date;
 }
 
 const MAX_ENTITIES = 100;
+
+/** The code system of the broker's own operations in AuditEvent.subtype (beside the REST interaction). */
+export const AUDIT_OPERATION_SYSTEM = 'urn:huren:audit-operation';
 
 export function auditEvent(r: AuditRecord): AuditEvent {
   const outcome = r.status < 400 ? '0' : r.status < 500 ? '4' : '8';
@@ -62,7 +67,10 @@ export function auditEvent(r: AuditRecord): AuditEvent {
       code: 'rest',
       display: 'RESTful Operation',
     },
-    subtype: [{ system: 'http://hl7.org/fhir/restful-interaction', code: r.interaction }],
+    subtype: [
+      { system: 'http://hl7.org/fhir/restful-interaction', code: r.interaction },
+      ...(r.operation ? [{ system: AUDIT_OPERATION_SYSTEM, code: r.operation }] : []),
+    ],
     action: r.action,
     recorded: r.recorded.toISOString(),
     outcome,

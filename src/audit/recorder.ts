@@ -80,7 +80,7 @@ function refFromLocation(location: string | undefined): string | undefined {
   return m ? `${m[1]}/${m[2]}` : undefined;
 }
 
-type Classified = Pick<AuditRecord, 'interaction' | 'action' | 'query'> & { target?: string };
+type Classified = Pick<AuditRecord, 'interaction' | 'action' | 'query' | 'operation'> & { target?: string };
 
 /** Which interaction a request is, or undefined when it touches no patient data. */
 function classify(req: FhirRequest): Classified | undefined {
@@ -98,7 +98,9 @@ function classify(req: FhirRequest): Classified | undefined {
   // A CDS Hooks call reads a patient's prior results (hook) or records a decision about them (feedback).
   if (type === 'cds-services') return { interaction: 'operation', action: 'E' };
   // The doctor's view reads a patient's prior results across institutions.
-  if (type === 'prior-results') return { interaction: 'operation', action: 'R' };
+  if (type === 'prior-results') return { interaction: 'operation', action: 'R', operation: 'prior-results' };
+  // The doctor confirmed whose results these are where the institutions' records of the patient disagree.
+  if (type === 'identity-verified') return { interaction: 'operation', action: 'E', operation: 'identity-verified' };
   // System history lists every version of every clinical resource.
   if (type === '_history' && b === undefined) return { interaction: 'history-system', action: 'R' };
   // Reading the audit trail is itself recorded: who looked at the record of accesses to patient data, and when.

@@ -134,7 +134,8 @@ export function appRouter(deps: Deps, publicOrigin: (req: Request) => string): R
   });
 
   // 3. The view's data: the launch's patient, seen from the launch's institution.
-  router.get('/app/api/prior-results', async (req, res) => {
+  /** The caller's launched session: its token and launch (the view's API is for a SMART launch from the EHR). */
+  async function launchedSession(req: Request) {
     const access = await authenticate(req, deps.auth);
     const claims = decodeJwt(String(req.headers.authorization).replace(/^Bearer\s+/i, ''));
     if (access.clientId !== APP_CLIENT_ID || typeof claims.launch !== 'string') {
@@ -142,6 +143,21 @@ export function appRouter(deps: Deps, publicOrigin: (req: Request) => string): R
     }
     const launch = await deps.launches.get(claims.launch);
     if (!launch || launch.organization !== access.organization) throw notFound('The launch of this session is gone');
+    return { access, launch };
+  }
+
+  // Where the institutions' records of the patient disagree, the view asks the doctor to verify whose results these
+  // are before reusing one: that confirmation is an access decision about patient data, and audited as one.
+  router.post('/app/api/identity-verified', async (req, res) => {
+    const { access, launch } = await launchedSession(req);
+    await deps.audit(auditRequest(req, res, access, ['identity-verified']), 204, undefined, undefined, {
+      patients: launch.patient ? [`Patient/${launch.patient}`] : [],
+    });
+    res.status(204).end();
+  });
+
+  router.get('/app/api/prior-results', async (req, res) => {
+    const { access, launch } = await launchedSession(req);
     const context = new URLSearchParams(launch.appContext ?? '');
     const cardCheckId = context.get('check');
     const cardCheck = cardCheckId ? await deps.reuseChecks!.get(cardCheckId) : null;

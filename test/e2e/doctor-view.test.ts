@@ -469,7 +469,8 @@ describe('doctor prior-results view in a real browser', () => {
     await shots(page, 'doctor-view-identity', ctx);
 
     await warning.getByRole('button', { name: '我已核实患者身份' }).click();
-    expect(await page.locator('#categories').getAttribute('inert')).toBeNull();
+    // The results open once the broker has recorded the verification in the audit trail.
+    await expect.poll(() => page.locator('#categories').getAttribute('inert')).toBeNull();
     // Decisions of the day are shown as recorded on a re-launch; the urinalysis is still open.
     expect(await card('HR-LAB-CRP').locator('.done').textContent()).toContain('患者发热加重，需复查');
     const ua = card('HR-LAB-URINE');

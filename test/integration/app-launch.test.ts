@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
+import type { AuditEvent } from 'fhir/r4';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createTestApp, type TestApp } from '../support/app.js';
@@ -155,6 +156,32 @@ describe('SMART EHR launch of the prior-results view', () => {
     const elsewhere = await authorize(launch, challenge, { redirect_uri: 'https://evil.example/app' });
     expect(elsewhere.status).toBe(400);
     expect(elsewhere.headers.location).toBeUndefined();
+  });
+
+  test('the doctor’s verification of the patient’s identity is recorded in the audit trail', async () => {
+    const { verifier, challenge } = pkce();
+    const auth = await authorize(await registerLaunch(), challenge);
+    const token = await exchange(redirectParams(auth.headers.location as string).get('code')!, verifier);
+    expect(token.status, token.text).toBe(200);
+    const verified = await request(t.app)
+      .post('/app/api/identity-verified')
+      .set('Authorization', `Bearer ${token.body.access_token}`);
+    expect(verified.status, verified.text).toBe(204);
+
+    const trail = await t
+      .as('admin')
+      .get('/fhir/AuditEvent')
+      .query({ subtype: 'urn:huren:audit-operation|identity-verified' });
+    expect(trail.status, trail.text).toBe(200);
+    const events = ((trail.body as { entry?: { resource: AuditEvent }[] }).entry ?? []).map((e) => e.resource);
+    expect(events).toHaveLength(1);
+    expect(events[0]!.action).toBe('E');
+    expect(events[0]!.agent[0]!.altId).toBe('huren-app');
+    expect(events[0]!.entity?.map((e) => e.what?.reference)).toContain('Patient/al-patient');
+
+    // Only a launched session of the view may say so.
+    expect((await t.as('clinician').post('/app/api/identity-verified')).status).toBe(403);
+    expect((await request(t.app).post('/app/api/identity-verified')).status).toBe(401);
   });
 
   test('only an EHR of an institution registers launches; the view data needs a launched session', async () => {

@@ -590,9 +590,17 @@ function render(): void {
   if (blocked) {
     const ok = h('button', { type: 'button', class: 'confirm-identity' }, t('identityConfirm'));
     ok.addEventListener('click', () => {
-      identityVerified = true;
-      render();
-      document.querySelector<HTMLElement>('#categories .show-values')?.focus();
+      // Recorded in the audit trail first: the reuse buttons open only once the broker has it.
+      $('error').textContent = '';
+      fetchWith(session!, '/app/api/identity-verified', { method: 'POST' })
+        .then(() => {
+          identityVerified = true;
+          render();
+          document.querySelector<HTMLElement>('#categories .show-values')?.focus();
+        })
+        .catch((err: unknown) => {
+          $('error').textContent = err instanceof Error ? err.message : String(err);
+        });
     });
     identity.replaceChildren(
       h('strong', {}, t('identity')),
