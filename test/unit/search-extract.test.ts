@@ -164,15 +164,6 @@ describe('extractSearchValues: Observation', () => {
     expect(sp['value-string:exact']).toBe('Négatif');
     expect(sp).not.toHaveProperty('value-quantity');
   });
-
-  test('extracts an Observation well under a millisecond', () => {
-    for (let i = 0; i < 200; i++) extractSearchValues(registry, hemoglobin);
-    const runs = 1000;
-    const start = performance.now();
-    for (let i = 0; i < runs; i++) extractSearchValues(registry, hemoglobin);
-    const perResource = (performance.now() - start) / runs;
-    expect(perResource).toBeLessThan(1);
-  });
 });
 
 describe('extractSearchValues: other types', () => {
