@@ -54,6 +54,7 @@ const POPULATIONS: { figure: keyof Figures; code: CodeableConcept }[] = [
   { figure: 'accepted', code: hl7('measure-observation', 'Measure Observation') },
   { figure: 'offered', code: huren('reusable-offered', 'Reusable offered (eligible prompts)') },
   { figure: 'viewed', code: huren('viewed', 'Viewed') },
+  { figure: 'referenceAccepted', code: huren('reference-accepted', '参考采纳 (reference-only results accepted)') },
   { figure: 'declined', code: huren('declined', 'Declined') },
   { figure: 'patients', code: huren('patients', '互认人次 (distinct patient visits)') },
 ];

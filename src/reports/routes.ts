@@ -12,6 +12,7 @@ import type { FactProjector } from '../recognition/fact-store.js';
 import type { DecisionLedger } from '../recognition/ledger.js';
 import { savingsCsv } from './csv.js';
 import type { LedgerRollups } from './rollups.js';
+import type { ReportLang } from './report-types.js';
 import { assertReportReader } from './measure.js';
 import {
   assertKnownParams,
@@ -33,21 +34,24 @@ export interface ReportDeps {
   rollups?: LedgerRollups;
 }
 
-const PARAMS = ['from', 'to', 'by', 'organization', 'format'] as const;
+const PARAMS = ['from', 'to', 'by', 'organization', 'format', 'lang'] as const;
 
 /** The report's query from the URL; throws an OperationOutcome naming the parameter at fault. */
 export function parseSavingsRequest(
   query: Record<string, unknown>,
   rules: RecognitionRules,
-): SavingsQuery & { format: 'json' | 'csv' } {
+): SavingsQuery & { format: 'json' | 'csv'; lang: ReportLang } {
   assertKnownParams(query, PARAMS);
   const from = parseBound(single(query, 'from'), 'from', 'start');
   const to = parseBound(single(query, 'to'), 'to', 'end');
   assertPeriod(from, to, { from: 'from', to: 'to' });
   const format = single(query, 'format') ?? 'json';
   if (format !== 'json' && format !== 'csv') throw badRequest(`format '${format}' is not json or csv`, 'format');
+  const lang = single(query, 'lang') ?? 'zh';
+  if (lang !== 'zh' && lang !== 'en') throw badRequest(`lang '${lang}' is not zh or en`, 'lang');
   const org = single(query, 'organization');
   return {
+    lang,
     from,
     to,
     by: parseBy(query.by),
@@ -65,12 +69,12 @@ export function reportsRouter(deps: ReportDeps): Router {
     assertReportReader(access);
     if (!deps.rollups) throw error(500, 'exception', 'The decisions ledger is not configured');
     const rules = deps.facts.rules;
-    const { format, ...query } = parseSavingsRequest(req.query as Record<string, unknown>, rules);
+    const { format, lang, ...query } = parseSavingsRequest(req.query as Record<string, unknown>, rules);
     const report = await savingsReport(deps.rollups, rules, query, { minCell: deps.config.reportMinCell });
     if (format === 'csv') {
       res.type('text/csv; charset=utf-8');
       res.setHeader('Content-Disposition', `attachment; filename="huren-savings-${query.from}-${query.to}.csv"`);
-      res.send(savingsCsv(report));
+      res.send(savingsCsv(report, lang));
       return;
     }
     res.json(report);

@@ -128,7 +128,7 @@ describe('report rollups of the decisions ledger', () => {
     for (const other of totals.slice(1)) expect(other).toEqual(totals[0]);
   });
 
-  test('a reuse at 23:58 on 31 May corrected to a decline at 00:03 on 1 June counts once, in the closed months', async () => {
+  test('a reuse at 23:58 on 31 May corrected to a decline at 00:03 on 1 June counts once, on the prompt’s day', async () => {
     const at = new Date('2025-05-31T23:58:00+08:00');
     const check = await promptedCheck(at, 'rollup-check-midnight', 'pk-midnight');
     const base = { check, item: 'HR-LAB-CBC', channel: 'seed' as const, timeZone: TZ, category: 'lab-hematology' };
@@ -145,8 +145,9 @@ describe('report rollups of the decisions ledger', () => {
     expect(report.status, report.text).toBe(200);
     const body = report.body as SavingsReport;
     const row = (m: string) => body.rows.find((r) => r.month?.code === m)!;
-    expect(row('2025-05')).toMatchObject({ prompts: 1, accepted: 0, patients: 0, saving: 0 });
-    expect(row('2025-06')).toMatchObject({ accepted: 0, patients: 0, saving: 0 });
+    // Every figure of a prompt counts on its day: the decline of 1 June is May's.
+    expect(row('2025-05')).toMatchObject({ prompts: 1, accepted: 0, patients: 0, saving: 0, declined: 1 });
+    expect(row('2025-06')).toBeUndefined();
     expect(body.totals).toMatchObject({ prompts: 1, accepted: 0, patients: 0, saving: 0, declined: 1 });
     // Both months now come from rollups, built on this request: asked again, the same figures.
     expect(await rollupIds()).toEqual(expect.arrayContaining(['month:2025-05', 'month:2025-06']));
