@@ -107,6 +107,47 @@ describe('report rollups of the decisions ledger', () => {
     expect(after.saving).toBe(before.saving! + 30);
   });
 
+  test('a decision made today on a prompt of a closed month changes that month: its rollup is rebuilt', async () => {
+    const before = (await byMonth('2025-03-01')).rows.find((r) => r.month?.code === '2025-04')!;
+    const check = await promptedCheck(new Date('2025-04-25T09:00:00+08:00'), 'rollup-check-late', 'pk-late');
+    expect((await byMonth('2025-03-01')).rows.find((r) => r.month?.code === '2025-04')!.prompts).toBe(
+      before.prompts! + 1,
+    );
+    const entry = decisionEntry({
+      check,
+      item: 'HR-LAB-CBC',
+      action: 'accepted',
+      channel: 'operation',
+      now: new Date(),
+      timeZone: TZ,
+      category: 'lab-hematology',
+    }) as LedgerEntry;
+    await t.deps.ledger!.record(entry);
+    const after = (await byMonth('2025-03-01')).rows.find((r) => r.month?.code === '2025-04')!;
+    expect(after).toMatchObject({ prompts: before.prompts! + 1, accepted: before.accepted! + 1 });
+    // Rollups hold numbers, never a patient key.
+    const docs = await t.deps.connection.db!.collection(ROLLUPS_COLLECTION).find({}).toArray();
+    expect(JSON.stringify(docs)).not.toMatch(/pk-/);
+  });
+
+  test('a ledger recorded under the old definitions is re-tallied once: prompts built, old rollups dropped', async () => {
+    const before = await byMonth('2025-03-01');
+    const db = t.deps.connection.db!;
+    // As an older version left it: no prompts, no definitions mark, rollups of the old shape.
+    await t.deps.ledger!.prompts.deleteMany({});
+    await t.deps.ledger!.marks.deleteOne({ _id: 'definitions' });
+    await db.collection(ROLLUPS_COLLECTION).insertOne({ _id: 'month:2024-01', stamp: null, funnel: [] } as never);
+    // Entries from before prompts existed carry no prompt day.
+    await t.deps.ledger!.collection.updateMany({}, { $unset: { promptDay: '' } });
+    const done = await t.deps.rollups!.retallyOnce();
+    expect(done!.entries).toBeGreaterThan(0);
+    expect(await rollupIds()).toEqual([]);
+    const after = await byMonth('2025-03-01');
+    expect(after.rows).toEqual(before.rows);
+    expect(after.totals).toEqual(before.totals);
+    expect(await t.deps.rollups!.retallyOnce()).toBeUndefined();
+  });
+
   test('a period that starts mid-month reads that month by day, and agrees with the whole-month figures', async () => {
     const fromMid = await byMonth('2025-03-15');
     const march = fromMid.rows.find((r) => r.month?.code === '2025-03')!;
