@@ -99,6 +99,8 @@ function classify(req: FhirRequest): Classified | undefined {
   if (type === 'cds-services') return { interaction: 'operation', action: 'E' };
   // The doctor's view reads a patient's prior results across institutions.
   if (type === 'prior-results') return { interaction: 'operation', action: 'R' };
+  // An expert reviewer reads the prior result of a supervised decline (src/reports/routes.ts).
+  if (type === 'supervision-case') return { interaction: 'read', action: 'R' };
   // System history lists every version of every clinical resource.
   if (type === '_history' && b === undefined) return { interaction: 'history-system', action: 'R' };
   // Reading the audit trail is itself recorded: who looked at the record of accesses to patient data, and when.

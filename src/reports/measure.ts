@@ -40,10 +40,10 @@ const INSTITUTION_SYSTEM = `${HUREN_FHIR_BASE}/sid/organization-id`;
 
 const PARAMS = ['periodStart', 'periodEnd', 'subject', 'reportType', '_format', '_pretty'] as const;
 
-/** Who may read aggregate reports: the bureau, and administrators. */
+/** Who may read aggregate reports: the bureau, its expert reviewers (supervisor), and administrators. */
 export function assertReportReader(access: AccessContext | undefined): void {
-  if (access && access.role !== 'bureau' && access.role !== 'admin') {
-    throw forbidden('Savings reports are for the health bureau (role bureau) and administrators');
+  if (access && access.role !== 'bureau' && access.role !== 'supervisor' && access.role !== 'admin') {
+    throw forbidden('Savings reports are for the health bureau (roles bureau, supervisor) and administrators');
   }
 }
 
