@@ -216,7 +216,7 @@ function showChart(id: string, hasData: boolean, message = t('noData')): boolean
   return hasData;
 }
 
-/** How wide a category axis's labels may be: they wrap within it instead of being clipped. */
+/** How wide a category axis's labels may be: the grid leaves them this room and they wrap within it. */
 const labelWidth = (id: string) => Math.max(90, Math.min(220, Math.round($(id).clientWidth * 0.4)));
 
 function render(): void {
@@ -250,6 +250,8 @@ function render(): void {
           {
             type: 'funnel',
             sort: 'none',
+            // The last step stays wide enough for its label.
+            minSize: '30%',
             left: '10%',
             width: '80%',
             label: { show: true, position: 'inside', formatter: '{b}: {c}' },
@@ -292,7 +294,7 @@ function render(): void {
       {
         ...base,
         tooltip: { trigger: 'axis' },
-        grid: { left: 8, right: 40, top: 10, bottom: 30, containLabel: true },
+        grid: { left: labelWidth('chart-reasons') + 12, right: 40, top: 10, bottom: 30 },
         xAxis: { type: 'value', minInterval: 1 },
         yAxis: {
           type: 'category',
@@ -325,7 +327,7 @@ function rankedBars(id: string, rows: Row[], label: (r: Row) => string, base: EC
     {
       ...base,
       tooltip: { trigger: 'axis' },
-      grid: { left: 8, right: 70, top: 10, bottom: 30, containLabel: true },
+      grid: { left: labelWidth(id) + 12, right: 70, top: 10, bottom: 30 },
       xAxis: { type: 'value', name: '¥' },
       yAxis: {
         type: 'category',
