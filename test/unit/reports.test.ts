@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, test } from 'vitest';
 import { loadRecognitionRules } from '../../src/recognition/load.js';
 import { csvField, csvLine, savingsCsv } from '../../src/reports/csv.js';
@@ -11,6 +12,8 @@ import {
   type SavingsQuery,
 } from '../../src/reports/savings.js';
 import { OperationOutcomeError } from '../../src/fhir/outcomes.js';
+import { DEFINITIONS } from '../../src/reports/savings.js';
+import { SUPERVISION_DEFINITIONS } from '../../src/reports/supervision.js';
 
 const rules = loadRecognitionRules('seed');
 const NOW = new Date('2025-03-01T00:00:00Z');
@@ -179,5 +182,15 @@ describe('query input', () => {
     expect(parseBy(['item', 'category'])).toEqual(['item', 'category']);
     expect(parseBy(undefined)).toEqual([]);
     expect(outcomeOf(() => parseBy('district')).expression).toEqual(['by']);
+  });
+});
+
+describe('figure definitions', () => {
+  test('the README states every figure exactly as the report and the dashboard define it', () => {
+    const readme = readFileSync('README.md', 'utf8').replace(/\s+/g, ' ');
+    for (const [name, def] of Object.entries({ ...DEFINITIONS, ...SUPERVISION_DEFINITIONS })) {
+      expect(readme, name).toContain(def.en.replace(/\|/g, '\\|'));
+      expect(def.zh.length, name).toBeGreaterThan(5);
+    }
   });
 });
