@@ -139,13 +139,21 @@ describe('report rollups of the decisions ledger', () => {
     await db.collection(ROLLUPS_COLLECTION).insertOne({ _id: 'month:2024-01', stamp: null, funnel: [] } as never);
     // Entries from before prompts existed carry no prompt day.
     await t.deps.ledger!.collection.updateMany({}, { $unset: { promptDay: '' } });
-    const done = await t.deps.rollups!.retallyOnce();
-    expect(done!.entries).toBeGreaterThan(0);
-    expect(await rollupIds()).toEqual([]);
-    const after = await byMonth('2025-03-01');
-    expect(after.rows).toEqual(before.rows);
-    expect(after.totals).toEqual(before.totals);
-    expect(await t.deps.rollups!.retallyOnce()).toBeUndefined();
+    // The next start of the broker re-tallies, says so in its log, and answers the same figures.
+    const restarted = await createTestApp('report-rollups-restart', {}, { dbName: t.dbName, keepDatabase: true });
+    try {
+      const line = restarted.logLines.find((l) => l.includes('Report figures re-tallied'));
+      expect(line).toBeDefined();
+      expect(JSON.parse(line!)).toMatchObject({ entries: expect.any(Number), prompts: expect.any(Number) });
+      expect(await rollupIds()).toEqual([]);
+      const after = await restarted.as('bureau').get(`/reports/savings?from=2025-03-01&to=${TODAY}&by=month`);
+      expect(after.body.rows).toEqual(before.rows);
+      expect(after.body.totals).toEqual(before.totals);
+      // Once: a further start changes nothing.
+      expect(await restarted.deps.rollups!.retallyOnce()).toBeUndefined();
+    } finally {
+      await restarted.close();
+    }
   });
 
   test('a period that starts mid-month reads that month by day, and agrees with the whole-month figures', async () => {
