@@ -328,7 +328,8 @@ function rankedBars(id: string, rows: Row[], label: (r: Row) => string, base: EC
       ...base,
       tooltip: { trigger: 'axis' },
       grid: { left: labelWidth(id) + 12, right: 70, top: 10, bottom: 30 },
-      xAxis: { type: 'value', name: '¥' },
+      // Fewer ticks on a phone, so the amounts do not run together.
+      xAxis: { type: 'value', name: '¥', splitNumber: $(id).clientWidth < 500 ? 2 : 5 },
       yAxis: {
         type: 'category',
         inverse: true,
