@@ -1,4 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import type {
   Bundle,
   DiagnosticReport,
@@ -17,6 +19,7 @@ import { localDate } from '../../src/recognition/time.js';
 import { SYSTEMS } from '../../src/recognition/vocabulary.js';
 import type { SavingsReport } from '../../src/reports/savings.js';
 import { createTestApp, TEST_DATA_DIR, type TestApp } from '../support/app.js';
+import { launchBrowser, screenshot, watchErrors } from '../support/browser.js';
 import { B_LOCAL, FHIR_JSON, HOSPITAL_A, ID_CARD, LOINC, daysAgo } from '../fixtures/recognition.js';
 
 /**
@@ -344,5 +347,31 @@ describe('the bureau’s figures for one chatty day (issue 20 scenario)', () => 
       declined: count('declined'),
     }).toEqual(EXPECTED);
     expect((res.body as MeasureReport).group![0]!.measureScore?.value).toBe(cbcSaving);
+  });
+
+  test('the dashboard shows the same counts (Debian chromium)', async (ctx) => {
+    const server: Server = t.app.listen(0, '127.0.0.1');
+    await new Promise((resolve) => server.once('listening', resolve));
+    const browser = await launchBrowser();
+    try {
+      const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const page = await browser.newPage({ viewport: { width: 1400, height: 900 }, locale: 'zh-CN' });
+      const errors = watchErrors(page);
+      await page.goto(`${base}/dashboard?from=${TODAY}&to=${TODAY}`);
+      await page.locator('#demo-signin').click();
+      await expect.poll(() => page.locator('#h-prompts').textContent()).toBe(String(EXPECTED.prompts));
+      expect(await page.locator('#h-accepted').textContent()).toBe(String(EXPECTED.accepted));
+      expect(await page.locator('#h-reference').textContent()).toBe(String(EXPECTED.referenceAccepted));
+      expect(await page.locator('#h-patients').textContent()).toBe(String(EXPECTED.patients));
+      expect(await page.locator('#h-recognition').textContent()).toBe('50.0%');
+      expect(await page.locator('#h-retrieval').textContent()).toBe('25.0%');
+      const cells = await page.locator('#table tbody tr[data-organization="demo-hospital-b"] td').allTextContents();
+      expect(cells.slice(0, 7).map(Number)).toEqual(Object.values(EXPECTED));
+      await screenshot(page, 'scenario-dashboard-zh', ctx);
+      expect(errors).toEqual([]);
+    } finally {
+      await browser.close();
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 });
