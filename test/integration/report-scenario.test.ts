@@ -349,6 +349,17 @@ describe('the bureau’s figures for one chatty day (issue 20 scenario)', () => 
     expect((res.body as MeasureReport).group![0]!.measureScore?.value).toBe(cbcSaving);
   });
 
+  test('supervision: the CDS decision is the hook user’s, and a reference-only decline is no case', async () => {
+    const res = await t.as('bureau').get('/reports/savings').query({ from: TODAY, to: TODAY, by: 'practitioner' });
+    expect(res.status, res.text).toBe(200);
+    const rows = res.body.rows as { practitioner: { code: string }; decided: number; declined: number }[];
+    expect(rows).toEqual([
+      expect.objectContaining({ practitioner: { code: 'Practitioner/dr-b' }, decided: 1, declined: 0 }),
+    ]);
+    const cases = await t.as('bureau').get('/reports/supervision/cases').query({ from: TODAY, to: TODAY });
+    expect(cases.body.cases).toEqual([]);
+  });
+
   test('the dashboard shows the same counts (Debian chromium)', async (ctx) => {
     const server: Server = t.app.listen(0, '127.0.0.1');
     await new Promise((resolve) => server.once('listening', resolve));
