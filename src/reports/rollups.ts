@@ -14,9 +14,10 @@
  * reasons — and the distinct counts that do not add up across items, computed when the piece is built: 互认人次
  * per institution and per (institution, category). They add up across pieces because a visit (institution,
  * patient, day) lies in one day and one month. Per item, 互认人次 equals the accepted prompts (one prompt per
- * institution, patient, item and day). The supervision figures are kept per (institution, department,
- * practitioner, category, item): the decided prompts only. A year's report reads O(months × institutions × items)
- * numbers, never a row per patient. No identifier is kept: not even the pseudonymous patient key.
+ * institution, patient, item and day). The supervision figures, per (institution, department, practitioner,
+ * category, item) of the decided prompts, grow with the doctors: they are kept in rollups of their own
+ * (`staff|month:…`), read only by supervision. A year's savings report reads O(months × institutions × items)
+ * numbers, never a row per patient or doctor. No identifier is kept: not even the pseudonymous patient key.
  */
 import type { Collection, Db } from 'mongodb';
 import type { DecisionLedger, LedgerEntry } from '../recognition/ledger.js';
@@ -227,6 +228,9 @@ function nextMonth(month: string): string {
   return m === 12 ? `${y + 1}-01` : `${y}-${String(m + 1).padStart(2, '0')}`;
 }
 
+/** Which figures a rollup holds: the savings report's funnel, or supervision's decisions per doctor. */
+export type RollupPart = 'funnel' | 'staff';
+
 export interface RollupStats {
   months: number;
   days: number;
@@ -255,13 +259,17 @@ export class LedgerRollups {
     to: string,
     timeZone: string,
     now: Date = new Date(),
+    part: RollupPart = 'funnel',
   ): Promise<{ tally: LedgerTally; stats: RollupStats }> {
     const plan = planPeriod(from, to, localDate(now.getTime(), timeZone));
     const pieces = [...plan.months.map((m) => `month:${m}`), ...plan.days.map((d) => `day:${d}`)];
+    // The supervision figures grow with the doctors: kept in rollups of their own, which the savings report never
+    // reads (its rollups stay institutions × items per month).
+    const idOf = (piece: string) => (part === 'staff' ? `staff|${piece}` : piece);
     // Every rollup and its mark by _id: one `$in` query each (an index lookup per piece); the open days' prompts in
     // one query (an index lookup per day).
     const [rollupDocs, markDocs, open] = await Promise.all([
-      this.collection.find({ _id: { $in: pieces } }).toArray(),
+      this.collection.find({ _id: { $in: pieces.map(idOf) } }).toArray(),
       this.ledger.marks.find({ _id: { $in: pieces } }).toArray(),
       plan.openDays.length ? this.ledger.prompts.find({ day: { $in: plan.openDays } }).toArray() : [],
     ]);
@@ -272,7 +280,7 @@ export class LedgerRollups {
     const stale = new Map<string, { piece: string; stamp: string | null }[]>(); // by month
     for (const piece of pieces) {
       const stamp = markById.get(piece)?.stamp ?? null;
-      const rollup = rollupById.get(piece);
+      const rollup = rollupById.get(idOf(piece));
       if (rollup && rollup.version === ROLLUP_VERSION && rollup.stamp === stamp) {
         mergeTally(tally, fromDoc(rollup));
         continue;
@@ -288,7 +296,7 @@ export class LedgerRollups {
         const piecePrompts = day ? prompts.filter((p) => p.day === day) : prompts;
         const built = tallyPrompts(piecePrompts);
         mergeTally(tally, built);
-        await this.store(toDoc(piece, stamp, built, piecePrompts.length));
+        await this.store(toDoc(idOf(piece), stamp, built, piecePrompts.length, part));
       }
     }
     mergeTally(tally, tallyPrompts(open));
@@ -374,15 +382,16 @@ export class LedgerRollups {
   }
 }
 
-function toDoc(id: string, stamp: string | null, tally: LedgerTally, prompts: number): RollupDoc {
+function toDoc(id: string, stamp: string | null, tally: LedgerTally, prompts: number, part: RollupPart): RollupDoc {
+  const funnel = part === 'funnel';
   return {
     _id: id,
     version: ROLLUP_VERSION,
     stamp,
-    cells: [...tally.cells].map(([k, c]) => ({ k, ...c })),
-    visits: [...tally.visits].map(([k, n]) => ({ k, n })),
-    categoryVisits: [...tally.categoryVisits].map(([k, n]) => ({ k, n })),
-    staff: [...tally.staff].map(([k, c]) => ({ k, ...c })),
+    cells: funnel ? [...tally.cells].map(([k, c]) => ({ k, ...c })) : [],
+    visits: funnel ? [...tally.visits].map(([k, n]) => ({ k, n })) : [],
+    categoryVisits: funnel ? [...tally.categoryVisits].map(([k, n]) => ({ k, n })) : [],
+    staff: funnel ? [] : [...tally.staff].map(([k, c]) => ({ k, ...c })),
     prompts,
     builtAt: new Date(),
   };

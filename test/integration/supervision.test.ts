@@ -148,6 +148,12 @@ describe('supervision of declines', () => {
     expect(body.totals).toMatchObject({ decided: 28, declined: 7, accepted: 21 });
     expect(body.definitions.outlier.en).toMatch(/twice/);
 
+    // The savings report's rollups stay institutions × items: the doctors are in supervision's own rollups.
+    expect((await t.as('bureau').get('/reports/savings').query({ from: FROM, to: TO })).status).toBe(200);
+    const rollups = t.deps.rollups!.collection;
+    expect((await rollups.findOne({ _id: 'month:2025-05' }))?.staff).toEqual([]);
+    expect((await rollups.findOne({ _id: 'staff|month:2025-05' }))?.staff).toHaveLength(3);
+
     const byDepartment = await t.as('bureau').get('/reports/savings').query({ from: FROM, to: TO, by: 'department' });
     const departments = (byDepartment.body as SupervisionReport).rows.map((r) => [r.department!.code, r.declined]);
     expect(departments).toEqual([
