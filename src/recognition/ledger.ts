@@ -1,16 +1,16 @@
 /**
  * The decisions ledger (`decisions` collection): what was proposed to a doctor and what the doctor did, one immutable
- * entry per (check, item, event). Events form the funnel the bureau reads: `prompt` (a check offered a prior
+ * entry per (check, item, event) — the append-only trail of every call. Events: `prompt` (a check offered a prior
  * result: reusable or reference-only), `viewed` (the doctor opened it), then at most one decision, `accepted` or
- * `declined` (with a reason from the decline-reason CodeSystem). The saving is counted only on `accepted`.
+ * `declined` (with a reason from the decline-reason CodeSystem). The saving is counted only on accepting a reusable
+ * result.
  *
  * A decision may be corrected once within CORRECTION_WINDOW_MS (a mis-click): the correction is a new entry
- * (`<check>|<item>|correction`) that names the entry it supersedes and carries what that entry counted (`reverses`),
- * so the ledger stays append-only and a report that sums entries counts the final decision once (src/reports).
+ * (`<check>|<item>|correction`) that names the entry it supersedes and carries what that entry counted (`reverses`).
  *
- * Entries carry the report dimensions precomputed at write time (local day, month, year, institution, performer,
- * category, item), so reports group with `$match` + `$group`/`$sum` only (design.md: FerretDB 1.24). Entries hold
- * the pseudonymous patient key (for 互认人次, distinct patients), never an identifier.
+ * What the bureau counts is the ledger's summary per prompt (src/recognition/prompts.ts): one per (institution,
+ * patient, item, local day) however many checks, hooks and launches showed it, updated here by every view and
+ * decision recorded. Entries and prompts hold the pseudonymous patient key, never an identifier.
  */
 import { randomUUID } from 'node:crypto';
 import type { Collection, Db } from 'mongodb';
