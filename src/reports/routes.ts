@@ -151,6 +151,7 @@ export function reportsRouter(deps: ReportDeps): Router {
         );
       }
       if (new Set(by).size !== by.length) throw badRequest('by names a grouping twice', 'by');
+      parseLang(q);
       const period = parsePeriod(q, rules);
       const { tally } = await deps.rollups.tally(period.from, period.to, rules.catalogue.timeZone, new Date(), 'staff');
       res.json(supervisionReport(tally, rules, { ...period, by: parseSupervisionBy(by) }, new Date()));
