@@ -461,12 +461,12 @@ async function ingest(ctx: Context, broker: Broker) {
   return ratios;
 }
 
-/** What the warm report reads besides the open days: the rollups (their accepted tuples grow with the ledger). */
+/** What the warm report reads besides the open days: the rollups (numbers per institution, category and item). */
 async function rollupSize(ctx: Context) {
   const docs = await ctx.deps.rollups!.collection.find({}).toArray();
   return {
     documents: docs.length,
-    acceptedTuples: docs.reduce((n, d) => n + d.accepted.length, 0),
+    cells: docs.reduce((n, d) => n + d.cells.length, 0),
     jsonMb: Number((docs.reduce((n, d) => n + JSON.stringify(d).length, 0) / 1024 ** 2).toFixed(2)),
   };
 }

@@ -19,7 +19,7 @@ const KNOWN_ERRORS = new Set([
   'SeedDataError',
 ]);
 
-const ROLE_CHOICES = ['his', 'clinician', 'bureau', 'admin'];
+const ROLE_CHOICES = ['his', 'clinician', 'bureau', 'supervisor', 'admin'];
 
 const EXIT_CODES_HELP = `
 Exit codes:

@@ -38,7 +38,7 @@ async function main(): Promise<void> {
   const base = config.baseUrl ?? `http://localhost:${port}/fhir`;
   if (config.mode === 'demo') {
     log.info('Demo mode: demo clients are seeded; get a bearer token with the command below', {
-      token: tokenCommand(base.replace(/\/fhir$/, ''), config.dataDir, '--role his|clinician|bureau|admin'),
+      token: tokenCommand(base.replace(/\/fhir$/, ''), config.dataDir, '--role his|clinician|bureau|supervisor|admin'),
       clientKeys: `${config.dataDir}/demo-clients`,
     });
   }

@@ -56,6 +56,11 @@ export async function createServices(config: Config, log: Logger, uri: string, d
   const ledger = new DecisionLedger(connection.db!);
   await ledger.ensureIndexes();
   const rollups = new LedgerRollups(connection.db!, ledger);
+  // Ledgers recorded under the figure definitions before issue 20 are re-tallied into prompts once.
+  const retallied = await rollups.retallyOnce();
+  if (retallied) {
+    log.info('Report figures re-tallied under the current definitions; report rollups will be rebuilt', retallied);
+  }
   const store = new ResourceStore(models, resourceIndex(registry), log, undefined, {
     onVersion: facts.onVersion,
     onVersions: facts.onVersions,

@@ -101,6 +101,8 @@ function classify(req: FhirRequest): Classified | undefined {
   if (type === 'prior-results') return { interaction: 'operation', action: 'R', operation: 'prior-results' };
   // The doctor confirmed whose results these are where the institutions' records of the patient disagree.
   if (type === 'identity-verified') return { interaction: 'operation', action: 'E', operation: 'identity-verified' };
+  // An expert reviewer reads the prior result of a supervised decline (src/reports/routes.ts).
+  if (type === 'supervision-case') return { interaction: 'read', action: 'R', operation: 'supervision-case' };
   // System history lists every version of every clinical resource.
   if (type === '_history' && b === undefined) return { interaction: 'history-system', action: 'R' };
   // Reading the audit trail is itself recorded: who looked at the record of accesses to patient data, and when.

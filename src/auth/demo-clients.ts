@@ -49,6 +49,13 @@ export const DEMO_CLIENTS: { clientId: string; name: string; role: Role; organiz
     scopes: 'system/Measure.rs system/MeasureReport.rs',
   },
   {
+    clientId: 'demo-supervisor',
+    name: 'Demo expert reviewer of the health commission (supervision of declines)',
+    role: 'supervisor',
+    organization: 'Organization/demo-health-bureau',
+    scopes: 'system/Measure.rs system/MeasureReport.rs',
+  },
+  {
     clientId: 'demo-admin',
     name: 'Demo administrator',
     role: 'admin',

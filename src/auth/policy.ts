@@ -61,6 +61,12 @@ export function assertAllowed(
   if (access.role === 'bureau') {
     throw forbidden('The bureau role sees aggregate reports only, never patient-level resources', where);
   }
+  if (access.role === 'supervisor') {
+    throw forbidden(
+      'The supervisor role reads the prior result of a supervised case only, through /reports/supervision/cases/{id}',
+      where,
+    );
+  }
   if (access.role === 'clinician' && permission !== 'r' && permission !== 's') {
     throw forbidden('The clinician role reads results; writing them is for hospital systems (his)', where);
   }

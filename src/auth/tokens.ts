@@ -14,8 +14,9 @@ import type { Collection } from 'mongodb';
 import type { KeyRing } from './keys.js';
 import { isCoveredBy, parseScope, parseScopes } from './scopes.js';
 
-export type Role = 'his' | 'clinician' | 'bureau' | 'admin';
-export const ROLES: readonly Role[] = ['his', 'clinician', 'bureau', 'admin'];
+export type Role = 'his' | 'clinician' | 'bureau' | 'supervisor' | 'admin';
+/** `supervisor`: the health commission's expert reviewer of declines (aggregates, and the cases with their prior result). */
+export const ROLES: readonly Role[] = ['his', 'clinician', 'bureau', 'supervisor', 'admin'];
 
 /** A registered system client (SMART Backend Services). */
 export interface ClientDoc {

@@ -51,7 +51,12 @@ async function decisionOf(
   if (!card || card.iss !== caller.iss || card.service !== service.id) {
     throw notFound(`Service ${service.id} gave this EHR no card '${entry.card}'`);
   }
-  const base = { check: card.check, item: card.item };
+  // The doctor the card was shown to (the hook's userId): declines are supervised by doctor.
+  const base = {
+    check: card.check,
+    item: card.item,
+    ...(card.practitioner ? { practitioner: card.practitioner } : {}),
+  };
   const referenceOnly = card.decision === 'reference-only';
   if (entry.outcome === 'accepted' && referenceOnly) {
     throw badRequest(

@@ -73,7 +73,15 @@ export interface CdsCardDoc {
   /** `ServiceRequest/<id>` of the draft order. */
   order?: string;
   result?: string;
+  /** The hook's `context.userId` (Practitioner or PractitionerRole): who decides on the card, for supervision. */
+  practitioner?: string;
   createdAt: Date;
+}
+
+/** The ordering user of a hook (CDS Hooks 2.0 order-select/order-sign: `context.userId`), when it is a reference. */
+export function practitionerOfHook(context: Record<string, unknown>): string | undefined {
+  const user = context.userId;
+  return typeof user === 'string' && /^Practitioner(Role)?\/[A-Za-z0-9\-.]{1,64}$/.test(user) ? user : undefined;
 }
 
 export interface CdsDeps extends FhirDeps {
@@ -437,6 +445,8 @@ export async function answerHook(
   }
   const unmapped = outcomes.filter((o) => o.decision === 'not-recognized').map((o) => o.requested);
   if (unmapped.length > 0) cards.push(unmappedCard(unmapped, ctx.lang));
+  const practitioner = practitionerOfHook(req.context);
+  if (practitioner) for (const d of docs) d.practitioner = practitioner;
   if (docs.length > 0) await deps.cards.insertMany(docs);
   const results = [...new Set(prompted.flatMap((o) => (o.fact ? [o.fact.source] : [])))];
   return { cards, patients: await patientsLookup, results };

@@ -619,6 +619,9 @@ export function demoHistory(rules: RecognitionRules, demo: DemoPatient, options:
   return { checks, entries };
 }
 
+/** Departments of the demo doctors (科室), as hospitals name them. */
+const DEPARTMENTS = ['心血管内科', '呼吸与危重症医学科', '消化内科', '内分泌科', '普通外科', '急诊科', '全科医学科'];
+
 /** What the doctor did with one prompt: maybe opened it, then maybe accepted or declined it (with a reason). */
 function doctorActions(
   rules: RecognitionRules,
@@ -631,12 +634,15 @@ function doctorActions(
   let t = check.createdAt.getTime();
   const act = (action: DoctorAction, extra: { reason?: DeclineReason; reasonText?: string } = {}) => {
     t = Math.min(t + rng.int(1, 15) * 60_000, now - 60_000);
+    // About forty doctors per hospital, each in one department, so the supervision page has something to compare.
+    const doctor = rng.int(1000, 1039);
     const entry = decisionEntry({
       check,
       item: prompt.item,
       action,
       ...extra,
-      practitioner: `https://${check.requester}.example.org/fhir/sid/staff|D${rng.int(1000, 1999)}`,
+      practitioner: `https://${check.requester}.example.org/fhir/sid/staff|D${doctor}`,
+      department: DEPARTMENTS[doctor % DEPARTMENTS.length]!,
       channel: 'seed',
       now: new Date(t),
       timeZone: rules.catalogue.timeZone,

@@ -188,7 +188,7 @@ export async function seedDemo(deps: SeedDeps, options: SeedOptions): Promise<Se
     const checks: ReuseCheckDoc[] = histories.flatMap((h) => h.checks);
     const entries = histories.flatMap((h) => h.entries);
     await insertNew(deps.reuseChecks.collection, checks);
-    await deps.ledger.recordPrompts(entries);
+    await deps.ledger.recordHistory(entries);
     summary.created += counts.created;
     summary.updated += counts.updated;
     summary.unchanged += counts.unchanged;

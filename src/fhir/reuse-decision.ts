@@ -26,7 +26,16 @@ import type { FhirRequest, FhirResponse } from './request.js';
 export const REUSE_DECISION_OPERATION_URL = 'https://huren.example.org/fhir/OperationDefinition/reuse-decision';
 
 const ACTIONS: readonly DoctorAction[] = ['accepted', 'declined', 'viewed'];
-const NAMES = ['check', 'item', 'decision', 'reason', 'reasonText', 'practitioner', 'correction'] as const;
+const NAMES = [
+  'check',
+  'item',
+  'decision',
+  'reason',
+  'reasonText',
+  'practitioner',
+  'department',
+  'correction',
+] as const;
 type Name = (typeof NAMES)[number];
 
 /** Value field each parameter is given in (check also as valueString, practitioner as valueIdentifier). */
@@ -37,6 +46,7 @@ const FIELDS: Record<Name, readonly string[]> = {
   reason: ['valueCoding'],
   reasonText: ['valueString'],
   practitioner: ['valueReference', 'valueIdentifier'],
+  department: ['valueString'],
   correction: ['valueBoolean'],
 };
 
@@ -53,6 +63,8 @@ export interface DecisionRequest {
   reason?: DeclineReason;
   reasonText?: string;
   practitioner?: string;
+  /** The doctor's department (科室), as the hospital names it. */
+  department?: string;
   /** Corrects the item's recorded decision (within CORRECTION_WINDOW_MS, once) instead of recording a first one. */
   correction?: boolean;
 }
@@ -154,9 +166,15 @@ export function parseDecisionRequest(body: unknown, deps: FhirDeps): DecisionReq
   if (reasonText !== undefined && reasonText.length > 500) {
     throw badRequest('reasonText is at most 500 characters', textIn!.where);
   }
+  const departmentIn = params.get('department');
+  const department = typeof departmentIn?.value === 'string' ? departmentIn.value.trim() : undefined;
+  if (departmentIn && (!department || department.length > 100)) {
+    throw badRequest('department is a name of 1 to 100 characters', departmentIn.where);
+  }
   return {
     check,
     item: coding.code,
+    ...(department ? { department } : {}),
     action,
     ...(reason ? { reason } : {}),
     ...(reasonText !== undefined ? { reasonText } : {}),
@@ -203,6 +221,7 @@ export async function recordDecision(
     ...(request.reason ? { reason: request.reason } : {}),
     ...(request.reasonText !== undefined ? { reasonText: request.reasonText } : {}),
     ...(request.practitioner ? { practitioner: request.practitioner } : {}),
+    ...(request.department ? { department: request.department } : {}),
     ...(access ? { clientId: access.clientId } : {}),
     channel,
     ...(options.card ? { card: options.card } : {}),
@@ -233,6 +252,16 @@ export async function recordDecision(
   return deps.ledger.record(entry);
 }
 
+/** How the bureau's report counts a ledger entry (src/reports/savings.ts DEFINITIONS). */
+export function reportedAs(
+  entry: Pick<LedgerEntry, 'event' | 'outcome' | 'countsAsDecline'>,
+): 'accepted' | 'reference-accepted' | 'declined' | 'not-counted' | 'viewed' {
+  const reusable = entry.outcome === 'reusable';
+  if (entry.event === 'accepted') return reusable ? 'accepted' : 'reference-accepted';
+  if (entry.event === 'declined') return reusable && entry.countsAsDecline !== false ? 'declined' : 'not-counted';
+  return 'viewed';
+}
+
 /** The stored record as Parameters. */
 export function decisionParameters(entry: LedgerEntry, deps: FhirDeps): Parameters {
   const index = deps.facts!.rules.index;
@@ -241,6 +270,7 @@ export function decisionParameters(entry: LedgerEntry, deps: FhirDeps): Paramete
     { name: 'item', valueCoding: itemCoding(index, entry.item) },
     { name: 'decision', valueCode: entry.event },
     { name: 'outcome', valueCode: entry.outcome },
+    { name: 'reportedAs', valueCode: reportedAs(entry) },
   ];
   if (entry.reason) {
     const reason = findDeclineReason(deps.facts!.rules.declineReasons, entry.reason);

@@ -1,22 +1,32 @@
 /**
  * The decisions ledger (`decisions` collection): what was proposed to a doctor and what the doctor did, one immutable
- * entry per (check, item, event). Events form the funnel the bureau reads: `prompt` (a check offered a prior
+ * entry per (check, item, event) — the append-only trail of every call. Events: `prompt` (a check offered a prior
  * result: reusable or reference-only), `viewed` (the doctor opened it), then at most one decision, `accepted` or
- * `declined` (with a reason from the decline-reason CodeSystem). The saving is counted only on `accepted`.
+ * `declined` (with a reason from the decline-reason CodeSystem). The saving is counted only on accepting a reusable
+ * result.
  *
  * A decision may be corrected once within CORRECTION_WINDOW_MS (a mis-click): the correction is a new entry
- * (`<check>|<item>|correction`) that names the entry it supersedes and carries what that entry counted (`reverses`),
- * so the ledger stays append-only and a report that sums entries counts the final decision once (src/reports).
+ * (`<check>|<item>|correction`) that names the entry it supersedes and carries what that entry counted (`reverses`).
  *
- * Entries carry the report dimensions precomputed at write time (local day, month, year, institution, performer,
- * category, item), so reports group with `$match` + `$group`/`$sum` only (design.md: FerretDB 1.24). Entries hold
- * the pseudonymous patient key (for 互认人次, distinct patients), never an identifier.
+ * What the bureau counts is the ledger's summary per prompt (src/recognition/prompts.ts): one per (institution,
+ * patient, item, local day) however many checks, hooks and launches showed it, updated here by every view and
+ * decision recorded. Entries and prompts hold the pseudonymous patient key, never an identifier.
  */
 import { randomUUID } from 'node:crypto';
 import type { Collection, Db } from 'mongodb';
 import { InsertBatcher } from '../store/insert-batcher.js';
 import type { DeclineReason } from './decline-reasons.js';
 import type { ReuseDecision } from './engine.js';
+import {
+  PROMPTS_COLLECTION,
+  decidesOver,
+  decisionState,
+  foldPrompts,
+  isCase,
+  promptIdOf,
+  promptOf,
+  type PromptDoc,
+} from './prompts.js';
 import type { ReuseCheckDoc, StoredOutcome } from './reuse-checks.js';
 import { localDate } from './time.js';
 
@@ -83,6 +93,8 @@ export interface LedgerEntry {
   /** False for declines whose reason is not counted as a decline ("images not received", "serial monitoring"). */
   countsAsDecline?: boolean;
   practitioner?: string;
+  /** The prescriber's department (科室) as the hospital names it, when given. */
+  department?: string;
   clientId?: string;
   /** Source of the record: the FHIR operation, a CDS Hooks card's feedback, the doctor view. */
   channel: 'operation' | 'cds-feedback' | 'app' | 'check' | 'seed';
@@ -96,6 +108,8 @@ export interface LedgerEntry {
   day: string;
   month: string;
   year: string;
+  /** Local day of the check: the day of the prompt the entry belongs to (src/recognition/prompts.ts). */
+  promptDay?: string;
 }
 
 export interface DecisionInput {
@@ -105,6 +119,7 @@ export interface DecisionInput {
   reason?: DeclineReason;
   reasonText?: string;
   practitioner?: string;
+  department?: string;
   clientId?: string;
   channel: LedgerEntry['channel'];
   card?: string;
@@ -161,6 +176,7 @@ function baseEntry(
     channel: 'check',
     recordedAt: now,
     ...dimensionsOf(now, timeZone),
+    promptDay: dimensionsOf(check.createdAt, timeZone).day,
   };
 }
 
@@ -217,13 +233,15 @@ export function decisionEntry(input: DecisionInput): LedgerEntry | DecisionProbl
     input.timeZone,
   );
   entry.channel = input.channel;
-  if (input.action === 'accepted') entry.saving = outcome.saving;
+  // Only a reusable result is 互认: accepting a reference-only one (参考采纳) saves nothing the bureau counts.
+  if (input.action === 'accepted' && outcome.decision === 'reusable') entry.saving = outcome.saving;
   if (input.reason) {
     entry.reason = input.reason.code;
     entry.countsAsDecline = input.reason.countsAsDecline;
   }
   if (input.reasonText?.trim()) entry.reasonText = input.reasonText.trim();
   if (input.practitioner) entry.practitioner = input.practitioner;
+  if (input.department?.trim()) entry.department = input.department.trim();
   if (input.clientId) entry.clientId = input.clientId;
   else delete entry.clientId;
   if (input.card) entry.card = input.card;
@@ -305,8 +323,11 @@ function isDuplicateKey(e: unknown): boolean {
 export class DecisionLedger {
   readonly collection: Collection<LedgerEntry>;
   /** Prompts of concurrent checks are stored together (one round trip for many at order-entry peaks). */
-  private readonly prompts: InsertBatcher<LedgerEntry>;
+  private readonly entryBatcher: InsertBatcher<LedgerEntry>;
+  private readonly promptBatcher: InsertBatcher<PromptDoc>;
 
+  /** One document per prompt with what the doctor did (src/recognition/prompts.ts): what reports count. */
+  readonly prompts: Collection<PromptDoc>;
   /** Marks of days and months changed after the fact (report rollups are rebuilt for them). */
   readonly marks: Collection<LedgerMarkDoc>;
 
@@ -315,7 +336,9 @@ export class DecisionLedger {
     private readonly clock: () => Date = () => new Date(),
   ) {
     this.collection = db.collection<LedgerEntry>(DECISIONS_COLLECTION);
-    this.prompts = new InsertBatcher(this.collection);
+    this.entryBatcher = new InsertBatcher(this.collection);
+    this.prompts = db.collection<PromptDoc>(PROMPTS_COLLECTION);
+    this.promptBatcher = new InsertBatcher(this.prompts);
     this.marks = db.collection<LedgerMarkDoc>(LEDGER_MARKS_COLLECTION);
   }
 
@@ -326,7 +349,12 @@ export class DecisionLedger {
   async markChanged(entries: Pick<LedgerEntry, 'day' | 'month' | 'recordedAt'>[]): Promise<void> {
     const now = this.clock().getTime();
     const late = entries.filter((e) => now - new Date(e.recordedAt).getTime() >= LATE_MS);
-    const ids = new Set(late.flatMap((e) => [`day:${e.day}`, `month:${e.month}`]));
+    await this.markDays(late.map((e) => e.day));
+  }
+
+  /** Changes the marks of these local days and their months (a prompt of a past day changed). */
+  async markDays(days: Iterable<string>): Promise<void> {
+    const ids = new Set([...days].flatMap((day) => [`day:${day}`, `month:${day.slice(0, 7)}`]));
     await Promise.all(
       [...ids].map((_id) =>
         this.marks.replaceOne({ _id }, { stamp: randomUUID() }, { upsert: true }).catch((e: unknown) => {
@@ -337,37 +365,129 @@ export class DecisionLedger {
     );
   }
 
-  /** Indexes for the report rollups' reads (a month's entries, an open day's entries) and per-check lookups. */
+  /** Indexes for per-check lookups and the report rollups' reads (a month's prompts, the open days' prompts). */
   async ensureIndexes(): Promise<void> {
-    // Reports read closed periods from rollups built month by month, and the open days by day (src/reports).
-    await this.collection.createIndex({ month: 1 });
-    await this.collection.createIndex({ day: 1, event: 1 });
     await this.collection.createIndex({ check: 1 });
+    // Reports read closed periods from rollups built month by month, and the open days by day (src/reports).
+    await this.prompts.createIndex({ month: 1 });
+    await this.prompts.createIndex({ day: 1 });
+    // The supervision case list: declines of reusable results by month.
+    await this.prompts.createIndex({ caseMonth: 1 });
   }
 
-  /** Stores the prompts of a check; a replay of the same check adds nothing. */
+  /**
+   * Stores the prompt entries of a check and opens their prompts; a prompt already shown that day (another check,
+   * hook or launch) is left as it is, and a replay of the same check adds nothing.
+   */
   async recordPrompts(entries: LedgerEntry[]): Promise<void> {
-    // Prompts already recorded (a replayed check) are duplicates by _id: recorded once, as intended.
-    await this.prompts.insert(entries);
+    // Duplicates by _id are refused by the batchers: one entry per (check, item), one prompt per (institution,
+    // patient, item, day).
+    const prompts = new Map(entries.map((e) => [promptIdOf(e, e.day), promptOf(e)]));
+    await Promise.all([this.entryBatcher.insert(entries), this.promptBatcher.insert([...prompts.values()])]);
     await this.markChanged(entries);
+  }
+
+  /**
+   * Stores a history of entries at once (demo seeding) and folds them into their prompts, as the re-tally does.
+   * Entries already stored are left as they are.
+   */
+  async recordHistory(entries: LedgerEntry[]): Promise<void> {
+    for (let i = 0; i < entries.length; i += 1000) {
+      const chunk = entries.slice(i, i + 1000);
+      await this.entryBatcher.insert(chunk);
+      await this.foldIntoPrompts(chunk);
+    }
+  }
+
+  /**
+   * Folds ledger entries (up to 1 000) into the stored prompts: reads the prompts they touch, folds, writes them
+   * back, and marks their days. For bulk work only (seeding, the re-tally): one writer at a time.
+   */
+  async foldIntoPrompts(entries: LedgerEntry[]): Promise<number> {
+    if (entries.length === 0) return 0;
+    // Entries from before prompts existed carry no prompt day: their check's prompt entry has it.
+    const legacy = entries.filter((e) => e.event !== 'prompt' && !e.promptDay);
+    const promptEntryIds = [...new Set(legacy.map((e) => `${e.check}|${e.item}|prompt`))];
+    const dayOfPromptEntry = new Map<string, string>();
+    for (const e of entries) if (e.event === 'prompt') dayOfPromptEntry.set(e._id, e.day);
+    const missing = promptEntryIds.filter((id) => !dayOfPromptEntry.has(id));
+    if (missing.length) {
+      for (const p of await this.collection.find({ _id: { $in: missing } }).toArray())
+        dayOfPromptEntry.set(p._id, p.day);
+    }
+    const promptDayOf = (e: LedgerEntry) => e.promptDay ?? dayOfPromptEntry.get(`${e.check}|${e.item}|prompt`) ?? e.day;
+    const ids = [...new Set(entries.map((e) => promptIdOf(e, e.event === 'prompt' ? e.day : promptDayOf(e))))];
+    const existing = new Map((await this.prompts.find({ _id: { $in: ids } }).toArray()).map((p) => [p._id, p]));
+    const folded = foldPrompts(entries, existing, promptDayOf);
+    if (folded.size === 0) return 0;
+    await this.prompts.bulkWrite(
+      [...folded.values()].map((p) => ({ replaceOne: { filter: { _id: p._id }, replacement: p, upsert: true } })),
+      { ordered: false },
+    );
+    await this.markDays(new Set([...folded.values()].map((p) => p.day)));
+    return folded.size;
   }
 
   /**
    * Records an entry once. The _id makes it immutable and idempotent: a retry of the same action returns the stored
    * entry unchanged; a different action for the same (check, item) is a conflict. A correction is recorded the same
-   * way under its own _id: once per (check, item).
+   * way under its own _id: once per (check, item). A recorded view or decision updates its prompt.
    */
   async record(entry: LedgerEntry): Promise<RecordResult> {
     try {
       await this.collection.insertOne(entry);
       await this.markChanged([entry]);
+      await this.updatePrompt(entry);
       return { status: 'created', entry };
     } catch (e) {
       if (!isDuplicateKey(e)) throw e;
     }
     const stored = await this.collection.findOne({ _id: entry._id });
     if (!stored) throw new Error(`ledger entry ${entry._id} vanished after a duplicate key`);
-    return { status: sameDecision(stored, entry) ? 'unchanged' : 'conflict', entry: stored };
+    const same = sameDecision(stored, entry);
+    // A retry after a crash between the entry and its prompt brings the prompt up to date (idempotent).
+    if (same) await this.updatePrompt(stored);
+    return { status: same ? 'unchanged' : 'conflict', entry: stored };
+  }
+
+  /** A view or decision on its prompt: viewed, or the decision recorded last (with its reason) decides. */
+  private async updatePrompt(entry: LedgerEntry): Promise<void> {
+    if (entry.event === 'prompt') return;
+    const promptDay =
+      entry.promptDay ?? (await this.collection.findOne({ _id: `${entry.check}|${entry.item}|prompt` }))?.day;
+    const _id = promptIdOf(entry, promptDay ?? entry.day);
+    const day = promptDay ?? entry.day;
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const stored = await this.prompts.findOne({ _id });
+      if (!stored) {
+        // The check's prompt is missing (a check from before prompts existed): the entry opens it.
+        const [prompt] = foldPrompts([entry], new Map(), () => day).values();
+        try {
+          await this.prompts.insertOne(prompt!);
+          break;
+        } catch (e) {
+          if (!isDuplicateKey(e)) throw e;
+          continue; // another request opened it meanwhile: update that one
+        }
+      }
+      if (entry.event === 'viewed') {
+        if (!stored.viewed) await this.prompts.updateOne({ _id }, { $set: { viewed: true } });
+      } else if (decidesOver(entry, stored) && stored.decisionEntry !== entry._id) {
+        const { set, unset } = decisionState(entry);
+        const caseMonth = isCase({ decision: set.decision, outcome: set.outcome! }) ? { caseMonth: stored.month } : {};
+        const toUnset = unset.filter((k) => !(k in caseMonth));
+        await this.prompts.updateOne(
+          { _id },
+          {
+            $set: { ...set, ...caseMonth },
+            ...(toUnset.length ? { $unset: Object.fromEntries(toUnset.map((k) => [k, ''])) } : {}),
+          },
+        );
+      }
+      break;
+    }
+    // A prompt of an earlier day changed: the rollups that summed that day are rebuilt.
+    if (day < entry.day) await this.markDays([day]);
   }
 
   /** Every entry of a check (for the doctor view and tests). */

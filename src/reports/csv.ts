@@ -1,7 +1,10 @@
 /**
  * The savings report as CSV (RFC 4180: comma, CRLF, quotes doubled), with a UTF-8 byte order mark so that Excel
- * opens the Chinese names correctly. One header row, one row per group in the JSON's order, then the total row.
+ * opens the Chinese names correctly. One header row in the UI's language (Chinese by default, English with
+ * `lang=en`), the columns named as the dashboard names them; one row per group in the JSON's order, then the total
+ * row.
  */
+import { DIMENSION_LABELS, FIGURE_LABELS, MISC_LABELS, type ReportLang } from './report-types.js';
 import { COUNT_FIGURES, type Figures, type SavingsReport, type SavingsRow } from './savings.js';
 
 export const CSV_BOM = '\uFEFF';
@@ -22,18 +25,35 @@ export function csvLine(fields: readonly (string | number | null | undefined)[])
   return fields.map(csvField).join(',');
 }
 
+/** A whole CSV document: BOM, one header row, CRLF after every line. */
+export function csvDocument(
+  header: readonly string[],
+  rows: readonly (readonly (string | number | null | undefined)[])[],
+): string {
+  return `${CSV_BOM}${[header, ...rows].map(csvLine).join('\r\n')}\r\n`;
+}
+
 /** A suppressed count as published statistics show it: `<N`. */
 const hiddenMark = (minCell: number) => `<${minCell}`;
 
-export function savingsCsv(report: SavingsReport): string {
-  const dimHeaders = report.by.flatMap((d) => (d === 'month' ? ['month'] : [`${d}_code`, `${d}_zh`, `${d}_en`]));
+/** The header of a dimension: its code column and (except the month) its name column. */
+export function dimensionHeaders(d: keyof typeof DIMENSION_LABELS, lang: ReportLang): string[] {
+  const name = DIMENSION_LABELS[d][lang];
+  if (d === 'month') return [name];
+  return [lang === 'zh' ? `${name}${MISC_LABELS.code.zh}` : `${name} ${MISC_LABELS.code.en}`, name];
+}
+
+export function savingsCsv(report: SavingsReport, lang: ReportLang = 'zh'): string {
+  const dimHeaders = report.by.flatMap((d) => dimensionHeaders(d, lang));
   const header = [
     ...dimHeaders,
-    ...COUNT_FIGURES,
-    'recognition_rate',
-    'retrieval_rate',
-    'saving_cny',
-    ...report.declineReasons.map((r) => `declined_${r.code}${r.countsAsDecline ? '' : ' (not counted)'}`),
+    ...COUNT_FIGURES.map((c) => FIGURE_LABELS[c][lang]),
+    FIGURE_LABELS.recognitionRate[lang],
+    FIGURE_LABELS.retrievalRate[lang],
+    FIGURE_LABELS.saving[lang],
+    ...report.declineReasons.map(
+      (r) => `${MISC_LABELS.declinedFor[lang]}${r.name[lang]}${r.countsAsDecline ? '' : MISC_LABELS.notCounted[lang]}`,
+    ),
   ];
   const figures = (f: Figures, suppressed: readonly string[]) => {
     const show = (name: string, v: number | null, format: (n: number) => string | number = (n) => n) =>
@@ -49,12 +69,11 @@ export function savingsCsv(report: SavingsReport): string {
   const dims = (row: SavingsRow) =>
     report.by.flatMap((d) => {
       const v = row[d];
-      return d === 'month' ? [v?.code] : [v?.code, v?.name?.zh, v?.name?.en];
+      return d === 'month' ? [v?.code] : [v?.code, v?.name?.[lang] ?? v?.code];
     });
-  const lines = [
-    csvLine(header),
-    ...report.rows.map((row) => csvLine([...dims(row), ...figures(row, row.suppressed)])),
-    csvLine([...dimHeaders.map((_h, i) => (i === 0 ? 'TOTAL 合计' : '')), ...figures(report.totals, [])]),
-  ];
-  return `${CSV_BOM}${lines.join('\r\n')}\r\n`;
+  const total = dimHeaders.map((_h, i) => (i === 0 ? MISC_LABELS.total[lang] : ''));
+  return csvDocument(header, [
+    ...report.rows.map((row) => [...dims(row), ...figures(row, row.suppressed)]),
+    [...(total.length ? total : []), ...figures(report.totals, [])],
+  ]);
 }

@@ -40,10 +40,10 @@ const INSTITUTION_SYSTEM = `${HUREN_FHIR_BASE}/sid/organization-id`;
 
 const PARAMS = ['periodStart', 'periodEnd', 'subject', 'reportType', '_format', '_pretty'] as const;
 
-/** Who may read aggregate reports: the bureau, and administrators. */
+/** Who may read aggregate reports: the bureau, its expert reviewers (supervisor), and administrators. */
 export function assertReportReader(access: AccessContext | undefined): void {
-  if (access && access.role !== 'bureau' && access.role !== 'admin') {
-    throw forbidden('Savings reports are for the health bureau (role bureau) and administrators');
+  if (access && access.role !== 'bureau' && access.role !== 'supervisor' && access.role !== 'admin') {
+    throw forbidden('Savings reports are for the health bureau (roles bureau, supervisor) and administrators');
   }
 }
 
@@ -54,6 +54,7 @@ const POPULATIONS: { figure: keyof Figures; code: CodeableConcept }[] = [
   { figure: 'accepted', code: hl7('measure-observation', 'Measure Observation') },
   { figure: 'offered', code: huren('reusable-offered', 'Reusable offered (eligible prompts)') },
   { figure: 'viewed', code: huren('viewed', 'Viewed') },
+  { figure: 'referenceAccepted', code: huren('reference-accepted', '参考采纳 (reference-only results accepted)') },
   { figure: 'declined', code: huren('declined', 'Declined') },
   { figure: 'patients', code: huren('patients', '互认人次 (distinct patient visits)') },
 ];

@@ -21,6 +21,7 @@ export interface Figures {
   offered: number | null;
   viewed: number | null;
   accepted: number | null;
+  referenceAccepted: number | null;
   patients: number | null;
   declined: number | null;
   declinedByReason: Record<string, number | null>;
@@ -44,3 +45,40 @@ export interface DeclineReasonLegend {
   name: Bilingual;
   countsAsDecline: boolean;
 }
+
+/** A language of the bureau's pages and downloads. */
+export type ReportLang = 'zh' | 'en';
+
+/**
+ * The names of the figures as the dashboard shows them, and as the CSV download heads its columns (one list, so the
+ * table on screen and the file agree).
+ */
+export const FIGURE_LABELS = {
+  prompts: { zh: '提醒次数', en: 'Prompts' },
+  offered: { zh: '可互认提醒', en: 'Reusable offered' },
+  viewed: { zh: '调阅', en: 'Viewed' },
+  accepted: { zh: '互认项次', en: 'Items reused' },
+  referenceAccepted: { zh: '参考采纳', en: 'Reference acceptances' },
+  patients: { zh: '互认人次', en: 'Patient visits' },
+  declined: { zh: '不予互认', en: 'Declined' },
+  recognitionRate: { zh: '互认率', en: 'Recognition rate' },
+  retrievalRate: { zh: '调阅率', en: 'Retrieval rate' },
+  saving: { zh: '节约费用（元）', en: 'Saving (CNY)' },
+} as const satisfies Record<string, Bilingual>;
+
+/** The names of the report's dimensions (the code column and the name column of each). */
+export const DIMENSION_LABELS = {
+  organization: { zh: '医疗机构', en: 'Institution' },
+  category: { zh: '类别', en: 'Category' },
+  item: { zh: '项目', en: 'Item' },
+  month: { zh: '月份', en: 'Month' },
+  department: { zh: '科室', en: 'Department' },
+  practitioner: { zh: '医生', en: 'Doctor' },
+} as const satisfies Record<string, Bilingual>;
+
+export const MISC_LABELS = {
+  code: { zh: '编码', en: 'code' },
+  total: { zh: '合计', en: 'Total' },
+  declinedFor: { zh: '拒绝理由：', en: 'Declined: ' },
+  notCounted: { zh: '（不计为拒绝）', en: ' (not counted as a decline)' },
+} as const satisfies Record<string, Bilingual>;

@@ -7,10 +7,9 @@
  * days, plus the open days' entries), grouped in the process. Totals are the sums of the rows, so they add up exactly
  * whatever the grouping; only 互认人次, which is a distinct count, has a total of its own (see DEFINITIONS).
  */
-import type { LedgerEntry } from '../recognition/ledger.js';
 import type { RecognitionRules } from '../recognition/load.js';
 import { isLocalDate } from '../recognition/time.js';
-import { aggregatesOf, type LedgerRollups, type LedgerTally } from './rollups.js';
+import { addCell, emptyCell, splitKey, type Cell, type LedgerRollups, type LedgerTally } from './rollups.js';
 import { badRequest, error } from '../fhir/outcomes.js';
 import type { DeclineReasonLegend, DimensionValue, Figures, SavingsRow } from './report-types.js';
 
@@ -24,24 +23,60 @@ export const MAX_PERIOD_YEARS = 5;
 /** Most rows in one answer; beyond, the caller narrows the grouping or the period (400, never a huge response). */
 export const MAX_GROUPS = 20000;
 
+/**
+ * The exact definition of every figure, in one place: served in the JSON report, shown as the dashboard's tooltips
+ * (src/ui/client/dashboard.ts reads them from the report) and quoted in the README. Bilingual: the bureau publishes
+ * in Chinese.
+ */
 export const DEFINITIONS = {
-  period:
-    'Inclusive local dates (Asia/Shanghai) from..to; the local day an entry was recorded decides (a prompt counts on the day of the check, a decision on the day it was recorded).',
-  prompts: 'Prompt entries: a check offered a prior result (reusable or reference-only) for an item.',
-  offered: 'Reusable offered (eligible prompts): prompt entries whose outcome is reusable.',
-  viewed: 'Viewed entries: the doctor opened the prior result (调阅).',
-  accepted:
-    '互认项次: accepted entries (the doctor reused the prior result instead of ordering the item again), reusable or reference-only.',
-  patients:
-    '互认人次: distinct (institution, patient, local day) among accepted entries, counted per group. Rows add up to the total when grouped by organization and/or month; grouped by category or item, a visit with several categories counts once in each, so rows may add up to more than the total.',
-  declined:
-    'Declined entries whose reason counts as a decline (countsAsDecline); declinedByReason lists every reason recorded, including operational ones that are not counted as declines (see declineReasons).',
-  recognitionRate: '互认率 = accepted / offered (null when nothing was offered); 4 decimals.',
-  retrievalRate: '调阅率 = viewed / prompts (null without prompts); 4 decimals.',
-  saving:
-    'Sum of the saving of accepted entries in CNY: the requesting institution’s price of the avoided item, rounded to the fen per group; totals are sums of the rows.',
-  suppressed:
-    'With HUREN_REPORT_MIN_CELL = N > 0: counts from 1 to N-1 are hidden (null, named in `suppressed`), plus enough other cells that no hidden cell can be worked out from the totals or its row; rates and savings derived from a hidden count are hidden too. Totals are never hidden.',
+  period: {
+    zh: '统计期间：按本地日期（Asia/Shanghai）from 至 to（含首尾）。每条提醒的全部指标都计入该提醒出现的那一天，即使医生之后才作出决定。',
+    en: 'Inclusive local dates (Asia/Shanghai) from..to. Every figure of a prompt counts on the local day the prompt was first shown, even when the doctor decided later.',
+  },
+  prompts: {
+    zh: '提醒次数：同一申请机构、同一患者、同一项目、同一本地日期只计一次提醒，无论 $reuse-check、CDS order-select/order-sign 或 /app 打开了多少次；有既往结果（可互认或仅供参考）才算提醒。',
+    en: 'Prompts: one per (requesting institution, patient, item, local day) with a prior result (reusable or reference-only), however many $reuse-check calls, CDS order-select/order-sign hooks and /app launches showed it.',
+  },
+  offered: {
+    zh: '可互认提醒：提醒所给出的既往结果可互认（其决定所依据的检查结果为可互认；尚未决定的，以首次检查为准）。互认率的分母。',
+    en: 'Reusable offered: prompts whose prior result is reusable (as judged by the check the decision was made on; before a decision, by the first check). The denominator of 互认率.',
+  },
+  viewed: {
+    zh: '调阅：医生打开了既往结果的提醒（每个提醒至多一次）。仅关闭 CDS 卡片而未给原因不算调阅。',
+    en: 'Viewed (调阅): prompts whose prior result the doctor opened (at most once per prompt). Dismissing a CDS card without a reason is not a view.',
+  },
+  accepted: {
+    zh: '互认项次：医生采纳了可互认结果、未再开单的提醒（以该提醒最后一次决定为准）。',
+    en: '互认项次: prompts whose reusable result the doctor accepted instead of ordering the item again (the last decision recorded for the prompt decides).',
+  },
+  referenceAccepted: {
+    zh: '参考采纳：医生采纳了仅供参考结果的提醒。不属于互认，不计入互认率与节约费用。',
+    en: 'Reference acceptances (参考采纳): prompts whose reference-only result the doctor accepted. Not 互认: counted in neither 互认率 nor the saving.',
+  },
+  patients: {
+    zh: '互认人次：有互认项次的（申请机构、患者、本地日期）的个数，按组计算。按机构和/或月份分组时各行之和等于合计；按类别分组时，一次就诊涉及多个类别会在每个类别各计一次。',
+    en: '互认人次: distinct (requesting institution, patient, local day) with an accepted reusable result, per group. Rows add up to the total when grouped by organization and/or month; grouped by category or item, a visit with several counts once in each.',
+  },
+  declined: {
+    zh: '不予互认：可互认结果被拒绝、且拒绝原因计为不予互认的提醒（“影像未送达”“连续监测”等不计）。拒绝仅供参考的结果不是不予互认。declinedByReason 列出可互认结果的全部拒绝原因（含不计入的）。',
+    en: 'Declined (不予互认): prompts whose reusable result was declined for a reason that counts as a decline ("images not received", "serial monitoring" do not). Declining a reference-only result is not a decline. declinedByReason lists every reason given for a reusable result, counted or not.',
+  },
+  recognitionRate: {
+    zh: '互认率 = 互认项次 / 可互认提醒（无可互认提醒时为空），保留4位小数，不会超过100%。',
+    en: '互认率 = accepted / offered (null when nothing was offered), 4 decimals; never above 100 %.',
+  },
+  retrievalRate: {
+    zh: '调阅率 = 调阅 / 提醒次数（无提醒时为空），保留4位小数。',
+    en: '调阅率 = viewed / prompts (null without prompts), 4 decimals.',
+  },
+  saving: {
+    zh: '节约费用（元）：互认项次的申请机构该项目价格之和，按组精确到分；合计为各行之和。',
+    en: 'Saving in CNY: the requesting institution’s price of each accepted reusable item, summed to the fen per group; totals are sums of the rows.',
+  },
+  suppressed: {
+    zh: '小数抑制：HUREN_REPORT_MIN_CELL = N > 0 时，1 至 N-1 的计数不公布（为空，列在 suppressed 中），并隐藏足够的其他单元格使其无法由合计或同行推算；由隐藏计数派生的比率和费用一并隐藏。合计从不隐藏。',
+    en: 'With HUREN_REPORT_MIN_CELL = N > 0: counts from 1 to N-1 are hidden (null, named in `suppressed`), plus enough other cells that no hidden cell can be worked out from the totals or its row; rates and savings derived from a hidden count are hidden too. Totals are never hidden.',
+  },
 } as const;
 
 export interface SavingsQuery {
@@ -60,7 +95,15 @@ export interface ReportOptions {
   maxGroups?: number;
 }
 
-export const COUNT_FIGURES = ['prompts', 'offered', 'viewed', 'accepted', 'patients', 'declined'] as const;
+export const COUNT_FIGURES = [
+  'prompts',
+  'offered',
+  'viewed',
+  'accepted',
+  'referenceAccepted',
+  'patients',
+  'declined',
+] as const;
 export type CountFigure = (typeof COUNT_FIGURES)[number];
 
 export interface SavingsReport {
@@ -165,24 +208,15 @@ export function single(query: Record<string, unknown>, name: string): string | u
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Database
+// Grouping (pure)
 
 type GroupKey = Partial<Record<Dimension, string>>;
-/** Funnel counts by dimensions, event, prompt outcome, decline reason and whether it counts as a decline. */
-export interface FunnelGroup {
-  _id: GroupKey & { event: LedgerEntry['event']; outcome?: string; reason?: string; countsAsDecline?: boolean };
-  n: number;
-}
-export interface SumGroup {
-  _id: GroupKey | null;
-  n: number;
-}
 
-export interface LedgerAggregates {
-  funnel: FunnelGroup[];
-  savings: SumGroup[];
-  patients: SumGroup[];
-  patientsTotal: number;
+/** A group of the report: its dimension values, its funnel and its 互认人次. */
+export interface ReportGroup {
+  key: GroupKey;
+  cell: Cell;
+  patients: number;
 }
 
 function tooManyGroups(max: number) {
@@ -194,7 +228,53 @@ function tooManyGroups(max: number) {
   );
 }
 
-/** Runs a report: the ledger's tally of the period (from its rollups), then the pure assembly. */
+const keyOf = (by: readonly Dimension[], id: GroupKey) => by.map((d) => id[d] ?? '').join('\u0000');
+
+/**
+ * The groups of a tally by `query.by`, restricted to `query.organization` when given, and 互认人次 in total (pure).
+ * 互认人次 of a group: per item the accepted prompts (one prompt per institution, patient, item and day); per category
+ * the rollups' distinct count per (month, institution, category); otherwise the one per (month, institution). Each
+ * adds up across months and institutions, since a visit lies in one of each.
+ */
+export function groupTally(
+  tally: LedgerTally,
+  query: Pick<SavingsQuery, 'by' | 'organization'>,
+): { groups: ReportGroup[]; patientsTotal: number } {
+  const groups = new Map<string, ReportGroup>();
+  const groupOf = (parts: Record<Dimension, string>): ReportGroup => {
+    const key: GroupKey = Object.fromEntries(query.by.map((d) => [d, parts[d]]));
+    const k = keyOf(query.by, key);
+    let g = groups.get(k);
+    if (!g) groups.set(k, (g = { key, cell: emptyCell(), patients: 0 }));
+    return g;
+  };
+  const byItem = query.by.includes('item');
+  const byCategory = !byItem && query.by.includes('category');
+  for (const [k, cell] of tally.cells) {
+    const [month, organization, category, item] = splitKey(k) as [string, string, string, string];
+    if (query.organization && organization !== query.organization) continue;
+    const g = groupOf({ month, organization, category, item });
+    addCell(g.cell, cell);
+    if (byItem) g.patients += cell.accepted;
+  }
+  if (byCategory) {
+    for (const [k, n] of tally.categoryVisits) {
+      const [month, organization, category] = splitKey(k) as [string, string, string];
+      if (query.organization && organization !== query.organization) continue;
+      groupOf({ month, organization, category, item: '' }).patients += n;
+    }
+  }
+  let patientsTotal = 0;
+  for (const [k, n] of tally.visits) {
+    const [month, organization] = splitKey(k) as [string, string];
+    if (query.organization && organization !== query.organization) continue;
+    patientsTotal += n;
+    if (!byItem && !byCategory) groupOf({ month, organization, category: '', item: '' }).patients += n;
+  }
+  return { groups: [...groups.values()], patientsTotal };
+}
+
+/** Runs a report: the tally of the period (from its rollups), then the pure assembly. */
 export async function savingsReport(
   rollups: LedgerRollups,
   rules: RecognitionRules,
@@ -215,107 +295,38 @@ export function reportFromTally(
   now: Date,
 ): SavingsReport {
   const maxGroups = options.maxGroups ?? MAX_GROUPS;
-  const report = assembleReport(query, aggregatesOf(tally, query), rules, options.minCell, now);
-  if (report.rows.length > maxGroups) throw tooManyGroups(maxGroups);
-  return report;
+  const { groups, patientsTotal } = groupTally(tally, query);
+  if (groups.length > maxGroups) throw tooManyGroups(maxGroups);
+  return assembleReport(query, groups, patientsTotal, rules, options.minCell, now);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
 // Assembly (pure)
 
-interface Tally {
-  key: GroupKey;
-  prompts: number;
-  offered: number;
-  viewed: number;
-  accepted: number;
-  patients: number;
-  declined: number;
-  declinedByReason: Map<string, number>;
-  savingFen: number;
-}
-
-const keyOf = (by: readonly Dimension[], id: GroupKey | null) => by.map((d) => id?.[d] ?? '').join('\u0000');
-const toFen = (cny: number) => Math.round(cny * 100);
 const rate = (num: number, den: number) => (den === 0 ? null : Math.round((num / den) * 10000) / 10000);
 
-/** The report from the aggregations: rows in a stable order, exact totals, names, suppression. */
+/** The report from its groups: rows in a stable order, exact totals, names, suppression. */
 export function assembleReport(
   query: SavingsQuery,
-  aggregates: LedgerAggregates,
+  groups: readonly ReportGroup[],
+  patientsTotal: number,
   rules: RecognitionRules,
   minCell: number,
   now: Date,
 ): SavingsReport {
-  const tallies = new Map<string, Tally>();
-  const tallyOf = (id: GroupKey | null): Tally => {
-    const k = keyOf(query.by, id);
-    let t = tallies.get(k);
-    if (!t) {
-      const key: GroupKey = Object.fromEntries(query.by.map((d) => [d, id?.[d] ?? '']));
-      t = {
-        key,
-        prompts: 0,
-        offered: 0,
-        viewed: 0,
-        accepted: 0,
-        patients: 0,
-        declined: 0,
-        declinedByReason: new Map(),
-        savingFen: 0,
-      };
-      tallies.set(k, t);
-    }
-    return t;
-  };
-  for (const g of aggregates.funnel) {
-    const t = tallyOf(g._id);
-    switch (g._id.event) {
-      case 'prompt':
-        t.prompts += g.n;
-        if (g._id.outcome === 'reusable') t.offered += g.n;
-        break;
-      case 'viewed':
-        t.viewed += g.n;
-        break;
-      case 'accepted':
-        t.accepted += g.n;
-        break;
-      case 'declined': {
-        const reason = g._id.reason ?? 'unknown';
-        t.declinedByReason.set(reason, (t.declinedByReason.get(reason) ?? 0) + g.n);
-        // Entries without the flag predate it: a decline counts unless its reason says otherwise.
-        if (g._id.countsAsDecline !== false) t.declined += g.n;
-        break;
-      }
-    }
-  }
-  for (const g of aggregates.savings) tallyOf(g._id).savingFen += toFen(g.n);
-  for (const g of aggregates.patients) tallyOf(g._id).patients += g.n;
-
-  const legend = reasonLegend(rules, tallies.values());
-  const ordered = [...tallies.values()].sort(compareKeys(query.by, rules));
+  // A group a correction took back to nothing is no group.
+  const live = groups.filter((g) => Object.values(g.cell).some((v) => typeof v === 'number' && v !== 0) || g.patients);
+  const legend = reasonLegend(rules, live);
+  const ordered = [...live].sort(compareKeys(query.by, rules));
   // Without a grouping the answer is its totals alone (one row would only repeat them).
-  const rows: SavingsRow[] = (query.by.length ? ordered : []).map((t) => ({
-    ...dimensionValues(query.by, t.key, rules),
-    ...figuresOf(t, legend),
+  const rows: SavingsRow[] = (query.by.length ? ordered : []).map((g) => ({
+    ...dimensionValues(query.by, g.key, rules),
+    ...figuresOf(g.cell, g.patients, legend),
     suppressed: [],
   }));
   if (minCell > 0) suppress(rows, legend, minCell);
-
-  const sum = (f: (t: Tally) => number) => ordered.reduce((acc, t) => acc + f(t), 0);
-  const totalTally: Tally = {
-    key: {},
-    prompts: sum((t) => t.prompts),
-    offered: sum((t) => t.offered),
-    viewed: sum((t) => t.viewed),
-    accepted: sum((t) => t.accepted),
-    patients: aggregates.patientsTotal,
-    declined: sum((t) => t.declined),
-    declinedByReason: new Map(legend.map((r) => [r.code, sum((t) => t.declinedByReason.get(r.code) ?? 0)])),
-    savingFen: sum((t) => t.savingFen),
-  };
-  const totals = figuresOf(totalTally, legend) as SavingsReport['totals'];
+  const total = ordered.reduce((t, g) => addCell(t, g.cell), emptyCell());
+  const totals = figuresOf(total, patientsTotal, legend) as SavingsReport['totals'];
   return {
     report: 'reuse-savings',
     period: { from: query.from, to: query.to },
@@ -331,23 +342,27 @@ export function assembleReport(
   };
 }
 
-function figuresOf(t: Tally, legend: readonly DeclineReasonLegend[]): Figures {
+function figuresOf(c: Cell, patients: number, legend: readonly DeclineReasonLegend[]): Figures {
   return {
-    prompts: t.prompts,
-    offered: t.offered,
-    viewed: t.viewed,
-    accepted: t.accepted,
-    patients: t.patients,
-    declined: t.declined,
-    declinedByReason: Object.fromEntries(legend.map((r) => [r.code, t.declinedByReason.get(r.code) ?? 0])),
-    recognitionRate: rate(t.accepted, t.offered),
-    retrievalRate: rate(t.viewed, t.prompts),
-    saving: t.savingFen / 100,
+    prompts: c.prompts,
+    offered: c.offered,
+    viewed: c.viewed,
+    accepted: c.accepted,
+    referenceAccepted: c.referenceAccepted,
+    patients,
+    declined: c.declined,
+    declinedByReason: Object.fromEntries(legend.map((r) => [r.code, c.reasons[r.code] ?? 0])),
+    recognitionRate: rate(c.accepted, c.offered),
+    retrievalRate: rate(c.viewed, c.prompts),
+    saving: c.savingFen / 100,
   };
 }
 
-/** Every configured reason, in the configured order, then any other reason found in the ledger. */
-function reasonLegend(rules: RecognitionRules, tallies: Iterable<Tally>): DeclineReasonLegend[] {
+/** Every configured reason, in the configured order, then any other reason found in the prompts. */
+export function reasonLegend(
+  rules: RecognitionRules,
+  groups: Iterable<{ cell: Pick<Cell, 'reasons'> }>,
+): DeclineReasonLegend[] {
   const legend: DeclineReasonLegend[] = rules.declineReasons.reasons.map((r) => ({
     code: r.code,
     name: r.display,
@@ -355,12 +370,12 @@ function reasonLegend(rules: RecognitionRules, tallies: Iterable<Tally>): Declin
   }));
   const known = new Set(legend.map((r) => r.code));
   const extra = new Set<string>();
-  for (const t of tallies) for (const code of t.declinedByReason.keys()) if (!known.has(code)) extra.add(code);
+  for (const g of groups) for (const code of Object.keys(g.cell.reasons)) if (!known.has(code)) extra.add(code);
   for (const code of [...extra].sort()) legend.push({ code, name: { zh: code, en: code }, countsAsDecline: true });
   return legend;
 }
 
-function organizationValue(id: string, rules: RecognitionRules): DimensionValue {
+export function organizationValue(id: string, rules: RecognitionRules): DimensionValue {
   const inst = rules.directory.byId.get(id);
   return { code: id, reference: `Organization/${id}`, ...(inst ? { name: inst.name } : {}) };
 }
@@ -382,7 +397,7 @@ function dimensionValues(by: readonly Dimension[], key: GroupKey, rules: Recogni
 }
 
 /** Row order: dimension by dimension as in `by`; institutions and categories/items in directory/catalogue order. */
-function compareKeys(by: readonly Dimension[], rules: RecognitionRules): (a: Tally, b: Tally) => number {
+function compareKeys(by: readonly Dimension[], rules: RecognitionRules): (a: ReportGroup, b: ReportGroup) => number {
   const rank: Partial<Record<Dimension, Map<string, number>>> = {
     organization: new Map([...rules.directory.byId.keys()].map((id, i) => [id, i])),
     category: new Map(rules.catalogue.categories.map((c, i) => [c.code, i])),

@@ -7,13 +7,13 @@
 import type { BuildOptions } from 'esbuild';
 
 /** The page scripts: /ui/<name>.js is src/ui/client/<name>.ts. */
-export const PAGE_SCRIPTS = ['app', 'dashboard'] as const;
+export const PAGE_SCRIPTS = ['app', 'dashboard', 'supervision'] as const;
 
 /** Stylesheets served as is: /ui/<name>.css is src/ui/client/<name>.css. */
 export const STYLESHEETS = ['pages'] as const;
 
 /** The HTML pages: src/ui/pages/<name>.html. */
-export const PAGES = ['app', 'dashboard'] as const;
+export const PAGES = ['app', 'dashboard', 'supervision'] as const;
 
 export function clientBuildOptions(entry: string, production: boolean): BuildOptions {
   return {

@@ -12,8 +12,8 @@ import type { Config } from '../config.js';
 import { SHOWCASE } from '../demo/generator.js';
 import { badRequest, notFound } from '../fhir/outcomes.js';
 
-/** Roles a page signs in as: the bureau (dashboard) and a clinician (doctor view). */
-const PAGE_ROLES: readonly Role[] = ['bureau', 'clinician'];
+/** Roles a page signs in as: the bureau and its expert reviewer (dashboard, supervision) and a clinician (doctor view). */
+const PAGE_ROLES: readonly Role[] = ['bureau', 'supervisor', 'clinician'];
 
 export function demoSessionRouter(config: Config, auth: TokenDeps, publicOrigin: (req: Request) => string): Router {
   const router = express.Router();

@@ -1,4 +1,7 @@
-/** The pages: /dashboard (health bureau) and /app (doctor's prior-results view). Their data comes from the APIs. */
+/**
+ * The pages: /dashboard (health bureau), /dashboard/supervision (its supervision of declines) and /app (doctor's
+ * prior-results view). Their data comes from the APIs.
+ */
 import express, { type Router } from 'express';
 import { sendPage } from './assets.js';
 
@@ -7,6 +10,13 @@ export function pagesRouter(): Router {
   router.get('/dashboard', async (_req, res, next) => {
     try {
       await sendPage(res, 'dashboard');
+    } catch (e) {
+      next(e);
+    }
+  });
+  router.get('/dashboard/supervision', async (_req, res, next) => {
+    try {
+      await sendPage(res, 'supervision');
     } catch (e) {
       next(e);
     }

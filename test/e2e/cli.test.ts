@@ -53,7 +53,11 @@ describe('huren command line', () => {
       [['import', '--help-me', 'x'], "unknown option '--help-me'", 'Usage: huren import'],
       [['import'], "missing required argument 'path'", 'Usage: huren import'],
       [['seed'], "required option '--patients <n>' not specified", 'Usage: huren seed'],
-      [['token', '--role', 'nurse'], 'Allowed choices are his, clinician, bureau, admin', 'Usage: huren token'],
+      [
+        ['token', '--role', 'nurse'],
+        'Allowed choices are his, clinician, bureau, supervisor, admin',
+        'Usage: huren token',
+      ],
       [['frob'], "unknown command 'frob'", 'Usage: huren [options] [command]'],
     ] as const) {
       const r = huren([...args]);

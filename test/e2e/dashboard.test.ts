@@ -31,6 +31,12 @@ interface Scripted {
   action?: DoctorAction;
   reason?: string;
   viewed?: boolean;
+  /** The engine's verdict offered (default reusable). */
+  decision?: 'reusable' | 'reference-only';
+  /** The patient's key (default one per check): a second check of the same patient, item and day is one prompt. */
+  patient?: string;
+  practitioner?: string;
+  department?: string;
 }
 
 /** A check and the doctor's actions, as the live path stores them, at a chosen time. */
@@ -39,7 +45,7 @@ function entriesOf(s: Scripted): { check: ReuseCheckDoc; entries: LedgerEntry[] 
   const check: ReuseCheckDoc = {
     _id: s.id,
     requester: s.requester,
-    patientKeys: [`pk-${s.id}`],
+    patientKeys: [s.patient ?? `pk-${s.id}`],
     createdAt: at,
     at,
     context: 'routine',
@@ -47,7 +53,7 @@ function entriesOf(s: Scripted): { check: ReuseCheckDoc; entries: LedgerEntry[] 
       {
         requestIndex: 0,
         item: s.item,
-        decision: 'reusable',
+        decision: s.decision ?? 'reusable',
         result: `DiagnosticReport/${s.id}`,
         performer: 'demo-hospital-a',
         saving: s.saving,
@@ -63,6 +69,8 @@ function entriesOf(s: Scripted): { check: ReuseCheckDoc; entries: LedgerEntry[] 
       item: s.item,
       action,
       ...(reason ? { reason: findDeclineReason(rules.declineReasons, reason)! } : {}),
+      ...(s.practitioner ? { practitioner: s.practitioner } : {}),
+      ...(s.department ? { department: s.department } : {}),
       channel: 'seed',
       now: new Date(at.getTime() + 60_000),
       timeZone: TZ,
@@ -104,6 +112,8 @@ const SCRIPT: Scripted[] = [
     viewed: true,
     action: 'declined',
     reason: 'condition-changed',
+    practitioner: 'Practitioner/dr-wang',
+    department: 'Cardiology outpatient department 心血管内科门诊',
   },
   {
     id: 'd4',
@@ -132,6 +142,41 @@ const SCRIPT: Scripted[] = [
     viewed: true,
     action: 'declined',
     reason: 'images-not-received',
+    practitioner: 'Practitioner/dr-li',
+    department: '放射科',
+  },
+  // The EHR asked again for d1's patient, item and day (another hook, a re-launch): still one prompt.
+  {
+    id: 'd1-again',
+    at: '2026-09-03T03:00:00Z',
+    requester: 'demo-hospital-b',
+    item: 'HR-LAB-CBC',
+    category: 'lab-hematology',
+    saving: 30,
+    patient: 'pk-d1',
+    viewed: true,
+  },
+  // A result for reference only, accepted (参考采纳: not 互认) and another declined (not 不予互认).
+  {
+    id: 'd7',
+    at: '2026-11-12T02:00:00Z',
+    requester: 'demo-hospital-b',
+    item: 'HR-IMG-CT-CHEST',
+    category: 'imaging-ct',
+    saving: 207,
+    decision: 'reference-only',
+    action: 'accepted',
+  },
+  {
+    id: 'd8',
+    at: '2026-11-13T02:00:00Z',
+    requester: 'demo-hospital-c',
+    item: 'HR-IMG-CT-CHEST',
+    category: 'imaging-ct',
+    saving: 207,
+    decision: 'reference-only',
+    action: 'declined',
+    reason: 'condition-changed',
   },
 ];
 
@@ -155,7 +200,7 @@ describe('bureau dashboard in a real browser', () => {
     for (const s of SCRIPT) {
       const { check, entries } = entriesOf(s);
       await db.collection<ReuseCheckDoc>('reuse_checks').insertOne(check);
-      await db.collection<LedgerEntry>('decisions').insertMany(entries);
+      await t.deps.ledger!.recordHistory(entries);
     }
     server = t.app.listen(0, '127.0.0.1');
     await new Promise((resolve) => server.once('listening', resolve));
@@ -183,12 +228,25 @@ describe('bureau dashboard in a real browser', () => {
     await page.getByRole('button', { name: '查询' }).click();
 
     const totals = (await reportJson('from=2026-09-01&to=2026-11-30&by=organization')).totals;
-    expect(totals).toMatchObject({ prompts: 6, viewed: 4, accepted: 3, saving: 267 });
+    expect(totals).toMatchObject({
+      prompts: 8,
+      offered: 6,
+      viewed: 4,
+      accepted: 3,
+      referenceAccepted: 1,
+      declined: 1,
+      saving: 267,
+    });
     await expect.poll(() => headline('h-saving')).toBe(yuan(267));
     expect(await headline('h-accepted')).toBe('3');
-    expect(await headline('h-prompts')).toBe('6');
+    expect(await headline('h-prompts')).toBe('8');
+    expect(await headline('h-reference')).toBe('1');
     expect(await headline('h-recognition')).toBe('50.0%');
-    expect(await headline('h-retrieval')).toBe('66.7%');
+    expect(await headline('h-retrieval')).toBe('50.0%');
+    // Every figure's name carries its exact definition.
+    expect(await page.locator('.figure [data-def="prompts"]').getAttribute('title')).toMatch(/同一患者/);
+    // The filters and the period are in the URL.
+    expect(new URL(page.url()).searchParams.get('from')).toBe('2026-09-01');
 
     // The table: one row per institution, totals row equal to the headline.
     const rows = page.locator('#table tbody tr');
@@ -236,6 +294,87 @@ describe('bureau dashboard in a real browser', () => {
     expect(csv).toContain('demo-hospital-b');
     await screenshot(page, 'dashboard-en', ctx);
     expect(errors).toEqual([]);
+  });
+
+  test('the language switch re-labels the institution filter, and the URL brings the same view back', async () => {
+    // English now (previous test): the filter's options are English names, not the Chinese ones of the first load.
+    const options = await page.locator('#organization option').allTextContents();
+    expect(options.join('|')).toMatch(/Hospital/);
+    expect(options.join('|')).not.toMatch(/医院/);
+    const url = new URL(page.url());
+    expect(url.searchParams.get('lang')).toBe('en');
+    expect(url.searchParams.get('to')).toBe('2026-11-30');
+    const again = await browser.newPage({ viewport: { width: 1400, height: 900 }, locale: 'zh-CN' });
+    await again.goto(page.url());
+    await again.getByRole('button', { name: 'Enter as the demo health bureau' }).click();
+    await expect.poll(() => again.locator('#h-prompts').textContent()).toBe('8');
+    expect(await again.locator('#from').inputValue()).toBe('2026-09-01');
+    await again.close();
+  });
+
+  test('an empty period says so instead of drawing bare axes', async (ctx) => {
+    await page.locator('#from').fill('2020-01-01');
+    await page.locator('#to').fill('2020-03-31');
+    await page.getByRole('button', { name: 'Apply' }).click();
+    await expect.poll(() => page.locator('#no-data').isVisible()).toBe(true);
+    expect(await page.locator('#no-data').textContent()).toBe('No data for this period');
+    for (const id of ['chart-funnel', 'chart-month', 'chart-organization', 'chart-category', 'chart-reasons']) {
+      expect(await page.locator(`#${id}`).isVisible()).toBe(false);
+      expect(await page.locator(`#${id} + .no-data`).isVisible()).toBe(true);
+    }
+    await screenshot(page, 'dashboard-empty-en', ctx);
+  });
+
+  test.for([
+    ['zh', 1400],
+    ['en', 1400],
+    ['zh', 390],
+    ['en', 390],
+  ] as const)('in %s at %i px, the page fits its width and every label is whole', async ([lang, width], ctx) => {
+    const p = await browser.newPage({ viewport: { width, height: 900 }, locale: 'zh-CN', timezoneId: 'Asia/Shanghai' });
+    const pageErrors = watchErrors(p);
+    await p.goto(`${base}/dashboard?from=2026-09-01&to=2026-11-30&lang=${lang}`);
+    await p.locator('#demo-signin').click();
+    await expect.poll(() => p.locator('#h-prompts').textContent()).toBe('8');
+    // Nothing sticks out sideways (the table scrolls inside its card).
+    expect(await p.evaluate<number>('document.documentElement.scrollWidth')).toBeLessThanOrEqual(width);
+    await screenshot(p, `dashboard-${lang}-${width}`, ctx);
+    expect(pageErrors).toEqual([]);
+    await p.close();
+  });
+
+  test('the supervision page: declines by institution, department and doctor, the cases, and a case opened', async (ctx) => {
+    for (const [lang, width] of [
+      ['zh', 1400],
+      ['en', 390],
+      ['zh', 390],
+      ['en', 1400],
+    ] as const) {
+      const p = await browser.newPage({
+        viewport: { width, height: 900 },
+        locale: 'zh-CN',
+        timezoneId: 'Asia/Shanghai',
+      });
+      const pageErrors = watchErrors(p);
+      await p.goto(`${base}/dashboard/supervision?from=2026-09-01&to=2026-11-30&lang=${lang}`);
+      await p.locator('#demo-signin').click();
+      // Decisions on reusable results by institution, department and doctor (the acceptances named no doctor);
+      // two reusable results declined (the reference-only decline is not one): two cases.
+      await expect.poll(() => p.locator('#groups tbody tr').count()).toBe(4);
+      await expect.poll(() => p.locator('#cases tbody tr').count()).toBe(2);
+      expect(await p.locator('#h-declined').textContent()).toBe('1'); // images-not-received is no decline
+      expect(await p.locator('#h-decided').textContent()).toBe('5');
+      const text = await p.locator('#cases').textContent();
+      expect(text).toContain('Practitioner/dr-wang');
+      expect(text).not.toMatch(/pk-d/);
+      await p.locator('#cases tbody tr').first().getByRole('button').click();
+      await expect.poll(() => p.locator('#detail').isVisible()).toBe(true);
+      await expect.poll(() => p.locator('#detail-body').textContent()).toMatch(/Practitioner\/dr-/);
+      expect(await p.evaluate<number>('document.documentElement.scrollWidth')).toBeLessThanOrEqual(width);
+      await screenshot(p, `supervision-${lang}-${width}`, ctx);
+      expect(pageErrors).toEqual([]);
+      await p.close();
+    }
   });
 
   test('without a session the page asks to sign in, and a bad token gets a readable error', async () => {

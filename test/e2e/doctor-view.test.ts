@@ -4,6 +4,7 @@ import type { Bundle, DiagnosticReport, Observation, Patient } from 'fhir/r4';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { DECISIONS_COLLECTION, type LedgerEntry } from '../../src/recognition/ledger.js';
+import { SYSTEMS } from '../../src/recognition/vocabulary.js';
 import { launchBrowser, screenshot, watchErrors } from '../support/browser.js';
 import { createTestApp, type TestApp } from '../support/app.js';
 import { ID_CARD, LOINC, daysAgo } from '../fixtures/recognition.js';
@@ -483,5 +484,43 @@ describe('doctor prior-results view in a real browser', () => {
     await page.reload();
     await expect.poll(() => card('HR-LAB-CBC').count(), LOAD).toBe(1);
     expect(await page.locator('#identity button').isVisible()).toBe(true);
+  });
+
+  test('a result for reference only that the hospital system accepted shows as 参考采纳, never as 互认', async () => {
+    // The HIS of hospital B accepts the reference-only CT of every check that showed it (the operation allows it).
+    const checks = new Set(
+      (await ledger())
+        .filter((e) => e.item === 'HR-IMG-CT-CHEST' && e.event === 'prompt' && e.institution === 'demo-hospital-b')
+        .map((e) => e.check),
+    );
+    for (const check of checks) {
+      const res = await t
+        .as('demo-his-hospital-b')
+        .post('/fhir/$reuse-decision')
+        .set('Content-Type', 'application/fhir+json')
+        .send({
+          resourceType: 'Parameters',
+          parameter: [
+            { name: 'check', valueId: check },
+            {
+              name: 'item',
+              valueCoding: {
+                system: SYSTEMS.catalogue,
+                code: 'HR-IMG-CT-CHEST',
+              },
+            },
+            { name: 'decision', valueCode: 'accepted' },
+          ],
+        });
+      expect(res.status, res.text).toBe(201);
+      expect(res.body.parameter.find((p: { name: string }) => p.name === 'reportedAs').valueCode).toBe(
+        'reference-accepted',
+      );
+    }
+    await page.reload();
+    await expect.poll(() => card('HR-IMG-CT-CHEST').count(), LOAD).toBe(1);
+    const ct = card('HR-IMG-CT-CHEST');
+    await expect.poll(() => ct.locator('.done').textContent()).toBe('已参考采纳（仅供参考，不计互认）');
+    expect(await ct.getByRole('button', { name: /互认/ }).count()).toBe(0);
   });
 });

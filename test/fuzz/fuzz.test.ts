@@ -128,7 +128,7 @@ describe(`fuzzing every endpoint as every role (seed ${SEED}, ${RUNS} runs per f
     ['$reuse-decision', () => reuseDecision],
     ['CDS Hooks', () => cdsHook],
     ['/auth/token', () => authToken],
-    ['/reports/savings and $evaluate-measure', () => reports],
+    ['/reports/savings, supervision and $evaluate-measure', () => reports],
     ['admin endpoints and subscriptions', () => admin],
     ['odd HTTP: methods, paths, headers, sizes', () => oddHttp],
   ];

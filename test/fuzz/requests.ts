@@ -908,34 +908,59 @@ export const reports: fc.Arbitrary<FuzzRequest> = fc
   .record({
     from: fc.oneof(fc.constantFrom('2025-01-01', '2025-01', '2025', '2024-02-30', '1900-01-01', '99999'), nastyString),
     to: fc.constantFrom('2026-12-31', '2026-12', '2030', '2025-01-01', ''),
-    by: fc.constantFrom('organization', 'category,item', 'month,organization,category,item', 'bogus', ''),
+    by: fc.constantFrom(
+      'organization',
+      'category,item',
+      'month,organization,category,item',
+      'organization,department,practitioner',
+      'practitioner,practitioner',
+      'bogus',
+      '',
+    ),
     format: fc.constantFrom('json', 'csv', 'xml'),
+    lang: fc.constantFrom('zh', 'en', 'fr'),
     organization: fc.option(fc.constantFrom('demo-hospital-a', 'Organization/demo-hospital-b', 'nope'), {
       nil: undefined,
     }),
     who: role,
-    measure: fc.boolean(),
+    what: fc.constantFrom('savings', 'measure', 'cases', 'case'),
+    caseId: fc.oneof(fc.constantFrom('chk|HR-LAB-CBC|decision', 'x|y|correction'), nastyString),
   })
-  .map(({ from, to, by, format, organization, who, measure }) => {
-    const q = new URLSearchParams({ from, to, by, format });
+  .map(({ from, to, by, format, lang, organization, who, what, caseId }) => {
+    const q = new URLSearchParams({ from, to, by, format, lang });
     if (organization) q.set('organization', organization);
-    return measure
-      ? {
-          kind: 'fhir $evaluate-measure',
-          role: who,
-          method: 'GET',
-          path: `/fhir/Measure/reuse-savings/$evaluate-measure?periodStart=${encodeURIComponent(wellFormed(from))}&periodEnd=${encodeURIComponent(to)}`,
-          headers: {},
-          errors: 'fhir' as const,
-        }
-      : {
-          kind: 'reports savings',
-          role: who,
-          method: 'GET',
-          path: `/reports/savings?${q}`,
-          headers: {},
-          errors: 'fhir' as const,
-        };
+    if (what === 'measure') {
+      return {
+        kind: 'fhir $evaluate-measure',
+        role: who,
+        method: 'GET',
+        path: `/fhir/Measure/reuse-savings/$evaluate-measure?periodStart=${encodeURIComponent(wellFormed(from))}&periodEnd=${encodeURIComponent(to)}`,
+        headers: {},
+        errors: 'fhir' as const,
+      };
+    }
+    if (what === 'cases' || what === 'case') {
+      q.delete('by');
+      return {
+        kind: 'reports supervision',
+        role: who,
+        method: 'GET',
+        path:
+          what === 'cases'
+            ? `/reports/supervision/cases?${q}`
+            : `/reports/supervision/cases/${encodeURIComponent(wellFormed(caseId))}`,
+        headers: {},
+        errors: 'fhir' as const,
+      };
+    }
+    return {
+      kind: 'reports savings',
+      role: who,
+      method: 'GET',
+      path: `/reports/savings?${q}`,
+      headers: {},
+      errors: 'fhir' as const,
+    };
   });
 
 export const admin: fc.Arbitrary<FuzzRequest> = fc

@@ -107,6 +107,55 @@ describe('report rollups of the decisions ledger', () => {
     expect(after.saving).toBe(before.saving! + 30);
   });
 
+  test('a decision made today on a prompt of a closed month changes that month: its rollup is rebuilt', async () => {
+    const before = (await byMonth('2025-03-01')).rows.find((r) => r.month?.code === '2025-04')!;
+    const check = await promptedCheck(new Date('2025-04-25T09:00:00+08:00'), 'rollup-check-late', 'pk-late');
+    expect((await byMonth('2025-03-01')).rows.find((r) => r.month?.code === '2025-04')!.prompts).toBe(
+      before.prompts! + 1,
+    );
+    const entry = decisionEntry({
+      check,
+      item: 'HR-LAB-CBC',
+      action: 'accepted',
+      channel: 'operation',
+      now: new Date(),
+      timeZone: TZ,
+      category: 'lab-hematology',
+    }) as LedgerEntry;
+    await t.deps.ledger!.record(entry);
+    const after = (await byMonth('2025-03-01')).rows.find((r) => r.month?.code === '2025-04')!;
+    expect(after).toMatchObject({ prompts: before.prompts! + 1, accepted: before.accepted! + 1 });
+    // Rollups hold numbers, never a patient key.
+    const docs = await t.deps.connection.db!.collection(ROLLUPS_COLLECTION).find({}).toArray();
+    expect(JSON.stringify(docs)).not.toMatch(/pk-/);
+  });
+
+  test('a ledger recorded under the old definitions is re-tallied once: prompts built, old rollups dropped', async () => {
+    const before = await byMonth('2025-03-01');
+    const db = t.deps.connection.db!;
+    // As an older version left it: no prompts, no definitions mark, rollups of the old shape.
+    await t.deps.ledger!.prompts.deleteMany({});
+    await t.deps.ledger!.marks.deleteOne({ _id: 'definitions' });
+    await db.collection(ROLLUPS_COLLECTION).insertOne({ _id: 'month:2024-01', stamp: null, funnel: [] } as never);
+    // Entries from before prompts existed carry no prompt day.
+    await t.deps.ledger!.collection.updateMany({}, { $unset: { promptDay: '' } });
+    // The next start of the broker re-tallies, says so in its log, and answers the same figures.
+    const restarted = await createTestApp('report-rollups-restart', {}, { dbName: t.dbName, keepDatabase: true });
+    try {
+      const line = restarted.logLines.find((l) => l.includes('Report figures re-tallied'));
+      expect(line).toBeDefined();
+      expect(JSON.parse(line!)).toMatchObject({ entries: expect.any(Number), prompts: expect.any(Number) });
+      expect(await rollupIds()).toEqual([]);
+      const after = await restarted.as('bureau').get(`/reports/savings?from=2025-03-01&to=${TODAY}&by=month`);
+      expect(after.body.rows).toEqual(before.rows);
+      expect(after.body.totals).toEqual(before.totals);
+      // Once: a further start changes nothing.
+      expect(await restarted.deps.rollups!.retallyOnce()).toBeUndefined();
+    } finally {
+      await restarted.close();
+    }
+  });
+
   test('a period that starts mid-month reads that month by day, and agrees with the whole-month figures', async () => {
     const fromMid = await byMonth('2025-03-15');
     const march = fromMid.rows.find((r) => r.month?.code === '2025-03')!;
@@ -128,7 +177,7 @@ describe('report rollups of the decisions ledger', () => {
     for (const other of totals.slice(1)) expect(other).toEqual(totals[0]);
   });
 
-  test('a reuse at 23:58 on 31 May corrected to a decline at 00:03 on 1 June counts once, in the closed months', async () => {
+  test('a reuse at 23:58 on 31 May corrected to a decline at 00:03 on 1 June counts once, on the prompt’s day', async () => {
     const at = new Date('2025-05-31T23:58:00+08:00');
     const check = await promptedCheck(at, 'rollup-check-midnight', 'pk-midnight');
     const base = { check, item: 'HR-LAB-CBC', channel: 'seed' as const, timeZone: TZ, category: 'lab-hematology' };
@@ -145,8 +194,9 @@ describe('report rollups of the decisions ledger', () => {
     expect(report.status, report.text).toBe(200);
     const body = report.body as SavingsReport;
     const row = (m: string) => body.rows.find((r) => r.month?.code === m)!;
-    expect(row('2025-05')).toMatchObject({ prompts: 1, accepted: 0, patients: 0, saving: 0 });
-    expect(row('2025-06')).toMatchObject({ accepted: 0, patients: 0, saving: 0 });
+    // Every figure of a prompt counts on its day: the decline of 1 June is May's.
+    expect(row('2025-05')).toMatchObject({ prompts: 1, accepted: 0, patients: 0, saving: 0, declined: 1 });
+    expect(row('2025-06')).toBeUndefined();
     expect(body.totals).toMatchObject({ prompts: 1, accepted: 0, patients: 0, saving: 0, declined: 1 });
     // Both months now come from rollups, built on this request: asked again, the same figures.
     expect(await rollupIds()).toEqual(expect.arrayContaining(['month:2025-05', 'month:2025-06']));

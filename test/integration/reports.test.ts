@@ -47,6 +47,7 @@ type Tally = {
   offered: number;
   viewed: number;
   accepted: number;
+  referenceAccepted: number;
   declined: number;
   fen: number;
   visits: Set<string>;
@@ -54,41 +55,79 @@ type Tally = {
 };
 const FIELD = { organization: 'institution', category: 'category', item: 'item', month: 'month' } as const;
 
-/** The report computed independently, straight from the ledger documents. */
+interface ExpectedPrompt {
+  institution: string;
+  category: string;
+  item: string;
+  month: string;
+  day: string;
+  patientKey: string;
+  outcome: string;
+  viewed: boolean;
+  decision?: LedgerEntry;
+}
+
+/**
+ * The prompts computed independently, straight from the ledger documents: one per (institution, patient, item, day
+ * of the check), viewed when any view was recorded, the decision recorded last in force.
+ */
+function expectedPrompts(entries: LedgerEntry[]): ExpectedPrompt[] {
+  const checkDay = new Map<string, string>();
+  for (const e of entries) if (e.event === 'prompt') checkDay.set(`${e.check}|${e.item}`, e.day);
+  const prompts = new Map<string, ExpectedPrompt>();
+  const byTime = [...entries].sort((a, b) => a.recordedAt.getTime() - b.recordedAt.getTime());
+  for (const e of byTime) {
+    const day = checkDay.get(`${e.check}|${e.item}`)!;
+    const key = `${e.institution}|${e.patientKey}|${e.item}|${day}`;
+    let p = prompts.get(key);
+    if (!p) {
+      p = { ...e, day, month: day.slice(0, 7), outcome: e.outcome, viewed: false };
+      prompts.set(key, p);
+    }
+    if (e.event === 'viewed') p.viewed = true;
+    if (e.event === 'accepted' || e.event === 'declined') {
+      p.decision = e;
+      p.outcome = e.outcome;
+    }
+  }
+  return [...prompts.values()];
+}
+
+/** The report computed independently from the expected prompts. */
 function expectedReport(entries: LedgerEntry[], by: Dimension[], from: string, to: string, org?: string) {
-  const groups = new Map<string, Tally>();
-  const total: Tally = {
+  const empty = (): Tally => ({
     prompts: 0,
     offered: 0,
     viewed: 0,
     accepted: 0,
+    referenceAccepted: 0,
     declined: 0,
     fen: 0,
     visits: new Set(),
     reasons: {},
-  };
-  for (const e of entries) {
-    if (e.day < from || e.day > to || (org && e.institution !== org)) continue;
-    const key = by.map((d) => e[FIELD[d]]).join('|');
+  });
+  const groups = new Map<string, Tally>();
+  const total = empty();
+  for (const p of expectedPrompts(entries)) {
+    if (p.day < from || p.day > to || (org && p.institution !== org)) continue;
+    const key = by.map((d) => p[FIELD[d]]).join('|');
     let g = groups.get(key);
-    if (!g) {
-      g = { prompts: 0, offered: 0, viewed: 0, accepted: 0, declined: 0, fen: 0, visits: new Set(), reasons: {} };
-      groups.set(key, g);
-    }
+    if (!g) groups.set(key, (g = empty()));
+    const reusable = p.outcome === 'reusable';
+    const d = p.decision;
     for (const t of [g, total]) {
-      if (e.event === 'prompt') {
-        t.prompts++;
-        if (e.outcome === 'reusable') t.offered++;
-      }
-      if (e.event === 'viewed') t.viewed++;
-      if (e.event === 'accepted') {
+      t.prompts++;
+      if (reusable) t.offered++;
+      if (p.viewed) t.viewed++;
+      if (d?.event === 'accepted' && reusable) {
         t.accepted++;
-        t.fen += Math.round(e.saving * 100);
-        t.visits.add(`${e.institution}|${e.patientKey}|${e.day}`);
+        t.fen += Math.round(d.saving * 100);
+        t.visits.add(`${p.institution}|${p.patientKey}|${p.day}`);
       }
-      if (e.event === 'declined') {
-        if (e.countsAsDecline !== false) t.declined++;
-        t.reasons[e.reason!] = (t.reasons[e.reason!] ?? 0) + 1;
+      if (d?.event === 'accepted' && !reusable) t.referenceAccepted++;
+      if (d?.event === 'declined' && reusable) {
+        if (d.countsAsDecline !== false) t.declined++;
+        t.reasons[d.reason!] = (t.reasons[d.reason!] ?? 0) + 1;
       }
     }
   }
@@ -100,18 +139,23 @@ const figuresOf = (t: Tally) => ({
   offered: t.offered,
   viewed: t.viewed,
   accepted: t.accepted,
+  referenceAccepted: t.referenceAccepted,
   declined: t.declined,
   saving: t.fen / 100,
   patients: t.visits.size,
 });
 const rowKey = (row: SavingsRow, by: Dimension[]) => by.map((d) => row[d]!.code).join('|');
 const rowFigures = (
-  r: Pick<SavingsRow, 'prompts' | 'offered' | 'viewed' | 'accepted' | 'declined' | 'saving' | 'patients'>,
+  r: Pick<
+    SavingsRow,
+    'prompts' | 'offered' | 'viewed' | 'accepted' | 'referenceAccepted' | 'declined' | 'saving' | 'patients'
+  >,
 ) => ({
   prompts: r.prompts,
   offered: r.offered,
   viewed: r.viewed,
   accepted: r.accepted,
+  referenceAccepted: r.referenceAccepted,
   declined: r.declined,
   saving: r.saving,
   patients: r.patients,
@@ -160,6 +204,7 @@ function measureFigures(pops: MeasureReportGroupPopulation[] | undefined, score:
     offered: populationCount(pops, 'reusable-offered'),
     viewed: populationCount(pops, 'viewed'),
     accepted: populationCount(pops, 'measure-population'),
+    referenceAccepted: populationCount(pops, 'reference-accepted'),
     declined: populationCount(pops, 'declined'),
     saving: score,
     patients: populationCount(pops, 'patients'),
@@ -327,21 +372,28 @@ describe('savings reports', () => {
       expect(csv.status, csv.text).toBe(200);
       expect(csv.headers['content-type']).toMatch(/^text\/csv; charset=utf-8/);
       expect(csv.text.startsWith('\uFEFF')).toBe(true);
+      // One header row in Chinese, the columns named as on the dashboard.
       const records = csvRecords(csv.text.slice(1));
       expect(records).toHaveLength(body.rows.length + 1);
+      const codeColumn = { organization: '医疗机构编码', category: '类别编码', item: '项目编码', month: '月份' };
       body.rows.forEach((row, i) => {
         const rec = records[i];
-        for (const d of by) expect(rec[d === 'month' ? 'month' : `${d}_code`]).toBe(row[d]!.code);
-        if (by.includes('organization')) expect(rec.organization_zh).toBe(row.organization!.name!.zh);
-        expect(Number(rec.accepted)).toBe(row.accepted);
-        expect(Number(rec.prompts)).toBe(row.prompts);
-        expect(Number(rec.patients)).toBe(row.patients);
-        expect(rec.saving_cny).toBe(row.saving!.toFixed(2));
+        for (const d of by) expect(rec[codeColumn[d]]).toBe(row[d]!.code);
+        if (by.includes('organization')) expect(rec['医疗机构']).toBe(row.organization!.name!.zh);
+        expect(Number(rec['互认项次'])).toBe(row.accepted);
+        expect(Number(rec['参考采纳'])).toBe(row.referenceAccepted);
+        expect(Number(rec['提醒次数'])).toBe(row.prompts);
+        expect(Number(rec['互认人次'])).toBe(row.patients);
+        expect(rec['节约费用（元）']).toBe(row.saving!.toFixed(2));
       });
       const totalRow = records.at(-1)!;
-      expect(Number(totalRow.saving_cny)).toBe(expected.total.fen / 100);
-      expect(totalRow['declined_images-not-received (not counted)']).toBe('1');
-      expect(totalRow['declined_condition-changed']).toBe('1');
+      if (by.length) expect(Object.values(totalRow)[0]).toBe('合计');
+      expect(Number(totalRow['节约费用（元）'])).toBe(expected.total.fen / 100);
+      // Today's CT is for reference only at hospital B: declining it (twice) is no 不予互认 under any reason.
+      expect(totalRow['拒绝理由：未收到影像（不计为拒绝）']).toBe('0');
+      expect(totalRow['拒绝理由：病情变化']).toBe('0');
+      expect(totalRow['拒绝理由：检查检验结果在疾病进程中变化较快']).toBe('1');
+      expect(Number(totalRow['互认率'])).toBeLessThanOrEqual(1);
     },
   );
 
@@ -378,7 +430,7 @@ describe('savings reports', () => {
     }
     const c = group.stratifier![0].stratum!.find((s) => s.value?.coding?.[0].code === 'demo-hospital-c')!;
     expect(c.value?.text).toBe('Organization/demo-hospital-c');
-    expect(c.measureScore?.value).toBe(872.4); // 30 + 421.2 + 421.2, to the fen
+    expect(c.measureScore?.value).toBe(451.2); // 30 + 421.2: the head MR of two checks of one day is one prompt
   });
 
   test('a period and an institution restrict every view alike', async () => {
@@ -398,8 +450,10 @@ describe('savings reports', () => {
     ]);
     for (const row of json.rows)
       expect(rowFigures(row)).toEqual(figuresOf(expected.groups.get(rowKey(row, ['month', 'item']))!));
-    expect(json.totals.declinedByReason['serial-monitoring']).toBe(1);
-    expect(json.totals.declined).toBe(1); // rapid-change counts, serial-monitoring does not
+    // rapid-change of a reusable CBC counts; serial-monitoring of a reference-only LFT is no decline at all.
+    expect(json.totals.declinedByReason['serial-monitoring']).toBe(0);
+    expect(json.totals.declinedByReason['rapid-change']).toBe(1);
+    expect(json.totals.declined).toBe(1);
 
     const mr = (
       await evaluate({ periodStart: '2024-12', periodEnd: '2025-01', subject: 'Organization/demo-hospital-d' })
@@ -517,14 +571,30 @@ describe('savings reports', () => {
       expect(hidden.minCell).toBe(3);
       expect(hidden.totals).toEqual(open.totals);
       for (const [i, row] of hidden.rows.entries()) {
-        for (const f of ['prompts', 'offered', 'viewed', 'accepted', 'patients', 'declined'] as const) {
+        for (const f of [
+          'prompts',
+          'offered',
+          'viewed',
+          'accepted',
+          'referenceAccepted',
+          'patients',
+          'declined',
+        ] as const) {
           if (row[f] === null) expect(row.suppressed).toContain(f);
           else expect(row[f]).toBe(open.rows[i][f]);
           if (row[f] !== null) expect(row[f] === 0 || row[f]! >= 3).toBe(true);
         }
         if (row.accepted === null) expect(row.saving).toBeNull();
       }
-      for (const f of ['prompts', 'offered', 'viewed', 'accepted', 'patients', 'declined'] as const) {
+      for (const f of [
+        'prompts',
+        'offered',
+        'viewed',
+        'accepted',
+        'referenceAccepted',
+        'patients',
+        'declined',
+      ] as const) {
         expect(hidden.rows.filter((r) => r[f] === null).length, f).not.toBe(1);
       }
       const csv = await s

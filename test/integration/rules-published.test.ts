@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { ORGANIZATION_EXTENSIONS } from '../../src/recognition/rules-resources.js';
 import { createTestApp, type TestApp } from '../support/app.js';
 
-const ROLES = ['his', 'clinician', 'bureau', 'admin'];
+const ROLES = ['his', 'clinician', 'bureau', 'supervisor', 'admin'];
 
 describe('recognition rules published as FHIR resources', () => {
   let t: TestApp;

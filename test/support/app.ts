@@ -33,6 +33,7 @@ export const ROLE_CLIENTS: Record<string, string> = {
   his: 'demo-his-hospital-a',
   clinician: 'demo-clinician-hospital-b',
   bureau: 'demo-bureau',
+  supervisor: 'demo-supervisor',
   admin: 'demo-admin',
 };
 

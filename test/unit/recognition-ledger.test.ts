@@ -114,6 +114,24 @@ describe('decisions ledger entries', () => {
       countsAsDecline: false,
     });
     expect(declined.day).toBe('2026-04-02');
+    // The decision belongs to the prompt of the check's day, not of the day it was recorded.
+    expect(declined.promptDay).toBe('2026-04-01');
+  });
+
+  test('accepting a result for reference only is a reference acceptance: it saves nothing the bureau counts', () => {
+    // The requester's price of the CT is offered (¥207), yet the reference acceptance counts no saving.
+    const priced = {
+      ...check,
+      outcomes: check.outcomes.map((o) => (o.item === 'HR-IMG-CT-CHEST' ? { ...o, saving: 207 } : o)),
+    };
+    const accepted = decisionEntry({
+      ...base,
+      check: priced,
+      item: 'HR-IMG-CT-CHEST',
+      action: 'accepted',
+      category: 'imaging-ct',
+    }) as LedgerEntry;
+    expect(accepted).toMatchObject({ event: 'accepted', outcome: 'reference-only', offered: 207, saving: 0 });
   });
 
   test('every refusal names its rule', () => {

@@ -1,6 +1,8 @@
 import { describe, expect, test } from 'vitest';
 import type { LedgerEntry } from '../../src/recognition/ledger.js';
-import { addEntries, aggregatesOf, emptyTally, mergeTally, planPeriod } from '../../src/reports/rollups.js';
+import { emptyTally, mergeTally, planPeriod, tallyPrompts } from '../../src/reports/rollups.js';
+import { foldPrompts, type PromptDoc } from '../../src/recognition/prompts.js';
+import { groupTally } from '../../src/reports/savings.js';
 import type { Dimension } from '../../src/reports/savings.js';
 
 describe('planPeriod: which rollups a period is read from', () => {
@@ -76,6 +78,9 @@ function entry(over: Partial<LedgerEntry> & Pick<LedgerEntry, 'event' | 'day'>):
   };
 }
 
+/** Prompts from ledger entries, as the ledger folds them. */
+const promptsOf = (entries: LedgerEntry[]): PromptDoc[] => [...foldPrompts(entries, new Map(), (e) => e.day).values()];
+
 /** A small ledger with the cases that matter: two visits of one patient, one visit with two items, declines. */
 const LEDGER: LedgerEntry[] = [
   entry({ event: 'prompt', day: '2026-01-05' }),
@@ -95,99 +100,116 @@ const LEDGER: LedgerEntry[] = [
     countsAsDecline: false,
   }),
   entry({ event: 'prompt', day: '2026-02-02', outcome: 'reference-only', institution: 'demo-hospital-c' }),
-  entry({
-    event: 'accepted',
-    day: '2026-02-02',
-    outcome: 'reference-only',
-    institution: 'demo-hospital-c',
-    saving: 421.2,
-  }),
+  entry({ event: 'accepted', day: '2026-02-02', outcome: 'reference-only', institution: 'demo-hospital-c' }),
 ];
 
 const GROUPINGS: Dimension[][] = [[], ['organization'], ['category'], ['item'], ['month'], ['organization', 'month']];
 
-describe('aggregatesOf: the report figures from a tally', () => {
+const sum = (groups: ReturnType<typeof groupTally>['groups'], f: (g: (typeof groups)[number]) => number) =>
+  groups.reduce((n, g) => n + f(g), 0);
+
+describe('the report figures from a tally of prompts', () => {
   test.each(GROUPINGS.map((by) => [by.join(',') || '(totals)', by] as const))(
     'grouped by %s, savings are exact in fen and 互认人次 counts distinct (institution, patient, day)',
     (_name, by) => {
-      const agg = aggregatesOf(addEntries(emptyTally(), LEDGER), { by });
-      const saving = agg.savings.reduce((n, g) => n + Math.round(g.n * 100), 0);
-      expect(saving).toBe(3000 + 8000 + 3000 + 42120);
-      // Visits with an acceptance: B/pk-1 on 01-05 (two items), B/pk-1 on 01-09, C/pk-1 on 02-02.
-      expect(agg.patientsTotal).toBe(3);
-      const funnelTotal = agg.funnel.reduce((n, g) => n + g.n, 0);
-      expect(funnelTotal).toBe(LEDGER.length);
+      const { groups, patientsTotal } = groupTally(tallyPrompts(promptsOf(LEDGER)), { by });
+      // A reference-only acceptance saves nothing the bureau counts.
+      expect(sum(groups, (g) => g.cell.savingFen)).toBe(3000 + 8000 + 3000);
+      // Visits with an acceptance: B/pk-1 on 01-05 (two items), B/pk-1 on 01-09.
+      expect(patientsTotal).toBe(2);
+      expect(sum(groups, (g) => g.cell.prompts)).toBe(5);
+      expect(sum(groups, (g) => g.cell.accepted)).toBe(3);
+      expect(sum(groups, (g) => g.cell.referenceAccepted)).toBe(1);
+      expect(sum(groups, (g) => g.cell.offered)).toBe(4);
     },
   );
 
-  test('by category, a visit with two categories counts once in each', () => {
-    const agg = aggregatesOf(addEntries(emptyTally(), LEDGER), { by: ['category'] });
-    const byCategory = Object.fromEntries(agg.patients.map((g) => [g._id!.category, g.n]));
-    expect(byCategory).toEqual({ 'lab-hematology': 3, 'lab-chemistry': 1 });
+  test('by category, a visit with two categories counts once in each; by item, each accepted prompt', () => {
+    const tally = tallyPrompts(promptsOf(LEDGER));
+    const byCategory = groupTally(tally, { by: ['category'] }).groups;
+    expect(Object.fromEntries(byCategory.map((g) => [g.key.category, g.patients]))).toEqual({
+      'lab-hematology': 2,
+      'lab-chemistry': 1,
+    });
+    const byItem = groupTally(tally, { by: ['item'] }).groups;
+    expect(Object.fromEntries(byItem.map((g) => [g.key.item, g.patients]))).toEqual({
+      'HR-LAB-CBC': 2,
+      'HR-LAB-LFT': 1,
+    });
   });
 
-  test('an institution filter keeps only its entries', () => {
-    const agg = aggregatesOf(addEntries(emptyTally(), LEDGER), { by: ['month'], organization: 'demo-hospital-c' });
-    expect(agg.patientsTotal).toBe(1);
-    expect(agg.savings).toEqual([{ _id: { month: '2026-02' }, n: 421.2 }]);
-    const declines = agg.funnel.filter((g) => g._id.event === 'declined');
-    expect(declines).toEqual([
-      {
-        _id: {
-          month: '2026-02',
-          event: 'declined',
-          outcome: 'reusable',
-          reason: 'images-not-received',
-          countsAsDecline: false,
-        },
-        n: 1,
-      },
-    ]);
+  test('an institution filter keeps only its prompts; a non-counting decline is a reason, not a decline', () => {
+    const { groups, patientsTotal } = groupTally(tallyPrompts(promptsOf(LEDGER)), {
+      by: ['month'],
+      organization: 'demo-hospital-c',
+    });
+    expect(patientsTotal).toBe(0);
+    const feb = groups.find((g) => g.key.month === '2026-02')!;
+    expect(feb.cell).toMatchObject({
+      prompts: 2,
+      offered: 1,
+      viewed: 1,
+      declined: 0,
+      referenceAccepted: 1,
+      reasons: { 'images-not-received': 1 },
+    });
   });
 
   test('tallies of separate days merge into the tally of all of them', () => {
-    const byDay = new Map<string, LedgerEntry[]>();
-    for (const e of LEDGER) byDay.set(e.day, [...(byDay.get(e.day) ?? []), e]);
-    const merged = [...byDay.values()].reduce((t, es) => mergeTally(t, addEntries(emptyTally(), es)), emptyTally());
+    const byDay = new Map<string, PromptDoc[]>();
+    for (const p of promptsOf(LEDGER)) byDay.set(p.day, [...(byDay.get(p.day) ?? []), p]);
+    const merged = [...byDay.values()].reduce((t, ps) => mergeTally(t, tallyPrompts(ps)), emptyTally());
     for (const by of GROUPINGS) {
-      expect(aggregatesOf(merged, { by })).toEqual(aggregatesOf(addEntries(emptyTally(), LEDGER), { by }));
+      expect(groupTally(merged, { by })).toEqual(groupTally(tallyPrompts(promptsOf(LEDGER)), { by }));
     }
+  });
+
+  test('checks, hooks and launches of one patient, item and day are one prompt; the last decision decides', () => {
+    const entries = [
+      entry({ event: 'prompt', day: '2026-03-02', check: 'select' }),
+      entry({ event: 'prompt', day: '2026-03-02', check: 'sign' }),
+      entry({ event: 'prompt', day: '2026-03-02', check: 'launch-1' }),
+      entry({ event: 'viewed', day: '2026-03-02', check: 'launch-1' }),
+      entry({ event: 'prompt', day: '2026-03-02', check: 'launch-2' }),
+      entry({ event: 'viewed', day: '2026-03-02', check: 'launch-2' }),
+      entry({ event: 'accepted', day: '2026-03-02', check: 'sign', saving: 30 }),
+      // Another patient's reference-only result, declined: not 不予互认.
+      entry({ event: 'prompt', day: '2026-03-02', patientKey: 'pk-9', outcome: 'reference-only' }),
+      entry({
+        event: 'declined',
+        day: '2026-03-02',
+        patientKey: 'pk-9',
+        outcome: 'reference-only',
+        reason: 'condition-changed',
+        countsAsDecline: true,
+      }),
+    ];
+    const { groups } = groupTally(tallyPrompts(promptsOf(entries)), { by: [] });
+    expect(groups[0]!.cell).toMatchObject({ prompts: 2, offered: 1, viewed: 1, accepted: 1, declined: 0, reasons: {} });
   });
 });
 
 describe('a corrected decision counts once', () => {
-  test('a reuse at 23:58 on 31 January corrected to a decline at 00:03 counts as one decline, in any rollups', () => {
+  test('a reuse corrected to a decline counts as one decline, on the prompt’s day', () => {
+    const prompt = entry({ check: 'k', event: 'prompt', day: '2026-01-31' });
     const first = entry({ _id: 'k|HR-LAB-CBC|decision', check: 'k', event: 'accepted', day: '2026-01-31', saving: 30 });
     const correction = entry({
       _id: 'k|HR-LAB-CBC|correction',
       check: 'k',
       event: 'declined',
       day: '2026-02-01',
+      promptDay: '2026-01-31',
+      recordedAt: new Date('2026-02-01T00:03:00+08:00'),
       reason: 'condition-changed',
       countsAsDecline: true,
       supersedes: first._id,
       reverses: { event: 'accepted', saving: 30, day: '2026-01-31', month: '2026-01' },
     });
-    const prompt = entry({ check: 'k', event: 'prompt', day: '2026-01-31' });
-    const whole = aggregatesOf(addEntries(emptyTally(), [prompt, first, correction]), { by: [] });
-    // The same entries summed in two rollups (January's and 1 February's), then merged.
-    const split = aggregatesOf(
-      mergeTally(addEntries(emptyTally(), [prompt, first]), addEntries(emptyTally(), [correction])),
-      { by: [] },
-    );
-    for (const agg of [whole, split]) {
-      const n = (event: string) => agg.funnel.filter((g) => g._id.event === event).reduce((s, g) => s + g.n, 0);
-      expect(n('accepted')).toBe(0);
-      expect(n('declined')).toBe(1);
-      expect(n('prompt')).toBe(1);
-      expect(agg.savings.reduce((s, g) => s + g.n, 0)).toBe(0);
-      expect(agg.patientsTotal).toBe(0);
-    }
-    // By month, January keeps its prompt and no reuse; February has the decline.
-    const byMonth = aggregatesOf(addEntries(emptyTally(), [prompt, first, correction]), { by: ['month'] });
-    expect(byMonth.funnel.map((g) => [g._id.month, g._id.event, g.n]).sort()).toEqual([
-      ['2026-01', 'prompt', 1],
-      ['2026-02', 'declined', 1],
-    ]);
+    const prompts = [...foldPrompts([prompt, first, correction], new Map(), (e) => e.promptDay ?? e.day).values()];
+    const { groups, patientsTotal } = groupTally(tallyPrompts(prompts), { by: ['month'] });
+    expect(
+      groups.map((g) => [g.key.month, g.cell.prompts, g.cell.accepted, g.cell.declined, g.cell.savingFen]),
+    ).toEqual([['2026-01', 1, 0, 1, 0]]);
+    expect(patientsTotal).toBe(0);
   });
 });

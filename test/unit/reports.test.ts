@@ -1,26 +1,28 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, test } from 'vitest';
 import { loadRecognitionRules } from '../../src/recognition/load.js';
 import { csvField, csvLine, savingsCsv } from '../../src/reports/csv.js';
+import { emptyCell, type Cell } from '../../src/reports/rollups.js';
 import {
   assembleReport,
   assertPeriod,
   parseBound,
   parseBy,
-  type FunnelGroup,
-  type LedgerAggregates,
+  type ReportGroup,
   type SavingsQuery,
 } from '../../src/reports/savings.js';
 import { OperationOutcomeError } from '../../src/fhir/outcomes.js';
+import { DEFINITIONS } from '../../src/reports/savings.js';
+import { SUPERVISION_DEFINITIONS } from '../../src/reports/supervision.js';
 
 const rules = loadRecognitionRules('seed');
 const NOW = new Date('2025-03-01T00:00:00Z');
 
-const funnel = (
-  key: Record<string, string>,
-  event: FunnelGroup['_id']['event'],
-  n: number,
-  extra: Partial<FunnelGroup['_id']> = {},
-): FunnelGroup => ({ _id: { ...key, event, ...extra }, n });
+const group = (key: Record<string, string>, cell: Partial<Cell>, patients: number): ReportGroup => ({
+  key,
+  cell: { ...emptyCell(), ...cell },
+  patients,
+});
 
 function outcomeOf(fn: () => unknown): { status: number; expression?: string[]; diagnostics?: string } {
   try {
@@ -55,45 +57,45 @@ describe('report assembly', () => {
   const query: SavingsQuery = { from: '2025-01-01', to: '2025-02-28', by: ['organization', 'month'] };
   const a = { organization: 'demo-hospital-a' };
   const b = { organization: 'demo-hospital-b' };
-  const aggregates: LedgerAggregates = {
-    funnel: [
-      funnel({ ...b, month: '2025-02' }, 'prompt', 4, { outcome: 'reusable' }),
-      funnel({ ...b, month: '2025-02' }, 'prompt', 1, { outcome: 'reference-only' }),
-      funnel({ ...b, month: '2025-02' }, 'viewed', 3),
-      funnel({ ...b, month: '2025-02' }, 'accepted', 3),
-      funnel({ ...b, month: '2025-02' }, 'declined', 1, { reason: 'condition-changed', countsAsDecline: true }),
-      funnel({ ...b, month: '2025-02' }, 'declined', 1, { reason: 'images-not-received', countsAsDecline: false }),
-      funnel({ ...a, month: '2025-01' }, 'prompt', 2, { outcome: 'reusable' }),
-      funnel({ ...a, month: '2025-01' }, 'accepted', 1),
-      funnel({ ...a, month: '2025-01' }, 'declined', 1, { reason: 'legacy-code' }),
-    ],
-    savings: [
-      { _id: { ...b, month: '2025-02' }, n: 421.2 + 421.2 + 0.1 },
-      { _id: { ...a, month: '2025-01' }, n: 0.2 },
-    ],
-    patients: [
-      { _id: { ...b, month: '2025-02' }, n: 2 },
-      { _id: { ...a, month: '2025-01' }, n: 1 },
-    ],
-    patientsTotal: 3,
-  };
+  const groups: ReportGroup[] = [
+    group(
+      { ...b, month: '2025-02' },
+      {
+        prompts: 6,
+        offered: 4,
+        viewed: 3,
+        accepted: 3,
+        referenceAccepted: 1,
+        declined: 1,
+        reasons: { 'condition-changed': 1, 'images-not-received': 1 },
+        savingFen: 84250,
+      },
+      2,
+    ),
+    group(
+      { ...a, month: '2025-01' },
+      { prompts: 2, offered: 2, accepted: 1, declined: 1, reasons: { 'legacy-code': 1 }, savingFen: 20 },
+      1,
+    ),
+  ];
 
   test('counts the funnel per group, with rates, names and a stable order', () => {
-    const report = assembleReport(query, aggregates, rules, 0, NOW);
+    const report = assembleReport(query, groups, 3, rules, 0, NOW);
     expect(report.rows.map((r) => `${r.organization!.code} ${r.month!.code}`)).toEqual([
       'demo-hospital-a 2025-01',
       'demo-hospital-b 2025-02',
     ]);
     const rowB = report.rows[1];
     expect(rowB).toMatchObject({
-      prompts: 5,
+      prompts: 6,
       offered: 4,
       viewed: 3,
       accepted: 3,
+      referenceAccepted: 1,
       patients: 2,
       declined: 1,
       recognitionRate: 0.75,
-      retrievalRate: 0.6,
+      retrievalRate: 0.5,
       saving: 842.5,
     });
     expect(rowB.organization).toEqual({
@@ -103,12 +105,13 @@ describe('report assembly', () => {
     });
     expect(rowB.declinedByReason).toMatchObject({ 'condition-changed': 1, 'images-not-received': 1, emergency: 0 });
     expect(report.rows[0].retrievalRate).toBe(0);
-    expect(report.definitions.patients).toMatch(/counted per group/);
+    expect(report.definitions.patients.en).toMatch(/per group/);
+    expect(report.definitions.recognitionRate.zh).toMatch(/不会超过100%/);
   });
 
   test('totals are the exact sums of the rows, in fen, and list unknown reasons too', () => {
-    const report = assembleReport(query, aggregates, rules, 0, NOW);
-    expect(report.totals).toMatchObject({ prompts: 7, accepted: 4, declined: 2, patients: 3, saving: 842.7 });
+    const report = assembleReport(query, groups, 3, rules, 0, NOW);
+    expect(report.totals).toMatchObject({ prompts: 8, accepted: 4, declined: 2, patients: 3, saving: 842.7 });
     expect(report.declineReasons.at(-1)).toEqual({
       code: 'legacy-code',
       name: { zh: 'legacy-code', en: 'legacy-code' },
@@ -118,16 +121,24 @@ describe('report assembly', () => {
   });
 
   test('without a grouping the answer is its totals alone', () => {
-    const report = assembleReport({ ...query, by: [] }, aggregates, rules, 0, NOW);
+    const report = assembleReport({ ...query, by: [] }, groups, 3, rules, 0, NOW);
     expect(report.rows).toEqual([]);
-    expect(report.totals.prompts).toBe(7);
+    expect(report.totals.prompts).toBe(8);
     const csv = savingsCsv(report);
-    expect(csv.startsWith('\uFEFFprompts,offered,viewed,accepted,patients,declined,')).toBe(true);
+    expect(
+      csv.startsWith(
+        '\uFEFF提醒次数,可互认提醒,调阅,互认项次,参考采纳,互认人次,不予互认,互认率,调阅率,节约费用（元）,',
+      ),
+    ).toBe(true);
     expect(csv.split('\r\n')).toHaveLength(3); // header, total, final newline
+    const en = savingsCsv(report, 'en');
+    expect(
+      en.startsWith('\uFEFFPrompts,Reusable offered,Viewed,Items reused,Reference acceptances,Patient visits,'),
+    ).toBe(true);
   });
 
   test('suppression hides small counts and a second cell per column, and what derives from them', () => {
-    const report = assembleReport(query, aggregates, rules, 3, NOW);
+    const report = assembleReport(query, groups, 3, rules, 3, NOW);
     const [rowA, rowB] = report.rows;
     // Row A: prompts 2 and accepted 1 are small; row B's prompts (5) and accepted (3) are hidden with them, or else
     // total minus row B would give row A away.
@@ -141,7 +152,7 @@ describe('report assembly', () => {
     // Declines and their counting reasons are hidden together (declined is their sum).
     expect(rowB.declined).toBeNull();
     expect(rowB.declinedByReason['condition-changed']).toBeNull();
-    expect(report.totals.prompts).toBe(7);
+    expect(report.totals.prompts).toBe(8);
     const csv = savingsCsv(report);
     expect(csv).toContain('<3');
   });
@@ -171,5 +182,15 @@ describe('query input', () => {
     expect(parseBy(['item', 'category'])).toEqual(['item', 'category']);
     expect(parseBy(undefined)).toEqual([]);
     expect(outcomeOf(() => parseBy('district')).expression).toEqual(['by']);
+  });
+});
+
+describe('figure definitions', () => {
+  test('the README states every figure exactly as the report and the dashboard define it', () => {
+    const readme = readFileSync('README.md', 'utf8').replace(/\s+/g, ' ');
+    for (const [name, def] of Object.entries({ ...DEFINITIONS, ...SUPERVISION_DEFINITIONS })) {
+      expect(readme, name).toContain(def.en.replace(/\|/g, '\\|'));
+      expect(def.zh.length, name).toBeGreaterThan(5);
+    }
   });
 });

@@ -71,6 +71,7 @@ const T: Record<string, Bilingual> = {
   'scope-municipal': { zh: '本市HR', en: 'Municipal HR' },
   saving: { zh: '可节约', en: 'Saving' },
   accepted: { zh: '已互认，节约 {s}', en: 'Reused, saving {s}' },
+  referenceAccepted: { zh: '已参考采纳（仅供参考，不计互认）', en: 'Used for reference (not counted as reuse)' },
   declined: { zh: '已记录：不予互认（{r}）', en: 'Recorded: not reused ({r})' },
   recordedAt: { zh: '记录于 {t}', en: 'recorded {t}' },
   corrected: { zh: '（已更正）', en: ' (corrected)' },
@@ -512,6 +513,9 @@ function itemCard(item: ItemView): HTMLElement {
         actions.append(keep);
       }
     }
+  } else if (item.recorded?.decision === 'accepted') {
+    // The hospital system accepted a result for reference only: shown as what it is, 参考采纳, never as 互认.
+    actions.append(h('span', { class: 'done reference', role: 'status' }, t('referenceAccepted')));
   }
   const why = h('details', { class: 'rule-path' }, h('summary', {}, t('rulePath')));
   if (rulesOpen.has(key)) why.setAttribute('open', '');

@@ -63,7 +63,7 @@ export function clearSession(role: string): void {
 }
 
 /** Demo mode: the broker signs the page in as its demo client of that role. */
-export async function demoSignIn(role: 'bureau' | 'clinician', organization?: string): Promise<Session> {
+export async function demoSignIn(role: 'bureau' | 'supervisor' | 'clinician', organization?: string): Promise<Session> {
   const res = await fetch('/ui/demo-session', {
     method: 'POST',
     headers: { 'Content-Type': 'application/json', 'X-Huren-Page': '1' },

@@ -40,6 +40,8 @@ interface Report {
   rows: Row[];
   totals: Figures;
   declineReasons: DeclineReasonLegend[];
+  /** The exact definition of every figure (shown as tooltips). */
+  definitions: Record<string, Bilingual>;
   generatedAt: string;
   minCell: number;
 }
@@ -66,6 +68,8 @@ const T: Record<string, Bilingual> = {
   saving: { zh: '节约费用', en: 'Saving' },
   accepted: { zh: '互认项次', en: 'Items reused' },
   patients: { zh: '互认人次', en: 'Patient visits' },
+  referenceAccepted: { zh: '参考采纳', en: 'Reference acceptances' },
+  supervision: { zh: '不予互认监管', en: 'Supervision of declines' },
   recognitionRate: { zh: '互认率', en: 'Recognition rate' },
   retrievalRate: { zh: '调阅率', en: 'Retrieval rate' },
   prompts: { zh: '提醒次数', en: 'Prompts' },
@@ -83,6 +87,7 @@ const T: Record<string, Bilingual> = {
   generated: { zh: '数据生成于', en: 'Generated at' },
   period: { zh: '统计期间', en: 'Period' },
   noData: { zh: '该期间没有数据', en: 'No data for this period' },
+  noDeclines: { zh: '该期间没有不予互认', en: 'No declines in this period' },
   expired: { zh: '登录已过期，请重新登录。', en: 'The session expired; sign in again.' },
 };
 
@@ -90,6 +95,8 @@ let lang: Lang = currentLang();
 let session: Session | undefined;
 let lastReports: { org: Report; month: Report; category: Report } | undefined;
 const charts = new Map<string, EChartsType>();
+/** The institutions of the unfiltered period, code → names (the filter's options, re-labelled on a language switch). */
+const institutions = new Map<string, DimensionValue>();
 
 const $ = <E extends HTMLElement>(id: string) => document.getElementById(id) as E;
 const t = (key: string) => T[key]![lang];
@@ -104,11 +111,43 @@ function chart(id: string): EChartsType {
   return c;
 }
 
-function query(by: string): string {
-  const q = new URLSearchParams({ from: $<HTMLInputElement>('from').value, to: $<HTMLInputElement>('to').value, by });
+/** The filters as query parameters (without `by`): the same in the page's URL and the report's. */
+function filters(): URLSearchParams {
+  const q = new URLSearchParams({ from: $<HTMLInputElement>('from').value, to: $<HTMLInputElement>('to').value });
   const org = $<HTMLSelectElement>('organization').value;
   if (org) q.set('organization', org);
+  return q;
+}
+
+function query(by: string): string {
+  const q = filters();
+  q.set('by', by);
   return q.toString();
+}
+
+/** The page's URL carries the filters, the period and the language: a view can be bookmarked and shared. */
+function saveState(): void {
+  const q = filters();
+  q.set('lang', lang);
+  history.replaceState(null, '', `${location.pathname}?${q.toString()}`);
+  const link = document.getElementById('supervision-link') as HTMLAnchorElement | null;
+  if (link) link.href = `/dashboard/supervision?${q.toString()}`;
+}
+
+/** Filters from the URL, when it has them. */
+function restoreState(): void {
+  const q = new URLSearchParams(location.search);
+  const date = /^\d{4}-\d{2}-\d{2}$/;
+  if (date.test(q.get('from') ?? '')) $<HTMLInputElement>('from').value = q.get('from')!;
+  if (date.test(q.get('to') ?? '')) $<HTMLInputElement>('to').value = q.get('to')!;
+  const org = q.get('organization');
+  if (org && /^[A-Za-z0-9\-.]{1,64}$/.test(org)) {
+    const select = $<HTMLSelectElement>('organization');
+    // Named once the report lists it; selectable at once.
+    if (![...select.options].some((o) => o.value === org)) select.append(h('option', { value: org }, org));
+    select.value = org;
+  }
+  if (q.get('lang') === 'en' || q.get('lang') === 'zh') lang = q.get('lang') as Lang;
 }
 
 async function load(): Promise<void> {
@@ -120,6 +159,7 @@ async function load(): Promise<void> {
     );
     lastReports = { org: org!, month: month!, category: category! };
     fillInstitutions(org!);
+    saveState();
     render();
   } catch (e) {
     handleError(e);
@@ -136,25 +176,57 @@ function handleError(e: unknown): void {
   $('error').textContent = e instanceof Error ? e.message : String(e);
 }
 
-/** The institution filter lists the institutions of the unfiltered period (kept while a filter is applied). */
+/** The institution filter lists the institutions of the periods shown (kept while a filter is applied). */
 function fillInstitutions(report: Report): void {
+  for (const row of report.rows) if (row.organization) institutions.set(row.organization.code, row.organization);
+  labelInstitutions();
+}
+
+/** The filter's options in the page's language (again on every language switch). */
+function labelInstitutions(): void {
   const select = $<HTMLSelectElement>('organization');
-  if (select.value) return;
   const current = new Set([...select.options].map((o) => o.value));
-  for (const row of report.rows) {
-    const code = row.organization?.code;
-    if (code && !current.has(code)) select.append(h('option', { value: code }, nameOf(row.organization)));
+  for (const [code, value] of institutions) {
+    if (!current.has(code)) select.append(h('option', { value: code }, nameOf(value)));
   }
   for (const option of [...select.options]) {
-    const row = report.rows.find((r) => r.organization?.code === option.value);
-    if (row) option.textContent = nameOf(row.organization);
+    const value = institutions.get(option.value);
+    if (value) option.textContent = nameOf(value);
   }
 }
+
+/** The exact definitions of the report, as tooltips of every figure's name. */
+function showDefinitions(report: Report): void {
+  for (const el of document.querySelectorAll<HTMLElement>('[data-def]')) {
+    const def = report.definitions[el.dataset.def!];
+    if (def) el.title = def[lang];
+  }
+}
+
+/** A chart, or the card's no-data message instead of bare axes. */
+function showChart(id: string, hasData: boolean, message = t('noData')): boolean {
+  const el = $(id);
+  const note = el.parentElement!.querySelector<HTMLElement>('.no-data')!;
+  note.textContent = message;
+  note.hidden = hasData;
+  const wasHidden = el.hidden;
+  el.hidden = !hasData;
+  if (!hasData) charts.get(id)?.clear();
+  else if (wasHidden) charts.get(id)?.resize();
+  return hasData;
+}
+
+/** How wide a category axis's labels may be: the grid leaves them this room and they wrap within it. */
+const labelWidth = (id: string) => Math.max(90, Math.min(220, Math.round($(id).clientWidth * 0.4)));
 
 function render(): void {
   if (!lastReports) return;
   const { org, month, category } = lastReports;
   const totals = org.totals;
+  showDefinitions(org);
+  const empty = !totals.prompts;
+  $('no-data').hidden = !empty;
+  $('h-reference').textContent = formatCount(totals.referenceAccepted, lang);
   $('h-saving').textContent = formatYuan(totals.saving, lang);
   $('h-accepted').textContent = formatCount(totals.accepted, lang);
   $('h-patients').textContent = formatCount(totals.patients, lang);
@@ -170,42 +242,46 @@ function render(): void {
     tooltip: { trigger: 'item' },
     animation: false,
   };
-  chart('chart-funnel').setOption(
-    {
-      ...base,
-      series: [
-        {
-          type: 'funnel',
-          sort: 'none',
-          left: '10%',
-          width: '80%',
-          label: { show: true, position: 'inside', formatter: '{b}: {c}' },
-          color: ['#94a3b8', '#1d4ed8', '#0891b2', '#0f766e'],
-          data: [
-            { name: t('prompts'), value: totals.prompts ?? 0 },
-            { name: t('offered'), value: totals.offered ?? 0 },
-            { name: t('viewed'), value: totals.viewed ?? 0 },
-            { name: t('accepted'), value: totals.accepted ?? 0 },
-          ],
-        },
-      ],
-    },
-    true,
-  );
+  if (showChart('chart-funnel', !empty))
+    chart('chart-funnel').setOption(
+      {
+        ...base,
+        series: [
+          {
+            type: 'funnel',
+            sort: 'none',
+            // The last step stays wide enough for its label.
+            minSize: '30%',
+            left: '10%',
+            width: '80%',
+            label: { show: true, position: 'inside', formatter: '{b}: {c}' },
+            color: ['#94a3b8', '#1d4ed8', '#0891b2', '#0f766e'],
+            data: [
+              { name: t('prompts'), value: totals.prompts ?? 0 },
+              { name: t('offered'), value: totals.offered ?? 0 },
+              { name: t('viewed'), value: totals.viewed ?? 0 },
+              { name: t('accepted'), value: totals.accepted ?? 0 },
+            ],
+          },
+        ],
+      },
+      true,
+    );
   const months = [...month.rows].sort((a, b) => (a.month?.code ?? '').localeCompare(b.month?.code ?? ''));
-  chart('chart-month').setOption(
-    {
-      ...base,
-      tooltip: { trigger: 'axis' },
-      grid: { left: 70, right: 20, top: 20, bottom: 40 },
-      xAxis: { type: 'category', data: months.map((r) => r.month?.code ?? '') },
-      yAxis: { type: 'value', name: '¥' },
-      series: [
-        { type: 'bar', name: t('saving'), data: months.map((r) => r.saving ?? 0), itemStyle: { color: '#0f766e' } },
-      ],
-    },
-    true,
-  );
+  if (showChart('chart-month', months.length > 0))
+    chart('chart-month').setOption(
+      {
+        ...base,
+        tooltip: { trigger: 'axis' },
+        grid: { left: 70, right: 20, top: 20, bottom: 40 },
+        xAxis: { type: 'category', data: months.map((r) => r.month?.code ?? '') },
+        yAxis: { type: 'value', name: '¥' },
+        series: [
+          { type: 'bar', name: t('saving'), data: months.map((r) => r.saving ?? 0), itemStyle: { color: '#0f766e' } },
+        ],
+      },
+      true,
+    );
   rankedBars('chart-organization', org.rows, (r) => nameOf(r.organization), base);
   rankedBars('chart-category', category.rows, (r) => nameOf(r.category), base);
 
@@ -213,41 +289,53 @@ function render(): void {
     .map((r) => ({ r, n: totals.declinedByReason[r.code] ?? 0 }))
     .filter((x) => x.n > 0)
     .sort((a, b) => b.n - a.n);
-  chart('chart-reasons').setOption(
-    {
-      ...base,
-      tooltip: { trigger: 'axis' },
-      grid: { left: 260, right: 40, top: 10, bottom: 30 },
-      xAxis: { type: 'value', minInterval: 1 },
-      yAxis: {
-        type: 'category',
-        inverse: true,
-        data: reasons.map((x) => `${x.r.name[lang]}${x.r.countsAsDecline ? '' : t('notCounted')}`),
-      },
-      series: [
-        {
-          type: 'bar',
-          name: t('declined'),
-          barMaxWidth: 26,
-          data: reasons.map((x) => ({ value: x.n, itemStyle: { color: x.r.countsAsDecline ? '#b45309' : '#94a3b8' } })),
-          label: { show: true, position: 'right' },
+  if (showChart('chart-reasons', reasons.length > 0, empty ? t('noData') : t('noDeclines')))
+    chart('chart-reasons').setOption(
+      {
+        ...base,
+        tooltip: { trigger: 'axis' },
+        grid: { left: labelWidth('chart-reasons') + 12, right: 40, top: 10, bottom: 30 },
+        xAxis: { type: 'value', minInterval: 1 },
+        yAxis: {
+          type: 'category',
+          inverse: true,
+          axisLabel: { width: labelWidth('chart-reasons'), overflow: 'break' },
+          data: reasons.map((x) => `${x.r.name[lang]}${x.r.countsAsDecline ? '' : t('notCounted')}`),
         },
-      ],
-    },
-    true,
-  );
+        series: [
+          {
+            type: 'bar',
+            name: t('declined'),
+            barMaxWidth: 26,
+            data: reasons.map((x) => ({
+              value: x.n,
+              itemStyle: { color: x.r.countsAsDecline ? '#b45309' : '#94a3b8' },
+            })),
+            label: { show: true, position: 'right' },
+          },
+        ],
+      },
+      true,
+    );
   renderTable(org);
 }
 
 function rankedBars(id: string, rows: Row[], label: (r: Row) => string, base: EChartsOption): void {
   const ranked = [...rows].sort((a, b) => (b.saving ?? 0) - (a.saving ?? 0));
+  if (!showChart(id, ranked.length > 0)) return;
   chart(id).setOption(
     {
       ...base,
       tooltip: { trigger: 'axis' },
-      grid: { left: 200, right: 70, top: 10, bottom: 30 },
-      xAxis: { type: 'value', name: '¥' },
-      yAxis: { type: 'category', inverse: true, data: ranked.map(label) },
+      grid: { left: labelWidth(id) + 12, right: 70, top: 10, bottom: 30 },
+      // Fewer ticks on a phone, so the amounts do not run together.
+      xAxis: { type: 'value', name: '¥', splitNumber: $(id).clientWidth < 500 ? 2 : 5 },
+      yAxis: {
+        type: 'category',
+        inverse: true,
+        axisLabel: { width: labelWidth(id), overflow: 'break' },
+        data: ranked.map(label),
+      },
       series: [
         {
           type: 'bar',
@@ -273,6 +361,7 @@ function renderTable(report: Report): void {
     formatCount(f.offered, lang),
     formatCount(f.viewed, lang),
     formatCount(f.accepted, lang),
+    formatCount(f.referenceAccepted, lang),
     formatCount(f.patients, lang),
     formatCount(f.declined, lang),
     formatRate(f.recognitionRate),
@@ -291,7 +380,7 @@ function renderTable(report: Report): void {
               ...cells(r).map((c) => h('td', {}, c)),
             ),
           )
-      : [h('tr', {}, h('td', { colspan: '9' }, t('noData')))]),
+      : [h('tr', {}, h('td', { colspan: '10', class: 'no-data-cell' }, t('noData')))]),
   );
   $('table')
     .querySelector('tfoot')!
@@ -308,7 +397,10 @@ function renderTable(report: Report): void {
 async function downloadCsv(): Promise<void> {
   if (!session) return;
   try {
-    const res = await fetchWith(session, `/reports/savings?${query('organization,category,month')}&format=csv`);
+    const res = await fetchWith(
+      session,
+      `/reports/savings?${query('organization,category,month')}&format=csv&lang=${lang}`,
+    );
     const blob = await res.blob();
     const a = h('a', {
       href: URL.createObjectURL(blob),
@@ -341,6 +433,8 @@ function applyLang(): void {
   translatePage(T, lang);
   $('lang').textContent = lang === 'zh' ? 'English' : '中文';
   document.title = `互认 Huren · ${t('title')}`;
+  labelInstitutions();
+  if (session) saveState();
   render();
 }
 
@@ -348,6 +442,7 @@ async function start(): Promise<void> {
   const today = localToday();
   $<HTMLInputElement>('to').value = today;
   $<HTMLInputElement>('from').value = `${String(Number(today.slice(0, 4)) - 1)}${today.slice(4, 7)}-01`;
+  restoreState();
   applyLang();
 
   $('lang').addEventListener('click', () => {
@@ -379,7 +474,11 @@ async function start(): Promise<void> {
       $('signin-error').textContent = e instanceof Error ? e.message : String(e);
     }
   });
-  window.addEventListener('resize', () => charts.forEach((c) => c.resize()));
+  // Charts follow the width (the labels' width too: re-rendered).
+  window.addEventListener('resize', () => {
+    charts.forEach((c) => c.resize());
+    render();
+  });
 
   const info = (await (await fetch('/ui/info')).json()) as { demo: boolean };
   $('demo-signin').hidden = !info.demo;
