@@ -63,6 +63,11 @@ export interface Config {
   reportMinCell: number;
   /** Synthetic patients seeded at the first start in demo mode (with the showcase patient); 0: no demo data. */
   demoPatients: number;
+  /**
+   * The longest a reuse check waits for the federated brokers (parent, children, peers) before it answers with what
+   * it has (docs/federation.md); each hop keeps a little of it back for the way back.
+   */
+  federationDeadlineMs: number;
 }
 
 /** The variable holding the patient key secret. */
@@ -185,6 +190,7 @@ export function loadConfig(rawEnv: Env = process.env): Config {
     patientKeySecret,
     reportMinCell: integer(env, 'HUREN_REPORT_MIN_CELL', 0, 0, 1000),
     demoPatients: integer(env, 'HUREN_DEMO_PATIENTS', env.NODE_ENV === 'test' ? 0 : 12, 0, 100000),
+    federationDeadlineMs: integer(env, 'HUREN_FEDERATION_DEADLINE_MS', 300, 50, 10000),
   };
 }
 

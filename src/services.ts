@@ -25,6 +25,8 @@ import { ReuseCheckStore } from './recognition/reuse-checks.js';
 import { createModels, ensureIndexes } from './store/models.js';
 import { ResourceStore, type IndexFn } from './store/resource-store.js';
 import { SyncService } from './sync/service.js';
+import { BrokerRegistry } from './federation/brokers.js';
+import { FederationService } from './federation/service.js';
 
 /** The recognition rules shipped with Huren (catalogue, local codes, institutions …). */
 export const SEED_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'seed');
@@ -108,6 +110,18 @@ export async function createServices(config: Config, log: Logger, uri: string, d
     { db, store, validator, log, metrics, audit },
     { leaseMs: config.syncLeaseSeconds * 1000 },
   );
+  const brokers = new BrokerRegistry(db);
+  const federation = {
+    registry: brokers,
+    service: new FederationService({
+      registry: brokers,
+      facts,
+      store,
+      log,
+      baseUrl: config.baseUrl,
+      deadlineMs: config.federationDeadlineMs,
+    }),
+  };
   return {
     connection,
     metrics,
@@ -125,6 +139,8 @@ export async function createServices(config: Config, log: Logger, uri: string, d
     rules,
     sync,
     launches,
+    federation,
+    federationPort: federation.service,
   };
 }
 

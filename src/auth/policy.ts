@@ -61,6 +61,9 @@ export function assertAllowed(
   if (access.role === 'bureau') {
     throw forbidden('The bureau role sees aggregate reports only, never patient-level resources', where);
   }
+  if (access.role === 'broker') {
+    throw forbidden('A federated broker reads results through /federation, scoped to what it was answered', where);
+  }
   if (access.role === 'clinician' && permission !== 'r' && permission !== 's') {
     throw forbidden('The clinician role reads results; writing them is for hospital systems (his)', where);
   }

@@ -14,8 +14,9 @@ import type { Collection } from 'mongodb';
 import type { KeyRing } from './keys.js';
 import { isCoveredBy, parseScope, parseScopes } from './scopes.js';
 
-export type Role = 'his' | 'clinician' | 'bureau' | 'admin';
-export const ROLES: readonly Role[] = ['his', 'clinician', 'bureau', 'admin'];
+/** `broker`: another Huren broker of the federation (issue 22), registered through /admin/federation/brokers. */
+export type Role = 'his' | 'clinician' | 'bureau' | 'admin' | 'broker';
+export const ROLES: readonly Role[] = ['his', 'clinician', 'bureau', 'admin', 'broker'];
 
 /** A registered system client (SMART Backend Services). */
 export interface ClientDoc {

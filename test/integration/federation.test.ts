@@ -1,0 +1,283 @@
+import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
+import type { AuditEvent, Bundle, DiagnosticReport, Parameters, ParametersParameter, Patient } from 'fhir/r4';
+import { exportJWK, generateKeyPair, type JWK } from 'jose';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { residentIdCheckChar } from '../../src/recognition/identity.js';
+import { HR_MARK_URL, SYSTEMS } from '../../src/recognition/vocabulary.js';
+import { createTestApp, type TestApp } from '../support/app.js';
+import { RecordingProxy } from '../support/recording-proxy.js';
+import { FHIR_JSON, HOSPITAL_A, HOSPITAL_B, ID_CARD, LOINC, daysAgo } from '../fixtures/recognition.js';
+
+/**
+ * Three brokers on loopback — a district's (黄岛区), its city's (青岛市) and the province's (山东省) — each with its own
+ * database, linked through the admin endpoints with SMART Backend Services credentials, each behind a recording proxy
+ * that keeps every request crossing its boundary. Hospital B is registered at the province broker as a hospital of
+ * Jinan (another city); Hospital A pushes its results to the district broker.
+ */
+
+/** The province's shared patient key secret (docs/federation.md): every broker of the province derives alike. */
+const PROVINCE_SECRET = 'shandong-province-patient-key-secret-for-the-federation-test';
+/** Generous for a loaded test machine; the production default is 300 ms. */
+const DEADLINE_MS = 2000;
+
+const residentId = (first17: string) => `${first17}${residentIdCheckChar(first17)}`;
+const PROVINCIAL_ID = residentId('37021119800101123');
+const MUNICIPAL_ID = residentId('37021119850505224');
+const UNKNOWN_ID = residentId('37021119900909345');
+
+interface Broker {
+  name: string;
+  region: string;
+  proxy: RecordingProxy;
+  t: TestApp;
+  server: Server;
+  base: string;
+  privateJwk: JWK;
+  publicJwk: JWK;
+}
+
+const brokers: Record<'district' | 'city' | 'province', Broker> = {} as never;
+
+async function startBroker(name: string, region: string): Promise<Broker> {
+  const proxy = new RecordingProxy();
+  const port = await proxy.listen();
+  const base = `http://127.0.0.1:${port}/fhir`;
+  const t = await createTestApp(`federation-${name}`, {
+    HUREN_BASE_URL: base,
+    HUREN_PATIENT_KEY_SECRET: PROVINCE_SECRET,
+    HUREN_FEDERATION_DEADLINE_MS: String(DEADLINE_MS),
+  });
+  const server = t.app.listen(0, '127.0.0.1');
+  await new Promise((resolve) => server.once('listening', resolve));
+  proxy.forwardTo((server.address() as AddressInfo).port);
+  const { privateKey, publicKey } = await generateKeyPair('ES384', { extractable: true });
+  const privateJwk = { ...(await exportJWK(privateKey)), kid: `broker-${name}-1`, alg: 'ES384' };
+  const publicJwk = { ...(await exportJWK(publicKey)), kid: `broker-${name}-1`, alg: 'ES384' };
+  return { name, region, proxy, t, server, base, privateJwk, publicJwk };
+}
+
+/** Registers `to` at `at` as its parent, child or peer: `at`'s client there, and `to`'s client here. */
+async function link(at: Broker, to: Broker, relation: 'parent' | 'child') {
+  const res = await at.t
+    .as('admin')
+    .put(`/admin/federation/brokers/${to.name}`)
+    .set('Content-Type', 'application/json')
+    .send({
+      relation,
+      name: to.name,
+      baseUrl: to.base,
+      region: to.region,
+      timeoutMs: DEADLINE_MS,
+      outbound: {
+        tokenUrl: to.base.replace(/\/fhir$/, '/auth/token'),
+        clientId: `broker-${at.name}`,
+        privateJwk: at.privateJwk,
+      },
+      inbound: { clientId: `broker-${to.name}`, jwks: { keys: [to.publicJwk] } },
+    });
+  expect(res.status, res.text).toBe(201);
+  expect(JSON.stringify(res.body)).not.toContain('"d"'); // the private key is never shown back
+}
+
+const patient = (id: string, value: string): Patient => ({
+  resourceType: 'Patient',
+  id,
+  identifier: [{ system: ID_CARD, value }],
+  managingOrganization: { reference: HOSPITAL_A },
+});
+
+const cbc = (id: string, subject: string, scope: 'provincial' | 'municipal'): DiagnosticReport => ({
+  resourceType: 'DiagnosticReport',
+  id,
+  extension: [{ url: HR_MARK_URL, valueCoding: { system: SYSTEMS.hrScope, code: scope } }],
+  status: 'final',
+  code: { coding: [{ system: LOINC, code: '57021-8' }] },
+  subject: { reference: `Patient/${subject}` },
+  effectiveDateTime: daysAgo(1),
+  issued: daysAgo(1),
+  performer: [{ reference: HOSPITAL_A }],
+});
+
+const check = (idNumber: string, regionWide = false): Parameters => ({
+  resourceType: 'Parameters',
+  parameter: [
+    { name: 'patient', valueIdentifier: { system: ID_CARD, value: idNumber } },
+    { name: 'code', valueCoding: { system: LOINC, code: '57021-8' } },
+    { name: 'requester', valueReference: { reference: HOSPITAL_B } },
+    ...(regionWide ? [{ name: 'regionWide', valueBoolean: true }] : []),
+  ],
+});
+
+const part = (p: ParametersParameter | undefined, name: string) => p?.part?.find((x) => x.name === name);
+const outcomeOf = (body: Parameters) => body.parameter?.find((p) => p.name === 'outcome');
+const federationOf = (body: Parameters) => body.parameter?.find((p) => p.name === 'federation');
+
+async function reuseCheck(at: Broker, body: Parameters) {
+  const res = await at.t
+    .as('clinician')
+    .post('/fhir/$reuse-check')
+    .set('Content-Type', FHIR_JSON)
+    .set('Accept-Language', 'en')
+    .send(body);
+  expect(res.status, res.text).toBe(200);
+  return res.body as Parameters;
+}
+
+describe('a province–city–district federation of brokers', () => {
+  beforeAll(async () => {
+    brokers.district = await startBroker('huangdao', '370211');
+    brokers.city = await startBroker('qingdao', '370200');
+    brokers.province = await startBroker('shandong', '370000');
+    const { district, city, province } = brokers;
+    await link(district, city, 'parent');
+    await link(city, district, 'child');
+    await link(city, province, 'parent');
+    await link(province, city, 'child');
+
+    // At the province broker Hospital B is a hospital of Jinan (历下区), another city of the province.
+    const current = await province.t.as('admin').get('/admin/rules/institutions');
+    expect(current.status, current.text).toBe(200);
+    const institutions = current.body as { institutions: { id: string; district: unknown }[] };
+    institutions.institutions.find((i) => i.id === 'demo-hospital-b')!.district = {
+      code: '370102',
+      name: { zh: '历下区', en: 'Lixia District' },
+    };
+    const moved = await province.t
+      .as('admin')
+      .put('/admin/rules/institutions')
+      .set('Content-Type', 'application/json')
+      .set('If-Match', current.headers.etag as string)
+      .send(JSON.stringify(institutions));
+    expect(moved.status, moved.text).toBe(200);
+
+    for (const r of [
+      patient('fed-p1', PROVINCIAL_ID),
+      patient('fed-p2', MUNICIPAL_ID),
+      cbc('fed-cbc-provincial', 'fed-p1', 'provincial'),
+      cbc('fed-cbc-municipal', 'fed-p2', 'municipal'),
+    ]) {
+      const res = await district.t
+        .as('his')
+        .put(`/fhir/${r.resourceType}/${r.id}`)
+        .set('Content-Type', FHIR_JSON)
+        .send(r);
+      expect([200, 201], res.text).toContain(res.status);
+    }
+  }, 120_000);
+
+  afterAll(async () => {
+    for (const b of Object.values(brokers)) {
+      await b.proxy.close().catch(() => undefined);
+      await new Promise((resolve) => b.server.close(resolve));
+      await b.t.close();
+    }
+  });
+
+  test('a 本省HR result pushed to the district broker is reusable at a hospital of another city, named by absolute reference', async () => {
+    const { district, province } = brokers;
+    const body = await reuseCheck(province, check(PROVINCIAL_ID));
+    const outcome = outcomeOf(body);
+    expect(part(outcome, 'decision')?.valueCode).toBe('reusable');
+    expect(part(outcome, 'result')?.valueReference?.reference).toBe(
+      `${district.base}/DiagnosticReport/fed-cbc-provincial`,
+    );
+    expect(part(outcome, 'performer')?.valueReference).toEqual({
+      reference: `${district.base}/Organization/demo-hospital-a`,
+      display: 'Qingdao Demo Hospital A',
+    });
+    expect(part(outcome, 'saving')?.valueMoney?.value).toBeGreaterThan(0);
+    expect(part(federationOf(body), 'status')?.valueCode).toBe('complete');
+  });
+
+  test('a 本市HR result never leaves its city: the province hospital gets no result, the city’s own hospital does', async () => {
+    const { district, city, province } = brokers;
+    const elsewhere = outcomeOf(await reuseCheck(province, check(MUNICIPAL_ID)));
+    expect(part(elsewhere, 'decision')?.valueCode).toBe('none');
+    expect(part(elsewhere, 'result')).toBeUndefined();
+
+    // Hospital B at the city broker is a Qingdao hospital: the same result is recognised there.
+    const inCity = outcomeOf(await reuseCheck(city, check(MUNICIPAL_ID)));
+    expect(part(inCity, 'decision')?.valueCode).toBe('reusable');
+    expect(part(inCity, 'result')?.valueReference?.reference).toBe(
+      `${district.base}/DiagnosticReport/fed-cbc-municipal`,
+    );
+
+    // Nothing of it crossed into the province broker's answers, nor onto the wire toward it.
+    const toProvince = province.proxy.records.filter((r) => r.url.startsWith('/federation/')).map((r) => r.body);
+    expect(toProvince.join('\n')).not.toContain('fed-cbc-municipal');
+  });
+
+  test('the doctor at the other city opens the remote result; both brokers audit the read', async () => {
+    const { district, province } = brokers;
+    const reference = `${district.base}/DiagnosticReport/fed-cbc-provincial`;
+    const res = await province.t.as('clinician').get(`/federation/remote?reference=${encodeURIComponent(reference)}`);
+    expect(res.status, res.text).toBe(200);
+    const bundle = res.body as Bundle;
+    expect(bundle.entry?.[0]?.fullUrl).toBe(reference);
+    expect((bundle.entry?.[0]?.resource as DiagnosticReport).code.coding?.[0]?.code).toBe('57021-8');
+
+    // A 本市HR result is not served to the other city, even by its exact reference.
+    const refused = await province.t
+      .as('clinician')
+      .get(`/federation/remote?reference=${encodeURIComponent(`${district.base}/DiagnosticReport/fed-cbc-municipal`)}`);
+    expect(refused.status).toBe(404);
+
+    // The holder's trail: the result read by a broker of the federation (the city, on the province's behalf).
+    const held = await district.t
+      .as('admin')
+      .get('/fhir/AuditEvent?entity=DiagnosticReport/fed-cbc-provincial&_count=100');
+    expect(held.status, held.text).toBe(200);
+    const heldEvents = ((held.body as Bundle).entry ?? []).map((e) => e.resource as AuditEvent);
+    expect(heldEvents.some((e) => e.agent[0]?.altId === 'broker-qingdao' && e.action === 'R')).toBe(true);
+    expect(heldEvents.some((e) => e.agent[0]?.altId === 'broker-qingdao' && e.action === 'E')).toBe(true);
+    // The requester's trail: its clinician read the remote result.
+    const asked = await province.t.as('admin').get(`/fhir/AuditEvent?_count=200`);
+    const askedEvents = ((asked.body as Bundle).entry ?? []).map((e) => e.resource as AuditEvent);
+    expect(
+      askedEvents.some(
+        (e) =>
+          e.agent[0]?.altId === 'demo-clinician-hospital-b' && e.entity?.some((x) => x.what?.reference === reference),
+      ),
+    ).toBe(true);
+    expect(askedEvents.some((e) => e.entity?.some((x) => x.name === 'federation-facts'))).toBe(true);
+  });
+
+  test('no resident ID number crosses a broker boundary or reaches a log', () => {
+    const wire = Object.values(brokers)
+      .flatMap((b) => b.proxy.records)
+      .map((r) => `${r.method} ${r.url}\n${r.headers}\n${r.body}`)
+      .join('\n');
+    expect(wire).toContain('/federation/facts'); // the federation did talk
+    const logs = Object.values(brokers)
+      .flatMap((b) => b.t.logLines)
+      .join('\n');
+    for (const id of [PROVINCIAL_ID, MUNICIPAL_ID, UNKNOWN_ID]) {
+      expect(wire).not.toContain(id);
+      expect(logs).not.toContain(id);
+    }
+  });
+
+  test('a province broker that hangs leaves the city’s answer partial, within the deadline, with a clear note', async () => {
+    const { city, province } = brokers;
+    province.proxy.blackhole();
+    const started = Date.now();
+    const body = await reuseCheck(city, check(PROVINCIAL_ID, true));
+    expect(Date.now() - started).toBeLessThan(DEADLINE_MS + 1500);
+    // The district still answered: the result is found.
+    expect(part(outcomeOf(body), 'decision')?.valueCode).toBe('reusable');
+    const federation = federationOf(body);
+    expect(part(federation, 'status')?.valueCode).toBe('partial');
+    expect(part(federation, 'note')?.valueString).toContain('shandong (370000: no answer within');
+  });
+
+  test('with its parent down the district broker answers local-only at once, never an error', async () => {
+    const { district, city } = brokers;
+    await city.proxy.close();
+    const body = await reuseCheck(district, check(UNKNOWN_ID));
+    expect(part(outcomeOf(body), 'decision')?.valueCode).toBe('none');
+    const federation = federationOf(body);
+    expect(part(federation, 'status')?.valueCode).toBe('local-only');
+    expect(part(federation, 'note')?.valueString).toContain("this answer covers this broker's results only");
+  });
+});
