@@ -51,7 +51,8 @@ export async function createServices(config: Config, log: Logger, uri: string, d
   await rulesStore.init();
   const factStore = new FactStore(connection.db!);
   await factStore.ensureIndexes();
-  const secret = patientKeySecretOf(config);
+  // The current epoch's secret first, then those of earlier epochs a rotation still honours.
+  const secret = [patientKeySecretOf(config), ...config.patientKeyPreviousSecrets];
   const facts = new FactProjector(factStore, rulesStore.rules, secret, log, new PatientIndex(connection.db!, secret));
   const reuseChecks = new ReuseCheckStore(connection.db!);
   await reuseChecks.ensureIndexes();

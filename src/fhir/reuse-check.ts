@@ -24,7 +24,7 @@ import {
   IDENTIFIER_SYSTEMS,
   isMatchingIdentifierSystem,
   normalizeIdentifier,
-  patientKey,
+  patientKeysFor,
   type Corroboration,
   type DemographicClaim,
 } from '../recognition/identity.js';
@@ -272,7 +272,7 @@ export async function reuseCheck(req: FhirRequest, deps: FhirDeps): Promise<Fhir
     if (e instanceof RecognitionInputError) throw badRequest(e.message, isPost ? `${idWhere}.value` : idWhere);
     throw e;
   }
-  const patientKeys = [patientKey(deps.facts.secret, normalized.system, normalized.value)];
+  const patientKeys = patientKeysFor(deps.facts.secret, normalized.system, normalized.value);
 
   // At and context.
   const timeZone = rules.catalogue.timeZone;

@@ -3,7 +3,7 @@ import type { Server } from 'node:http';
 import type { AuditEvent, Bundle, DiagnosticReport, Parameters, ParametersParameter, Patient } from 'fhir/r4';
 import { exportJWK, generateKeyPair, type JWK } from 'jose';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { residentIdCheckChar } from '../../src/recognition/identity.js';
+import { deriveEpochKey, residentIdCheckChar } from '../../src/recognition/identity.js';
 import { HR_MARK_URL, SYSTEMS } from '../../src/recognition/vocabulary.js';
 import { createTestApp, type TestApp } from '../support/app.js';
 import { RecordingProxy } from '../support/recording-proxy.js';
@@ -16,8 +16,19 @@ import { FHIR_JSON, HOSPITAL_A, HOSPITAL_B, ID_CARD, LOINC, daysAgo } from '../f
  * Jinan (another city); Hospital A pushes its results to the district broker.
  */
 
-/** The province's shared patient key secret (docs/federation.md): every broker of the province derives alike. */
-const PROVINCE_SECRET = 'shandong-province-patient-key-secret-for-the-federation-test';
+/**
+ * The province's key hierarchy (docs/federation.md): the custodian's root secret gives one key per epoch. The district
+ * broker has already rotated to epoch 2027-01 (and still honours 2026-07); the city and the province have not yet:
+ * matches must hold across the rotation.
+ */
+const ROOT_SECRET = 'shandong-province-root-secret-kept-by-the-key-custodian';
+const EPOCH_OLD = deriveEpochKey(ROOT_SECRET, '370000', '2026-07');
+const EPOCH_NEW = deriveEpochKey(ROOT_SECRET, '370000', '2027-01');
+const KEYS_OF: Record<string, Record<string, string>> = {
+  huangdao: { HUREN_PATIENT_KEY_SECRET: EPOCH_NEW, HUREN_PATIENT_KEY_PREVIOUS_SECRETS: EPOCH_OLD },
+  qingdao: { HUREN_PATIENT_KEY_SECRET: EPOCH_OLD },
+  shandong: { HUREN_PATIENT_KEY_SECRET: EPOCH_OLD },
+};
 /** Generous for a loaded test machine; the production default is 300 ms. */
 const DEADLINE_MS = 2000;
 
@@ -45,7 +56,7 @@ async function startBroker(name: string, region: string): Promise<Broker> {
   const base = `http://127.0.0.1:${port}/fhir`;
   const t = await createTestApp(`federation-${name}`, {
     HUREN_BASE_URL: base,
-    HUREN_PATIENT_KEY_SECRET: PROVINCE_SECRET,
+    ...KEYS_OF[name],
     HUREN_FEDERATION_DEADLINE_MS: String(DEADLINE_MS),
   });
   const server = t.app.listen(0, '127.0.0.1');
@@ -255,6 +266,11 @@ describe('a province–city–district federation of brokers', () => {
     for (const id of [PROVINCIAL_ID, MUNICIPAL_ID, UNKNOWN_ID]) {
       expect(wire).not.toContain(id);
       expect(logs).not.toContain(id);
+    }
+    // Nor a secret of the key hierarchy.
+    for (const secret of [ROOT_SECRET, EPOCH_OLD, EPOCH_NEW]) {
+      expect(wire).not.toContain(secret);
+      expect(logs).not.toContain(secret);
     }
   });
 
