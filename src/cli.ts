@@ -223,6 +223,19 @@ program
   });
 
 program
+  .command('reindex')
+  .summary('re-project the recognition fact index under the current patient keys')
+  .description(
+    'Re-project every stored result into the recognition fact index, and rebuild the patient index, under the patient ' +
+      'key secrets in force (broker stopped when on the embedded database). After a key rotation, once every broker ' +
+      'of the province has run it, HUREN_PATIENT_KEY_PREVIOUS_SECRETS can be emptied (docs/federation.md).',
+  )
+  .addHelpText('after', examples('huren reindex', 'MONGODB_URI=mongodb://… huren reindex'))
+  .action(async function (this: Command) {
+    await run(this, async () => (await import('./reindex-command.js')).reindexCommand());
+  });
+
+program
   .command('migrate-sqlite')
   .summary('convert a data directory of the earlier SQLite default')
   .description(

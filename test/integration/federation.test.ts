@@ -2,7 +2,9 @@ import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import type { AuditEvent, Bundle, DiagnosticReport, Parameters, ParametersParameter, Patient } from 'fhir/r4';
 import { exportJWK, generateKeyPair, type JWK } from 'jose';
+import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { createClientAssertion } from '../../src/auth/assertion.js';
 import { deriveEpochKey, residentIdCheckChar } from '../../src/recognition/identity.js';
 import { HR_MARK_URL, SYSTEMS } from '../../src/recognition/vocabulary.js';
 import { createTestApp, type TestApp } from '../support/app.js';
@@ -120,6 +122,39 @@ const check = (idNumber: string, regionWide = false): Parameters => ({
   ],
 });
 
+const HUANGDAO = { code: '370211', name: { zh: '黄岛区', en: 'Huangdao District' } };
+
+/** Moves demo institutions to other districts in one broker's rules (through the rules administration API). */
+async function relocate(at: Broker, moves: Record<string, object>) {
+  const current = await at.t.as('admin').get('/admin/rules/institutions');
+  expect(current.status, current.text).toBe(200);
+  const file = current.body as { institutions: { id: string; district: object }[] };
+  for (const i of file.institutions) if (moves[i.id]) i.district = moves[i.id]!;
+  const moved = await at.t
+    .as('admin')
+    .put('/admin/rules/institutions')
+    .set('Content-Type', 'application/json')
+    .set('If-Match', current.headers.etag as string)
+    .send(JSON.stringify(file));
+  expect(moved.status, moved.text).toBe(200);
+}
+
+/** An access token of `from`'s broker client at `at`, obtained the SMART Backend Services way. */
+async function brokerToken(from: Broker, at: Broker): Promise<string> {
+  const tokenUrl = at.base.replace(/\/fhir$/, '/auth/token');
+  const res = await request(at.t.app)
+    .post('/auth/token')
+    .type('form')
+    .send({
+      grant_type: 'client_credentials',
+      client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
+      client_assertion: await createClientAssertion(`broker-${from.name}`, from.privateJwk, tokenUrl),
+      scope: 'system/DiagnosticReport.rs system/Observation.rs',
+    });
+  expect(res.status, res.text).toBe(200);
+  return res.body.access_token as string;
+}
+
 const part = (p: ParametersParameter | undefined, name: string) => p?.part?.find((x) => x.name === name);
 const outcomeOf = (body: Parameters) => body.parameter?.find((p) => p.name === 'outcome');
 const federationOf = (body: Parameters) => body.parameter?.find((p) => p.name === 'federation');
@@ -146,21 +181,10 @@ describe('a province–city–district federation of brokers', () => {
     await link(city, province, 'parent');
     await link(province, city, 'child');
 
-    // At the province broker Hospital B is a hospital of Jinan (历下区), another city of the province.
-    const current = await province.t.as('admin').get('/admin/rules/institutions');
-    expect(current.status, current.text).toBe(200);
-    const institutions = current.body as { institutions: { id: string; district: unknown }[] };
-    institutions.institutions.find((i) => i.id === 'demo-hospital-b')!.district = {
-      code: '370102',
-      name: { zh: '历下区', en: 'Lixia District' },
-    };
-    const moved = await province.t
-      .as('admin')
-      .put('/admin/rules/institutions')
-      .set('Content-Type', 'application/json')
-      .set('If-Match', current.headers.etag as string)
-      .send(JSON.stringify(institutions));
-    expect(moved.status, moved.text).toBe(200);
+    // A district broker speaks for its own district: there hospitals A and B are hospitals of Huangdao. At the
+    // province broker Hospital B is a hospital of Jinan (历下区), another city of the province.
+    await relocate(district, { 'demo-hospital-a': HUANGDAO, 'demo-hospital-b': HUANGDAO });
+    await relocate(province, { 'demo-hospital-b': { code: '370102', name: { zh: '历下区', en: 'Lixia District' } } });
 
     for (const r of [
       patient('fed-p1', PROVINCIAL_ID),
@@ -252,6 +276,55 @@ describe('a province–city–district federation of brokers', () => {
       ),
     ).toBe(true);
     expect(askedEvents.some((e) => e.entity?.some((x) => x.name === 'federation-facts'))).toBe(true);
+  });
+
+  test('a broker token reaches /federation only, and a child speaks only for requesters of its own region', async () => {
+    const { district, city } = brokers;
+    const token = await brokerToken(district, city);
+    const facts = (requesterDistrict: string) =>
+      request(city.t.app)
+        .post('/federation/facts')
+        .set('Authorization', `Bearer ${token}`)
+        .set('Content-Type', 'application/json')
+        .send({
+          patientKeys: ['0'.repeat(64)],
+          items: ['HR-LAB-CBC'],
+          from: new Date(Date.now() - 30 * 86400_000).toISOString(),
+          until: new Date().toISOString(),
+          requester: { district: requesterDistrict, level: '三级甲等' },
+          path: [district.base],
+          deadlineMs: 500,
+        });
+    expect((await facts('370211')).status).toBe(200);
+    const outside = await facts('370102');
+    expect(outside.status).toBe(403);
+    expect(outside.body.issue[0].expression).toEqual(['requester.district']);
+
+    const fhir = await request(city.t.app).get('/fhir/DiagnosticReport').set('Authorization', `Bearer ${token}`);
+    expect(fhir.status).toBe(403);
+    // A hospital's token is no broker's.
+    const asHospital = await city.t
+      .as('clinician')
+      .post('/federation/facts')
+      .set('Content-Type', 'application/json')
+      .send({});
+    expect(asHospital.status).toBe(403);
+  });
+
+  test('the admin endpoints refuse a broker definition with the field at fault', async () => {
+    const { city } = brokers;
+    const put = (body: object) =>
+      city.t.as('admin').put('/admin/federation/brokers/x').set('Content-Type', 'application/json').send(body);
+    const bad = await put({ relation: 'sibling' });
+    expect(bad.status).toBe(400);
+    expect(bad.body.issue[0].expression).toEqual(['relation']);
+    const region = await put({ relation: 'peer', baseUrl: 'https://yantai.example/fhir', region: '3706' });
+    expect(region.body.issue[0].expression).toEqual(['region']);
+    const listed = await city.t.as('admin').get('/admin/federation/brokers');
+    expect(listed.status).toBe(200);
+    expect((listed.body as { id: string }[]).map((b) => b.id).sort()).toEqual(['huangdao', 'shandong']);
+    expect(JSON.stringify(listed.body)).not.toContain('"d":');
+    expect((await city.t.as('clinician').get('/admin/federation/brokers')).status).toBe(403);
   });
 
   test('no resident ID number crosses a broker boundary or reaches a log', () => {
