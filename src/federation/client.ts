@@ -16,8 +16,13 @@ export class NeighbourError extends Error {
   }
 }
 
+/** How long a token request may take: longer than a check's deadline, so that a slow first one still lands. */
+const TOKEN_TIMEOUT_MS = 10_000;
+
 export class NeighbourClient {
   private readonly tokens = new Map<string, { value: string; until: number }>();
+  /** Token requests in flight, shared by the checks that wait for them; not aborted with a check's deadline. */
+  private readonly pending = new Map<string, Promise<string>>();
 
   /** POST a JSON body to `<origin><path>` of the neighbour within `ms`; the parsed JSON answer. */
   async post(broker: FederationBroker, path: string, body: unknown, ms: number): Promise<unknown> {
@@ -69,9 +74,29 @@ export class NeighbourClient {
     });
   }
 
+  /**
+   * A token for the neighbour: the kept one, else the request in flight, else a new request. A check waits for it
+   * within its own deadline; the request itself runs on, so that the next check finds the token ready.
+   */
   private async token(broker: FederationBroker, signal: AbortSignal): Promise<string> {
     const kept = this.tokens.get(broker._id);
     if (kept && kept.until > Date.now()) return kept.value;
+    let pending = this.pending.get(broker._id);
+    if (!pending) {
+      pending = this.requestToken(broker).finally(() => this.pending.delete(broker._id));
+      pending.catch(() => undefined); // a failure is reported to the checks waiting for it, never unhandled
+      this.pending.set(broker._id, pending);
+    }
+    signal.throwIfAborted();
+    return new Promise<string>((resolve, reject) => {
+      const abort = () => reject(signal.reason as Error);
+      signal.addEventListener('abort', abort, { once: true });
+      pending.then(resolve, reject).finally(() => signal.removeEventListener('abort', abort));
+    });
+  }
+
+  private async requestToken(broker: FederationBroker): Promise<string> {
+    const signal = AbortSignal.timeout(TOKEN_TIMEOUT_MS);
     const { tokenUrl, clientId, privateJwk, scope } = broker.outbound;
     const res = await fetch(tokenUrl, {
       method: 'POST',
