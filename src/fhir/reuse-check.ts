@@ -29,7 +29,7 @@ import {
   type DemographicClaim,
 } from '../recognition/identity.js';
 import type { RecognitionFact } from '../recognition/facts.js';
-import type { BrokerReach } from '../recognition/federation.js';
+import { federationNote, type FederationSummary } from '../recognition/federation.js';
 import type { Institution } from '../recognition/institutions.js';
 import { promptEntries } from '../recognition/ledger.js';
 import { storedOutcome, type ReuseCheckDoc } from '../recognition/reuse-checks.js';
@@ -377,16 +377,6 @@ export interface ReuseCheckInput {
   regionWide?: boolean;
 }
 
-/** What the federation contributed to a check: who was asked, who answered in time. */
-export interface FederationSummary {
-  /** complete: every neighbour answered; partial: some did; local-only: none did (the answer is this broker's). */
-  status: 'complete' | 'partial' | 'local-only';
-  reach: BrokerReach[];
-  /** The other brokers' institutions the outcomes name, by absolute Organization reference. */
-  institutions: Map<string, Institution>;
-  deadlineMs: number;
-}
-
 /**
  * The core of every reuse check: reads the patient's facts younger than the longest window, asks the engine,
  * stores the check and records the ledger's prompts. Shared by `$reuse-check` and the CDS Hooks services so both
@@ -548,20 +538,7 @@ function outcomeParameter(
  * when it is not complete, and one `broker` part per broker asked (whether it answered in time, and if not why).
  */
 function federationParameter(f: FederationSummary, lang: Language): ParametersParameter {
-  const missing = f.reach.filter((r) => !r.answered);
-  const names = missing.map((r) => `${r.broker} (${r.region}${r.reason ? `: ${r.reason}` : ''})`).join(', ');
-  const note =
-    f.status === 'complete'
-      ? undefined
-      : f.status === 'local-only'
-        ? {
-            zh: `互认平台 ${names} 未在 ${f.deadlineMs} 毫秒内应答：本结果仅含本平台的检查检验结果。`,
-            en: `The federated brokers ${names} did not answer within ${f.deadlineMs} ms: this answer covers this broker's results only.`,
-          }
-        : {
-            zh: `互认平台 ${names} 未在 ${f.deadlineMs} 毫秒内应答：本结果不含其辖区的检查检验结果。`,
-            en: `The federated brokers ${names} did not answer within ${f.deadlineMs} ms: results held there are not included.`,
-          };
+  const note = federationNote(f);
   return {
     name: 'federation',
     part: [

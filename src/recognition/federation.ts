@@ -5,6 +5,7 @@
  */
 import type { RecognitionFact } from './facts.js';
 import type { Institution } from './institutions.js';
+import type { Bilingual } from './vocabulary.js';
 
 export interface FederatedQuery {
   /** Province-derived pseudonymous keys of the patient (never an identifier). */
@@ -45,4 +46,30 @@ export interface FederationPort {
   isConfigured(): Promise<boolean>;
   /** Asks the neighbours within the deadline; never throws for an unreachable one (its reach says so). */
   ask(query: FederatedQuery): Promise<FederatedAnswer>;
+}
+
+/** What the federation contributed to a check: who was asked, who answered in time. */
+export interface FederationSummary {
+  /** complete: every broker asked answered; partial: some did; local-only: none did (the answer is this broker's). */
+  status: 'complete' | 'partial' | 'local-only';
+  reach: BrokerReach[];
+  /** The other brokers' institutions the outcomes name, by absolute Organization reference. */
+  institutions: Map<string, Institution>;
+  deadlineMs: number;
+}
+
+/** The sentence for the doctor when the federation did not all answer (undefined when it did). */
+export function federationNote(f: FederationSummary): Bilingual | undefined {
+  if (f.status === 'complete') return undefined;
+  const missing = f.reach.filter((r) => !r.answered);
+  const names = missing.map((r) => `${r.broker} (${r.region}${r.reason ? `: ${r.reason}` : ''})`).join(', ');
+  return f.status === 'local-only'
+    ? {
+        zh: `互认平台 ${names} 未在 ${f.deadlineMs} 毫秒内应答：本结果仅含本平台的检查检验结果。`,
+        en: `The federated brokers ${names} did not answer within ${f.deadlineMs} ms: this answer covers this broker's results only.`,
+      }
+    : {
+        zh: `互认平台 ${names} 未在 ${f.deadlineMs} 毫秒内应答：本结果不含其辖区的检查检验结果。`,
+        en: `The federated brokers ${names} did not answer within ${f.deadlineMs} ms: results held there are not included.`,
+      };
 }

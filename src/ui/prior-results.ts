@@ -163,7 +163,7 @@ export async function priorResults(
   // Items not asked before get a check of their own (stored, prompted); the others are decided again for display.
   const created = fresh.length ? await ask(fresh, true) : undefined;
   if (created) for (const item of fresh) asked.set(item, created.doc);
-  const { outcomes } = created && fresh.length === items.length ? created : await ask(items, false);
+  const { outcomes, federation } = created && fresh.length === items.length ? created : await ask(items, false);
   const checkId = created?.checkId ?? input.earlier?.[input.earlier.length - 1]?._id ?? '';
 
   // Every source the patient has (for values and trends), bounded.
@@ -221,7 +221,10 @@ export async function priorResults(
       const points = series.get(v.code);
       if (points && points.length > 1) trends[v.code] = points;
     }
-    const performer = o.performer ? rules.directory.byId.get(o.performer) : undefined;
+    // An institution of this broker, or of the broker of the federation that holds the result.
+    const performer = o.performer
+      ? (rules.directory.byId.get(o.performer) ?? federation?.institutions.get(o.performer))
+      : undefined;
     shown.add(o.fact.source);
     for (const v of values) if (v.code) shown.add(v.code);
     views.push({

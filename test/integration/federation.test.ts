@@ -7,7 +7,9 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createClientAssertion } from '../../src/auth/assertion.js';
 import { deriveEpochKey, residentIdCheckChar } from '../../src/recognition/identity.js';
 import { HR_MARK_URL, SYSTEMS } from '../../src/recognition/vocabulary.js';
-import { createTestApp, type TestApp } from '../support/app.js';
+import type { Card } from '../../src/cds/cards.js';
+import { readDemoCdsClient, signCdsJwt } from '../../src/cds/clients.js';
+import { createTestApp, TEST_DATA_DIR, type TestApp } from '../support/app.js';
 import { RecordingProxy } from '../support/recording-proxy.js';
 import { FHIR_JSON, HOSPITAL_A, HOSPITAL_B, ID_CARD, LOINC, daysAgo } from '../fixtures/recognition.js';
 
@@ -358,6 +360,52 @@ describe('a province–city–district federation of brokers', () => {
     const federation = federationOf(body);
     expect(part(federation, 'status')?.valueCode).toBe('partial');
     expect(part(federation, 'note')?.valueString).toContain('shandong (370000: no answer within');
+  });
+
+  test('at order entry (CDS Hooks) with the province hanging, the card names the remote result and a note says who did not answer', async () => {
+    const { city } = brokers;
+    const demo = readDemoCdsClient(TEST_DATA_DIR)!;
+    const path = '/cds-services/huren-reuse-order-select';
+    const started = Date.now();
+    const res = await request(city.t.app)
+      .post(path)
+      .set(
+        'Authorization',
+        `Bearer ${await signCdsJwt(demo.iss, demo.privateJwk, `${city.base.replace(/\/fhir$/, '')}${path}`)}`,
+      )
+      .set('Accept-Language', 'en')
+      .send({
+        hook: 'order-select',
+        hookInstance: crypto.randomUUID(),
+        context: {
+          userId: 'Practitioner/dr-b',
+          patientId: 'fed-p1',
+          selections: ['ServiceRequest/fed-order'],
+          draftOrders: {
+            resourceType: 'Bundle',
+            type: 'collection',
+            entry: [
+              {
+                resource: {
+                  resourceType: 'ServiceRequest',
+                  id: 'fed-order',
+                  status: 'draft',
+                  intent: 'order',
+                  code: { coding: [{ system: LOINC, code: '57021-8' }] },
+                  subject: { reference: 'Patient/fed-p1' },
+                },
+              },
+            ],
+          },
+        },
+        prefetch: { patient: patient('fed-p1', PROVINCIAL_ID) },
+      });
+    expect(res.status, res.text).toBe(200);
+    expect(Date.now() - started).toBeLessThan(DEADLINE_MS + 1500);
+    const cards = (res.body as { cards: Card[] }).cards;
+    const texts = cards.map((c) => `${c.summary}\n${c.detail ?? ''}`).join('\n');
+    expect(texts).toMatch(/Qingdao Demo Hospital A|青岛演示医院A/);
+    expect(texts).toContain('shandong (370000: no answer within');
   });
 
   test('with its parent down the district broker answers local-only at once, never an error', async () => {
