@@ -27,6 +27,7 @@ import { ResourceStore, type IndexFn } from './store/resource-store.js';
 import { SyncService } from './sync/service.js';
 import { BrokerRegistry } from './federation/brokers.js';
 import { FederationService } from './federation/service.js';
+import { FederatedFigures } from './federation/figures.js';
 
 /** The recognition rules shipped with Huren (catalogue, local codes, institutions …). */
 export const SEED_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'seed');
@@ -121,6 +122,12 @@ export async function createServices(config: Config, log: Logger, uri: string, d
       log,
       baseUrl: config.baseUrl,
       deadlineMs: config.federationDeadlineMs,
+    }),
+    figures: new FederatedFigures({
+      registry: brokers,
+      rollups,
+      rules: () => facts.rules,
+      minCell: config.reportMinCell,
     }),
   };
   return {

@@ -8,9 +8,11 @@ import { badRequest, forbidden, notFound, unsupportedMediaType } from '../fhir/o
 import type { FactProjector } from '../recognition/fact-store.js';
 import { parseBroker, publicView, type BrokerRegistry } from './brokers.js';
 import type { FederationService } from './service.js';
+import type { FederatedFigures } from './figures.js';
+import { assertPeriod, parseBound } from '../reports/savings.js';
 
 export interface FederationRouteDeps {
-  federation: { registry: BrokerRegistry; service: FederationService };
+  federation: { registry: BrokerRegistry; service: FederationService; figures: FederatedFigures };
   facts: FactProjector;
   auth: Pick<TokenDeps, 'keyRing' | 'issuer'>;
   config: Pick<
@@ -27,6 +29,8 @@ const wrap = (h: Handler) => (req: Request, res: Response, next: NextFunction) =
  *   GET /admin/federation/brokers, PUT|DELETE /admin/federation/brokers/{id}      (admin bearer token)
  *   POST /federation/facts, POST /federation/read                                (a registered broker's token)
  *   GET /federation/remote?reference=<absolute URL>                              (a clinician or HIS of this broker)
+ *   POST /federation/figures                                                     (this broker's parent)
+ *   GET /reports/federated?from=&to=                                             (bureau or admin)
  */
 export function federationRouter(deps: FederationRouteDeps): Router {
   const router = express.Router();
@@ -93,6 +97,27 @@ export function federationRouter(deps: FederationRouteDeps): Router {
       res
         .type(FHIR_JSON)
         .send(JSON.stringify(await service.answerRead(access, req.body, selfBase(req), requestId(res))));
+    }),
+  );
+  router.post(
+    '/federation/figures',
+    json,
+    wrap(async (req, res) => {
+      const access = await authenticate(req, deps.auth);
+      res.json(await deps.federation.figures.answer(access, req.body));
+    }),
+  );
+  router.get(
+    '/reports/federated',
+    wrap(async (req, res) => {
+      const access = await authenticate(req, deps.auth);
+      if (access.role !== 'bureau' && access.role !== 'admin') {
+        throw forbidden('The federated report is read by the bureau role and administrators');
+      }
+      const from = parseBound(req.query.from, 'from', 'start');
+      const to = parseBound(req.query.to, 'to', 'end');
+      assertPeriod(from, to, { from: 'from', to: 'to' });
+      res.json(await deps.federation.figures.report(from, to));
     }),
   );
   router.get(

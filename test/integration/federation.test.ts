@@ -280,6 +280,59 @@ describe('a province–city–district federation of brokers', () => {
     expect(askedEvents.some((e) => e.entity?.some((x) => x.name === 'federation-facts'))).toBe(true);
   });
 
+  test('the doctor at the other city reuses it: the province’s rolled-up report counts the recognition once, at the requester’s broker', async () => {
+    const { province } = brokers;
+    const body = await reuseCheck(province, check(PROVINCIAL_ID));
+    const checkId = body.parameter?.find((p) => p.name === 'check')?.valueId;
+    const decided = await province.t
+      .as('demo-his-hospital-b')
+      .post('/fhir/$reuse-decision')
+      .set('Content-Type', FHIR_JSON)
+      .send({
+        resourceType: 'Parameters',
+        parameter: [
+          { name: 'check', valueId: checkId },
+          { name: 'item', valueCoding: { system: SYSTEMS.catalogue, code: 'HR-LAB-CBC' } },
+          { name: 'decision', valueCode: 'accepted' },
+        ],
+      });
+    expect(decided.status, decided.text).toBe(201);
+
+    const today = new Date(Date.now() + 8 * 3600_000).toISOString().slice(0, 10);
+    const res = await province.t.as('bureau').get('/reports/federated').query({ from: today, to: today });
+    expect(res.status, res.text).toBe(200);
+    const report = res.body as {
+      regions: {
+        totals: { accepted: number; saving: number };
+        children: {
+          broker: string;
+          answered: boolean;
+          totals: { accepted: number };
+          children: { broker: string; totals: { accepted: number } }[];
+        }[];
+      };
+      total: { accepted: number; saving: number };
+      missing: string[];
+    };
+    expect(report.missing).toEqual([]);
+    expect(report.regions.totals.accepted).toBe(1);
+    const city = report.regions.children[0]!;
+    expect(city.broker).toBe('qingdao');
+    expect(city.answered).toBe(true);
+    expect(city.totals.accepted).toBe(0);
+    expect(city.children[0]?.broker).toBe('huangdao');
+    expect(city.children[0]?.totals.accepted).toBe(0);
+    expect(report.total.accepted).toBe(1);
+    expect(report.total.saving).toBe(30);
+    // Figures go up only: a child cannot read its parent's.
+    const asChild = await request(brokers.city.t.app)
+      .post('/federation/figures')
+      .set('Authorization', `Bearer ${await brokerToken(brokers.district, brokers.city)}`)
+      .set('Content-Type', 'application/json')
+      .send({ from: today, to: today });
+    expect(asChild.status).toBe(403);
+  });
+
   test('a broker token reaches /federation only, and a child speaks only for requesters of its own region', async () => {
     const { district, city } = brokers;
     const token = await brokerToken(district, city);
