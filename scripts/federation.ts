@@ -80,6 +80,8 @@ async function main(): Promise<void> {
       inbound: { clientId: `broker-${to.name}`, jwks: { keys: [publicOf(to.jwk)] } },
       timeoutMs: 400,
       enabled: true,
+      // Each level applies its parent's catalogue, with its own additions (docs/federation.md, rules per level).
+      ...(relation === 'parent' ? { inheritRules: true } : {}),
     });
   await link(district, city, 'parent');
   await link(city, district, 'child');
@@ -87,6 +89,7 @@ async function main(): Promise<void> {
   await link(province, city, 'child');
   await relocate(district.deps, { 'demo-hospital-a': HUANGDAO, 'demo-hospital-b': HUANGDAO });
   await relocate(province.deps, { 'demo-hospital-b': JINAN_LIXIA });
+  const stops = [city, district].map((l) => l.deps.federation.rules.startSchedule(60_000));
 
   const token = (l: Level, role: string) => tokenCommand(l.base.replace(/\/fhir$/, ''), dataDirArg, `--role ${role}`);
   process.stdout.write(
@@ -111,6 +114,7 @@ async function main(): Promise<void> {
   );
 
   const shutdown = async () => {
+    for (const stop of stops) stop();
     for (const l of levels) {
       l.server.closeAllConnections();
       await new Promise<void>((resolve) => l.server.close(() => resolve()));

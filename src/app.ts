@@ -24,6 +24,7 @@ import { federationRouter } from './federation/routes.js';
 import type { BrokerRegistry } from './federation/brokers.js';
 import type { FederationService } from './federation/service.js';
 import type { FederatedFigures } from './federation/figures.js';
+import type { LayeredRules } from './federation/rules.js';
 import type { SyncService } from './sync/service.js';
 import type { RulesAdmin } from './admin/rules-admin.js';
 import { refreshRules, rulesRouter } from './admin/rules-routes.js';
@@ -44,7 +45,7 @@ export interface AppDeps extends FhirHttpDeps {
   /** SMART EHR launches of the doctor's view (/app). */
   launches: AppLaunches;
   /** The brokers this one federates with (parent, children, peers) and the fan-out to them (docs/federation.md). */
-  federation: { registry: BrokerRegistry; service: FederationService; figures: FederatedFigures };
+  federation: { registry: BrokerRegistry; service: FederationService; figures: FederatedFigures; rules: LayeredRules };
 }
 
 /** How long `/readyz` waits for the database's answer to a ping before it reports it unreachable. */

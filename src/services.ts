@@ -28,6 +28,7 @@ import { SyncService } from './sync/service.js';
 import { BrokerRegistry } from './federation/brokers.js';
 import { FederationService } from './federation/service.js';
 import { FederatedFigures } from './federation/figures.js';
+import { LayeredRules } from './federation/rules.js';
 
 /** The recognition rules shipped with Huren (catalogue, local codes, institutions …). */
 export const SEED_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'seed');
@@ -123,6 +124,7 @@ export async function createServices(config: Config, log: Logger, uri: string, d
       baseUrl: config.baseUrl,
       deadlineMs: config.federationDeadlineMs,
     }),
+    rules: new LayeredRules(db, brokers, rules, log),
     figures: new FederatedFigures({
       registry: brokers,
       rollups,

@@ -34,6 +34,8 @@ export interface FederationBroker {
   /** The longest one call to it may take (ms), within the check's own deadline. */
   timeoutMs: number;
   enabled: boolean;
+  /** For the parent: this broker applies its catalogue, with its own additions on top (rules.ts). */
+  inheritRules?: boolean;
 }
 
 const DEFAULT_TIMEOUT_MS = 400;
@@ -79,6 +81,12 @@ export function parseBroker(id: string, body: unknown): FederationBroker {
     throw badRequest('timeoutMs must be a whole number from 50 to 10000', 'timeoutMs');
   }
   if (b.name !== undefined && typeof b.name !== 'string') throw badRequest('name must be a string', 'name');
+  if (
+    b.inheritRules !== undefined &&
+    (typeof b.inheritRules !== 'boolean' || (b.inheritRules && b.relation !== 'parent'))
+  ) {
+    throw badRequest('inheritRules is true or false, and true only for the parent', 'inheritRules');
+  }
   return {
     _id: id,
     relation: b.relation as Relation,
@@ -94,6 +102,7 @@ export function parseBroker(id: string, body: unknown): FederationBroker {
     inbound: { clientId: i.clientId, jwks },
     timeoutMs,
     enabled: b.enabled !== false,
+    ...(b.inheritRules === true ? { inheritRules: true } : {}),
   };
 }
 

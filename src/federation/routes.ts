@@ -9,10 +9,11 @@ import type { FactProjector } from '../recognition/fact-store.js';
 import { parseBroker, publicView, type BrokerRegistry } from './brokers.js';
 import type { FederationService } from './service.js';
 import type { FederatedFigures } from './figures.js';
+import type { LayeredRules } from './rules.js';
 import { assertPeriod, parseBound } from '../reports/savings.js';
 
 export interface FederationRouteDeps {
-  federation: { registry: BrokerRegistry; service: FederationService; figures: FederatedFigures };
+  federation: { registry: BrokerRegistry; service: FederationService; figures: FederatedFigures; rules: LayeredRules };
   facts: FactProjector;
   auth: Pick<TokenDeps, 'keyRing' | 'issuer'>;
   config: Pick<
@@ -30,6 +31,9 @@ const wrap = (h: Handler) => (req: Request, res: Response, next: NextFunction) =
  *   POST /federation/facts, POST /federation/read                                (a registered broker's token)
  *   GET /federation/remote?reference=<absolute URL>                              (a clinician or HIS of this broker)
  *   POST /federation/figures                                                     (this broker's parent)
+ *   GET /federation/rules                                                        (a registered broker)
+ *   GET /admin/federation/rules, PUT /admin/federation/rules/additions,
+ *   POST /admin/federation/rules/$pull                                           (admin bearer token)
  *   GET /reports/federated?from=&to=                                             (bureau or admin)
  */
 export function federationRouter(deps: FederationRouteDeps): Router {
@@ -97,6 +101,39 @@ export function federationRouter(deps: FederationRouteDeps): Router {
       res
         .type(FHIR_JSON)
         .send(JSON.stringify(await service.answerRead(access, req.body, selfBase(req), requestId(res))));
+    }),
+  );
+  router.get(
+    '/federation/rules',
+    wrap(async (req, res) => {
+      const access = await authenticate(req, deps.auth);
+      res.json(await deps.federation.rules.published(access));
+    }),
+  );
+  router.get(
+    '/admin/federation/rules',
+    wrap(async (req, res) => {
+      await admin(req);
+      const { _id: _unused, ...additions } = await deps.federation.rules.additions();
+      res.json({ additions, lastPull: deps.federation.rules.status() ?? null });
+    }),
+  );
+  router.put(
+    '/admin/federation/rules/additions',
+    json,
+    wrap(async (req, res) => {
+      const access = await authenticate(req, deps.auth);
+      if (access.role !== 'admin') throw forbidden('Rules are managed by administrators only');
+      const { _id: _unused, ...saved } = await deps.federation.rules.putAdditions(req.body, access.clientId);
+      res.json(saved);
+    }),
+  );
+  router.post(
+    '/admin/federation/rules/\\$pull',
+    wrap(async (req, res) => {
+      await admin(req);
+      const result = await deps.federation.rules.pull();
+      res.status(result.error ? 502 : 200).json(result);
     }),
   );
   router.post(

@@ -74,6 +74,7 @@ export const ANCHORS: AnchorShape[] = [
   { collection: 'sync_endpoints', anchor: '_id', use: 'a hospital endpoint' },
   { collection: 'sync_status', anchor: '_id', use: 'a hospital’s sync state' },
   { collection: 'federation_brokers', anchor: '_id', use: 'a federated broker (admin)' },
+  { collection: 'federation_rule_additions', anchor: '_id', use: 'this level’s additions to its parent’s rules' },
   { collection: 'sync_leases', anchor: '_id', use: 'renewing a sync lease' },
   { collection: 'sync_leases', anchor: 'endpoint', use: 'taking a sync lease' },
   { collection: 'recognition_rules', anchor: '_id', use: 'a rules version' },

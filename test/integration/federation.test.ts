@@ -73,7 +73,7 @@ async function startBroker(name: string, region: string): Promise<Broker> {
 }
 
 /** Registers `to` at `at` as its parent, child or peer: `at`'s client there, and `to`'s client here. */
-async function link(at: Broker, to: Broker, relation: 'parent' | 'child') {
+async function link(at: Broker, to: Broker, relation: 'parent' | 'child', inheritRules = false) {
   const res = await at.t
     .as('admin')
     .put(`/admin/federation/brokers/${to.name}`)
@@ -90,8 +90,9 @@ async function link(at: Broker, to: Broker, relation: 'parent' | 'child') {
         privateJwk: at.privateJwk,
       },
       inbound: { clientId: `broker-${to.name}`, jwks: { keys: [to.publicJwk] } },
+      ...(inheritRules ? { inheritRules } : {}),
     });
-  expect(res.status, res.text).toBe(201);
+  expect([200, 201], res.text).toContain(res.status);
   expect(JSON.stringify(res.body)).not.toContain('"d"'); // the private key is never shown back
 }
 
@@ -331,6 +332,42 @@ describe('a province–city–district federation of brokers', () => {
       .set('Content-Type', 'application/json')
       .send({ from: today, to: today });
     expect(asChild.status).toBe(403);
+  });
+
+  test('the city applies the province’s catalogue with its own stricter windows; a change upstream reaches it', async () => {
+    const { city, province } = brokers;
+    await link(city, province, 'parent', true);
+    const additions = await city.t
+      .as('admin')
+      .put('/admin/federation/rules/additions')
+      .set('Content-Type', 'application/json')
+      .send({ windows: { 'HR-LAB-ESR': 3, 'HR-LAB-CBC': 30 } });
+    expect(additions.status, additions.text).toBe(200);
+
+    // The province shortens the CRP window from 3 days to 2.
+    const current = await province.t.as('admin').get('/admin/rules/catalogue');
+    const catalogue = current.body as { items: { code: string; validityDays: number }[] };
+    catalogue.items.find((i) => i.code === 'HR-LAB-CRP')!.validityDays = 2;
+    const edited = await province.t
+      .as('admin')
+      .put('/admin/rules/catalogue')
+      .set('Content-Type', 'application/json')
+      .set('If-Match', current.headers.etag as string)
+      .send(JSON.stringify(catalogue));
+    expect(edited.status, edited.text).toBe(200);
+
+    const pulled = await city.t.as('admin').post('/admin/federation/rules/$pull');
+    expect(pulled.status, pulled.text).toBe(200);
+    expect(pulled.body).toMatchObject({ parent: 'shandong', changed: true });
+    const effective = await city.t.as('admin').get('/admin/rules/catalogue');
+    const days = (code: string) =>
+      (effective.body as typeof catalogue).items.find((i) => i.code === code)?.validityDays;
+    expect(days('HR-LAB-CRP')).toBe(2); // the province's change
+    expect(days('HR-LAB-ESR')).toBe(3); // the city's stricter window
+    expect(days('HR-LAB-CBC')).toBe(7); // a longer window than the province's is not applied
+    // Pulled again with nothing new upstream: no new version.
+    const again = await city.t.as('admin').post('/admin/federation/rules/$pull');
+    expect(again.body).toMatchObject({ changed: false, version: pulled.body.version });
   });
 
   test('a broker token reaches /federation only, and a child speaks only for requesters of its own region', async () => {
