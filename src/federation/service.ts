@@ -165,6 +165,11 @@ export class FederationService implements FederationPort {
     return this.forwardRead(await this.targets(caller, path), { ...q, path }, q.deadlineMs - HOP_MARGIN_MS);
   }
 
+  /** FederationPort: a remote result for the doctor's view. */
+  readResult(access: AccessContext, reference: string, district: string): Promise<Bundle> {
+    return this.readRemote(access, reference, district);
+  }
+
   /** A remote result for this broker's doctor (the doctor's view): asked of the neighbours, audited here. */
   async readRemote(access: AccessContext, reference: string, district: string): Promise<Bundle> {
     if (!/^https?:\/\/\S+\/(DiagnosticReport|Observation)\/[A-Za-z0-9\-.]{1,64}$/.test(reference)) {

@@ -3,6 +3,8 @@
  * patient held by other brokers of the province, each with its performing institution. The federation module
  * implements it; the check depends only on this shape (no import of the federation's HTTP code).
  */
+import type { Bundle } from 'fhir/r4';
+import type { AccessContext } from '../auth/tokens.js';
 import type { RecognitionFact } from './facts.js';
 import type { Institution } from './institutions.js';
 import type { Bilingual } from './vocabulary.js';
@@ -46,6 +48,11 @@ export interface FederationPort {
   isConfigured(): Promise<boolean>;
   /** Asks the neighbours within the deadline; never throws for an unreachable one (its reach says so). */
   ask(query: FederatedQuery): Promise<FederatedAnswer>;
+  /**
+   * A result another broker holds (absolute reference), for a doctor of this broker at `district`: a Bundle with the
+   * report and its Observations, audited on both sides. Throws (404) when no broker serves it to this requester.
+   */
+  readResult(access: AccessContext, reference: string, district: string): Promise<Bundle>;
 }
 
 /** What the federation contributed to a check: who was asked, who answered in time. */

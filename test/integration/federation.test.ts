@@ -1,6 +1,14 @@
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
-import type { AuditEvent, Bundle, DiagnosticReport, Parameters, ParametersParameter, Patient } from 'fhir/r4';
+import type {
+  AuditEvent,
+  Bundle,
+  DiagnosticReport,
+  Observation,
+  Parameters,
+  ParametersParameter,
+  Patient,
+} from 'fhir/r4';
 import { exportJWK, generateKeyPair, type JWK } from 'jose';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -9,6 +17,7 @@ import { deriveEpochKey, residentIdCheckChar } from '../../src/recognition/ident
 import { HR_MARK_URL, SYSTEMS } from '../../src/recognition/vocabulary.js';
 import type { Card } from '../../src/cds/cards.js';
 import { readDemoCdsClient, signCdsJwt } from '../../src/cds/clients.js';
+import { priorResults } from '../../src/ui/prior-results.js';
 import { createTestApp, TEST_DATA_DIR, type TestApp } from '../support/app.js';
 import { RecordingProxy } from '../support/recording-proxy.js';
 import { FHIR_JSON, HOSPITAL_A, HOSPITAL_B, ID_CARD, LOINC, daysAgo } from '../fixtures/recognition.js';
@@ -103,6 +112,17 @@ const patient = (id: string, value: string): Patient => ({
   managingOrganization: { reference: HOSPITAL_A },
 });
 
+const wbc: Observation = {
+  resourceType: 'Observation',
+  id: 'fed-wbc',
+  status: 'final',
+  code: { coding: [{ system: LOINC, code: '6690-2', display: 'WBC' }] },
+  subject: { reference: 'Patient/fed-p1' },
+  effectiveDateTime: daysAgo(1),
+  performer: [{ reference: HOSPITAL_A }],
+  valueQuantity: { value: 6.4, unit: '10*9/L', system: 'http://unitsofmeasure.org', code: '10*9/L' },
+};
+
 const cbc = (id: string, subject: string, scope: 'provincial' | 'municipal'): DiagnosticReport => ({
   resourceType: 'DiagnosticReport',
   id,
@@ -113,6 +133,7 @@ const cbc = (id: string, subject: string, scope: 'provincial' | 'municipal'): Di
   effectiveDateTime: daysAgo(1),
   issued: daysAgo(1),
   performer: [{ reference: HOSPITAL_A }],
+  ...(scope === 'provincial' ? { result: [{ reference: 'Observation/fed-wbc' }] } : {}),
 });
 
 const check = (idNumber: string, regionWide = false): Parameters => ({
@@ -192,6 +213,7 @@ describe('a province–city–district federation of brokers', () => {
     for (const r of [
       patient('fed-p1', PROVINCIAL_ID),
       patient('fed-p2', MUNICIPAL_ID),
+      wbc,
       cbc('fed-cbc-provincial', 'fed-p1', 'provincial'),
       cbc('fed-cbc-municipal', 'fed-p2', 'municipal'),
     ]) {
@@ -279,6 +301,33 @@ describe('a province–city–district federation of brokers', () => {
       ),
     ).toBe(true);
     expect(askedEvents.some((e) => e.entity?.some((x) => x.name === 'federation-facts'))).toBe(true);
+  });
+
+  test('the doctor’s view at the other city shows the remote report’s values and its institution', async () => {
+    const { district, province } = brokers;
+    const body = await reuseCheck(province, check(PROVINCIAL_ID));
+    const checkDoc = await province.t.deps.reuseChecks!.get(body.parameter!.find((p) => p.name === 'check')!.valueId!);
+    const access = {
+      clientId: 'demo-clinician-hospital-b',
+      organization: HOSPITAL_B,
+      role: 'clinician' as const,
+      scope: 'system/*.rs',
+      jti: 'federation-view-test',
+    };
+    const view = await priorResults(
+      { ...province.t.deps, access },
+      {
+        organization: 'demo-hospital-b',
+        patientKeys: checkDoc!.patientKeys,
+        clientId: access.clientId,
+        now: new Date(),
+        earlier: [checkDoc!],
+      },
+    );
+    const item = view.categories.flatMap((c) => c.items).find((i) => i.item === 'HR-LAB-CBC');
+    expect(item?.result).toBe(`${district.base}/DiagnosticReport/fed-cbc-provincial`);
+    expect(item?.performer?.name.en).toBe('Qingdao Demo Hospital A');
+    expect(item?.values.find((v) => v.code === '6690-2')?.value).toBe(6.4);
   });
 
   test('the doctor at the other city reuses it: the province’s rolled-up report counts the recognition once, at the requester’s broker', async () => {
