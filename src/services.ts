@@ -127,6 +127,8 @@ export async function createServices(config: Config, log: Logger, uri: string, d
     rules: new LayeredRules(db, brokers, rules, log),
     figures: new FederatedFigures({
       registry: brokers,
+      ledger,
+      baseUrl: config.baseUrl,
       rollups,
       rules: () => facts.rules,
       minCell: config.reportMinCell,

@@ -10,6 +10,7 @@
 import type { AccessContext } from '../auth/tokens.js';
 import { badRequest, forbidden } from '../fhir/outcomes.js';
 import type { RecognitionRules } from '../recognition/load.js';
+import { finalDecisions, type DecisionLedger, type LedgerEntry } from '../recognition/ledger.js';
 import type { LedgerRollups } from '../reports/rollups.js';
 import { savingsReport, type SavingsReport } from '../reports/savings.js';
 import type { BrokerRegistry, FederationBroker } from './brokers.js';
@@ -19,14 +20,35 @@ import { NeighbourClient, NeighbourError } from './client.js';
 export const SUMMED = ['prompts', 'offered', 'viewed', 'accepted', 'declined', 'patients', 'saving'] as const;
 type Summed = Record<(typeof SUMMED)[number], number>;
 
+/** Recognitions of results held by another broker, by the broker that holds them (its FHIR base URL). */
+export interface ImportFigure {
+  from: string;
+  accepted: number;
+  saving: number;
+}
+
+/** One cross-region figure of the rolled-up report: recognitions at `to` of results held in `from`. */
+export interface CrossRegionFigure {
+  /** Region (division code) of the holder when it is a broker of this report's tree, else its base URL. */
+  from: string;
+  /** Region of the requester's broker (`this broker` for the one answering). */
+  to: string;
+  accepted: number;
+  saving: number;
+}
+
 export interface RegionFigures {
   /** The broker's id in its parent's registry (absent for the broker that answers the report). */
   broker?: string;
   region?: string;
   answered: boolean;
   reason?: string;
+  /** The broker's FHIR base URL (absent for the answering broker when HUREN_BASE_URL is not set). */
+  base?: string;
   /** This broker's own figures: its requesting institutions' recognitions. */
   totals?: SavingsReport['totals'];
+  /** Of those, the recognitions of results held by other brokers (imported), by holder. */
+  imports?: ImportFigure[];
   children: RegionFigures[];
 }
 
@@ -41,6 +63,8 @@ export interface FederatedReport {
    * two regions counts in each.
    */
   total: Summed;
+  /** Recognitions across regions: imported by `to` from `from` (each counted once, at the requester's broker). */
+  crossRegion: CrossRegionFigure[];
   /** Regions that did not answer in time: the sums leave them out. */
   missing: string[];
 }
@@ -51,6 +75,9 @@ const DATE = /^\d{4}-\d{2}-\d{2}$/;
 
 export interface FiguresDeps {
   registry: BrokerRegistry;
+  ledger: DecisionLedger | undefined;
+  /** This broker's FHIR base URL, when configured. */
+  baseUrl: string | undefined;
   rollups: LedgerRollups | undefined;
   rules: () => RecognitionRules;
   minCell: number;
@@ -73,7 +100,35 @@ export class FederatedFigures {
     };
     add(regions);
     total.saving = Math.round(total.saving * 100) / 100;
-    return { report: 'reuse-savings-federated', period: { from, to }, currency: 'CNY', regions, total, missing };
+    // Holders named by region when they are brokers of this tree.
+    const regionOf = new Map<string, string>();
+    const crossRegion: CrossRegionFigure[] = [];
+    const walk = (r: RegionFigures, f: (r: RegionFigures) => void) => {
+      f(r);
+      r.children.forEach((c) => walk(c, f));
+    };
+    walk(regions, (r) => {
+      if (r.base && r.region) regionOf.set(r.base, r.region);
+    });
+    walk(regions, (r) => {
+      for (const i of r.imports ?? []) {
+        crossRegion.push({
+          from: regionOf.get(i.from) ?? i.from,
+          to: r.region ?? 'this broker',
+          accepted: i.accepted,
+          saving: i.saving,
+        });
+      }
+    });
+    return {
+      report: 'reuse-savings-federated',
+      period: { from, to },
+      currency: 'CNY',
+      regions,
+      total,
+      crossRegion,
+      missing,
+    };
   }
 
   /** `POST /federation/figures`: asked by this broker's parent only. */
@@ -94,17 +149,58 @@ export class FederatedFigures {
 
   private async figures(from: string, to: string, deadlineMs: number): Promise<RegionFigures> {
     const children = (await this.deps.registry.list()).filter((b) => b.enabled && b.relation === 'child');
-    const [own, theirs] = await Promise.all([
+    const [own, imports, theirs] = await Promise.all([
       this.deps.rollups
         ? savingsReport(this.deps.rollups, this.deps.rules(), { from, to, by: [] }, { minCell: this.deps.minCell })
         : undefined,
+      this.imports(from, to),
       Promise.all(children.map((c) => this.ask(c, from, to, deadlineMs - HOP_MARGIN_MS))),
     ]);
-    return { answered: true, ...(own ? { totals: own.totals } : {}), children: theirs };
+    return {
+      answered: true,
+      ...(this.deps.baseUrl ? { base: this.deps.baseUrl } : {}),
+      ...(own ? { totals: own.totals } : {}),
+      imports,
+      children: theirs,
+    };
+  }
+
+  /**
+   * This broker's recognitions, in the period, of results held by other brokers: the decision in force for each item
+   * of a check (a correction replaces what it corrects), accepted, with a performer of another broker (an absolute
+   * reference). Read by month (an index lookup per month and event).
+   */
+  private async imports(from: string, to: string): Promise<ImportFigure[]> {
+    const ledger = this.deps.ledger;
+    if (!ledger) return [];
+    const months: string[] = [];
+    for (let m = from.slice(0, 7); m <= to.slice(0, 7); m = nextMonth(m)) months.push(m);
+    const read = await Promise.all(
+      months.flatMap((month) =>
+        (['accepted', 'declined'] as const).map((event) => ledger.collection.find({ month, event }).toArray()),
+      ),
+    );
+    const byCheck = new Map<string, LedgerEntry[]>();
+    for (const e of read.flat()) {
+      if (e.day < from || e.day > to) continue;
+      byCheck.set(e.check, [...(byCheck.get(e.check) ?? []), e]);
+    }
+    const byHolder = new Map<string, ImportFigure>();
+    for (const entries of byCheck.values()) {
+      for (const e of finalDecisions(entries).values()) {
+        if (e.event !== 'accepted' || !e.performer || !/^https?:\/\//.test(e.performer)) continue;
+        const holder = e.performer.replace(/\/Organization\/[^/]+$/, '');
+        const figure = byHolder.get(holder) ?? { from: holder, accepted: 0, saving: 0 };
+        figure.accepted += 1;
+        figure.saving = Math.round((figure.saving + e.saving) * 100) / 100;
+        byHolder.set(holder, figure);
+      }
+    }
+    return [...byHolder.values()];
   }
 
   private async ask(child: FederationBroker, from: string, to: string, ms: number): Promise<RegionFigures> {
-    const about = { broker: child._id, region: child.region };
+    const about = { broker: child._id, region: child.region, base: child.baseUrl };
     try {
       const body = (await this.client.post(child, '/federation/figures', { from, to, deadlineMs: ms }, ms)) as {
         totals?: SavingsReport['totals'];
@@ -121,4 +217,9 @@ export class FederatedFigures {
       return { ...about, answered: false, reason, children: [] };
     }
   }
+}
+
+function nextMonth(month: string): string {
+  const [y, m] = month.split('-').map(Number) as [number, number];
+  return m === 12 ? `${y + 1}-01` : `${y}-${String(m + 1).padStart(2, '0')}`;
 }

@@ -374,6 +374,10 @@ describe('a province–city–district federation of brokers', () => {
     expect(city.children[0]?.totals.accepted).toBe(0);
     expect(report.total.accepted).toBe(1);
     expect(report.total.saving).toBe(30);
+    // The recognition crossed regions: imported by the province's own hospital from the district that holds it.
+    expect((res.body as { crossRegion: unknown }).crossRegion).toEqual([
+      { from: '370211', to: 'this broker', accepted: 1, saving: 30 },
+    ]);
     // Figures go up only: a child cannot read its parent's.
     const asChild = await request(brokers.city.t.app)
       .post('/federation/figures')
