@@ -442,7 +442,7 @@ export function parseFactsRequest(body: unknown): FactsRequest {
   if (Number.isNaN(until) || until < from) throw badRequest('until must be an instant after from', 'until');
   return {
     patientKeys,
-    items: stringArray(b.items, 'items', 200),
+    items: stringArray(b.items, 'items', 1000),
     from: new Date(from).toISOString(),
     until: new Date(until).toISOString(),
     requester: requesterOf(b.requester),
