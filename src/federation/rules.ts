@@ -1,6 +1,7 @@
 /**
- * Rules per level (issue 22): a city broker applies its province's catalogue with its own additions layered on top —
- * extra items, and stricter (shorter) validity windows — and publishes the effective catalogue it applies. The child
+ * Rules per level (issue 22): a city broker applies its province's catalogue and acceptance matrix with its own
+ * additions layered on top — extra items, stricter (shorter) validity windows, its own regional acceptance rules — and
+ * publishes the effective rules it applies. The child
  * pulls its parent's effective catalogue (`GET /federation/rules`) when its parent is registered with
  * `inheritRules`, merges its additions, and saves the result as a new version of its rules when it differs (published
  * and re-projected like any edit, with the parent's version named as the author). Pulled at start, on the rules poll
@@ -19,6 +20,7 @@ export const ADDITIONS_COLLECTION = 'federation_rule_additions';
 const PULL_DEADLINE_MS = 10_000;
 
 type CatalogueJson = { items: { code: string; validityDays: number }[]; region?: string } & Record<string, unknown>;
+type MatrixJson = { regions: { region: string }[] } & Record<string, unknown>;
 
 export interface RuleAdditions {
   _id: 'current';
@@ -26,6 +28,8 @@ export interface RuleAdditions {
   items: CatalogueJson['items'];
   /** Stricter windows: item code → days. A window longer than the parent's is not applied (the parent's stands). */
   windows: Record<string, number>;
+  /** Regional acceptance rules of this level (the matrix's format), replacing the parent's for the same region. */
+  regions?: MatrixJson['regions'];
   updatedBy?: string;
   updatedAt?: Date;
 }
@@ -57,6 +61,13 @@ export function layerCatalogue(
   };
 }
 
+/** The effective acceptance matrix of this level: the parent's, with this level's regional rules (pure). */
+export function layerMatrix(parent: MatrixJson, additions: RuleAdditions): MatrixJson {
+  const own = additions.regions ?? [];
+  const mine = new Set(own.map((r) => r.region));
+  return { ...parent, regions: [...parent.regions.filter((r) => !mine.has(r.region)), ...own] };
+}
+
 export function parseAdditions(body: unknown): Omit<RuleAdditions, '_id'> {
   const b = (body ?? {}) as Record<string, unknown>;
   const items = b.items ?? [];
@@ -70,7 +81,15 @@ export function parseAdditions(body: unknown): Omit<RuleAdditions, '_id'> {
       throw badRequest(`windows.${code} must be a whole number of days`, `windows.${code}`);
     }
   }
-  return { items: items as CatalogueJson['items'], windows: windows as Record<string, number> };
+  const regions = b.regions ?? [];
+  if (!Array.isArray(regions) || regions.some((r) => typeof (r as { region?: unknown })?.region !== 'string')) {
+    throw badRequest('regions must be an array of regional acceptance rules, each with its region', 'regions');
+  }
+  return {
+    items: items as CatalogueJson['items'],
+    windows: windows as Record<string, number>,
+    regions: regions as MatrixJson['regions'],
+  };
 }
 
 export class LayeredRules {
@@ -98,13 +117,17 @@ export class LayeredRules {
   }
 
   /** `GET /federation/rules`: the catalogue this broker applies, for its children (any registered broker). */
-  async published(access: AccessContext): Promise<{ version: number; catalogue: unknown }> {
+  async published(access: AccessContext): Promise<{ version: number; catalogue: unknown; acceptanceMatrix: unknown }> {
     const caller = access.role === 'broker' ? await this.registry.byClient(access.clientId) : undefined;
     if (!caller || !caller.enabled)
       throw forbidden('/federation is called by the registered brokers of the federation only');
     await this.rules.store.refresh();
     const current = this.rules.store.current;
-    return { version: current.version, catalogue: JSON.parse(current.doc.parts.catalogue) as unknown };
+    return {
+      version: current.version,
+      catalogue: JSON.parse(current.doc.parts.catalogue) as unknown,
+      acceptanceMatrix: JSON.parse(current.doc.parts.acceptanceMatrix) as unknown,
+    };
   }
 
   /** Pulls now and every `ms` (a parent's change reaches this broker within that); returns the stop function. */
@@ -128,35 +151,38 @@ export class LayeredRules {
       const body = (await this.client.get(parent, '/federation/rules', PULL_DEADLINE_MS)) as {
         version?: number;
         catalogue?: CatalogueJson;
+        acceptanceMatrix?: MatrixJson;
       };
       if (!body.catalogue || !Array.isArray(body.catalogue.items))
         throw new NeighbourError('the answer is no catalogue');
-      const own = JSON.parse(current.doc.parts.catalogue) as CatalogueJson;
-      const layered = layerCatalogue(body.catalogue, await this.additions(), own.region);
-      if (isDeepStrictEqual(layered, own)) {
-        return (this.last = {
+      const additions = await this.additions();
+      const author = `federation:${parent._id}@${body.version}`;
+      let changed = false;
+      // The catalogue first, then the matrix: each a version of its own when it differs from the one in force.
+      const own = JSON.parse(this.rules.store.current.doc.parts.catalogue) as CatalogueJson;
+      const catalogue = layerCatalogue(body.catalogue, additions, own.region);
+      if (!isDeepStrictEqual(catalogue, own)) {
+        changed = (await this.rules.edit('catalogue', catalogue, this.rules.store.current.version, author)).changed;
+      }
+      if (body.acceptanceMatrix && Array.isArray(body.acceptanceMatrix.regions)) {
+        const ownMatrix = JSON.parse(this.rules.store.current.doc.parts.acceptanceMatrix) as MatrixJson;
+        const matrix = layerMatrix(body.acceptanceMatrix, additions);
+        if (!isDeepStrictEqual(matrix, ownMatrix)) {
+          const next = await this.rules.edit('acceptanceMatrix', matrix, this.rules.store.current.version, author);
+          changed = changed || next.changed;
+        }
+      }
+      if (changed) {
+        this.log.info('Recognition rules layered on the parent broker’s', {
           parent: parent._id,
-          parentVersion: body.version,
-          changed: false,
-          version: current.version,
-          at: new Date(),
+          version: this.rules.store.current.version,
         });
       }
-      const next = await this.rules.edit(
-        'catalogue',
-        layered,
-        current.version,
-        `federation:${parent._id}@${body.version}`,
-      );
-      this.log.info('Recognition catalogue layered on the parent broker’s', {
-        parent: parent._id,
-        version: next.version,
-      });
       return (this.last = {
         parent: parent._id,
         parentVersion: body.version,
-        changed: next.changed,
-        version: next.version,
+        changed,
+        version: this.rules.store.current.version,
         at: new Date(),
       });
     } catch (err) {

@@ -394,7 +394,10 @@ describe('a province–city–district federation of brokers', () => {
       .as('admin')
       .put('/admin/federation/rules/additions')
       .set('Content-Type', 'application/json')
-      .send({ windows: { 'HR-LAB-ESR': 3, 'HR-LAB-CBC': 30 } });
+      .send({
+        windows: { 'HR-LAB-ESR': 3, 'HR-LAB-CBC': 30 },
+        regions: [{ region: '370200', policy: 'higher-or-peer', allianceMembersAccept: true }],
+      });
     expect(additions.status, additions.text).toBe(200);
 
     // The province shortens the CRP window from 3 days to 2.
@@ -418,6 +421,12 @@ describe('a province–city–district federation of brokers', () => {
     expect(days('HR-LAB-CRP')).toBe(2); // the province's change
     expect(days('HR-LAB-ESR')).toBe(3); // the city's stricter window
     expect(days('HR-LAB-CBC')).toBe(7); // a longer window than the province's is not applied
+    // The city's own regional acceptance rule, on the province's matrix.
+    const matrix = await city.t.as('admin').get('/admin/rules/acceptance-matrix');
+    const regions = (matrix.body as { regions: { region: string; policy: string }[] }).regions;
+    expect(regions.filter((r) => r.region === '370200')).toEqual([
+      { region: '370200', policy: 'higher-or-peer', allianceMembersAccept: true },
+    ]);
     // Pulled again with nothing new upstream: no new version.
     const again = await city.t.as('admin').post('/admin/federation/rules/$pull');
     expect(again.body).toMatchObject({ changed: false, version: pulled.body.version });

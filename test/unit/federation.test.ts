@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import { parseBroker } from '../../src/federation/brokers.js';
-import { layerCatalogue } from '../../src/federation/rules.js';
+import { layerCatalogue, layerMatrix } from '../../src/federation/rules.js';
 import { divisionLevel, isWithin, scopeCovers } from '../../src/federation/scope.js';
 
 describe('HR scope across brokers', () => {
@@ -64,6 +64,27 @@ describe('rules per level', () => {
     );
     expect(layered.items).toEqual(parent.items);
   });
+});
+
+test('a level’s regional acceptance rule replaces the parent’s for that region, the others stay', () => {
+  const parent = {
+    default: { policy: 'all' },
+    regions: [
+      { region: '370200', policy: 'all' },
+      { region: '370100', policy: 'all' },
+    ],
+  };
+  const layered = layerMatrix(parent, {
+    _id: 'current',
+    items: [],
+    windows: {},
+    regions: [{ region: '370200', policy: 'higher-or-peer' } as { region: string }],
+  });
+  expect(layered.regions).toEqual([
+    { region: '370100', policy: 'all' },
+    { region: '370200', policy: 'higher-or-peer' },
+  ]);
+  expect(layered.default).toEqual({ policy: 'all' });
 });
 
 describe('federated broker definitions', () => {
