@@ -20,6 +20,11 @@ import { demoSessionRouter } from './ui/demo-session.js';
 import { pagesRouter } from './ui/pages.js';
 import type { FactProjector } from './recognition/fact-store.js';
 import { syncRouter } from './sync/routes.js';
+import { federationRouter } from './federation/routes.js';
+import type { BrokerRegistry } from './federation/brokers.js';
+import type { FederationService } from './federation/service.js';
+import type { FederatedFigures } from './federation/figures.js';
+import type { LayeredRules } from './federation/rules.js';
 import type { SyncService } from './sync/service.js';
 import type { RulesAdmin } from './admin/rules-admin.js';
 import { refreshRules, rulesRouter } from './admin/rules-routes.js';
@@ -39,6 +44,8 @@ export interface AppDeps extends FhirHttpDeps {
   rules: RulesAdmin;
   /** SMART EHR launches of the doctor's view (/app). */
   launches: AppLaunches;
+  /** The brokers this one federates with (parent, children, peers) and the fan-out to them (docs/federation.md). */
+  federation: { registry: BrokerRegistry; service: FederationService; figures: FederatedFigures; rules: LayeredRules };
 }
 
 /** How long `/readyz` waits for the database's answer to a ping before it reports it unreachable. */
@@ -130,6 +137,7 @@ export function createApp(deps: AppDeps): Express {
     cdsRouter(deps, (req) => publicOrigin(deps.config, req)),
   );
   app.use(syncRouter(deps)); // before /admin's catch-all authentication and body parsing
+  app.use(federationRouter(deps));
   app.use('/admin', rulesRouter(deps));
   app.use('/reports', reportsRouter(deps));
   app.use(

@@ -199,6 +199,43 @@ program
   });
 
 program
+  .command('patient-key')
+  .summary("derive a province's patient key of one epoch (the key custodian's tool)")
+  .description(
+    'Print the patient key secret of one epoch for every broker of a province, derived from the province root ' +
+      'secret in HUREN_PROVINCE_ROOT_SECRET (docs/federation.md). Give it to the brokers as ' +
+      'HUREN_PATIENT_KEY_SECRET; during a rotation the previous epoch key goes to HUREN_PATIENT_KEY_PREVIOUS_SECRETS.',
+  )
+  .requiredOption('--province <code>', 'the province division code, e.g. 370000')
+  .requiredOption('--epoch <name>', 'the epoch, e.g. 2027-01')
+  .addHelpText('after', examples('HUREN_PROVINCE_ROOT_SECRET=… huren patient-key --province 370000 --epoch 2027-01'))
+  .action(async function (this: Command, options: { province: string; epoch: string }) {
+    await run(this, async () => {
+      const root = process.env.HUREN_PROVINCE_ROOT_SECRET ?? '';
+      if (!root) throw new UsageError('HUREN_PROVINCE_ROOT_SECRET must hold the province root secret');
+      const { deriveEpochKey } = await import('./recognition/identity.js');
+      try {
+        process.stdout.write(`${deriveEpochKey(root, options.province, options.epoch)}\n`);
+      } catch (e) {
+        throw new UsageError((e as Error).message);
+      }
+    });
+  });
+
+program
+  .command('reindex')
+  .summary('re-project the recognition fact index under the current patient keys')
+  .description(
+    'Re-project every stored result into the recognition fact index, and rebuild the patient index, under the patient ' +
+      'key secrets in force (broker stopped when on the embedded database). After a key rotation, once every broker ' +
+      'of the province has run it, HUREN_PATIENT_KEY_PREVIOUS_SECRETS can be emptied (docs/federation.md).',
+  )
+  .addHelpText('after', examples('huren reindex', 'MONGODB_URI=mongodb://… huren reindex'))
+  .action(async function (this: Command) {
+    await run(this, async () => (await import('./reindex-command.js')).reindexCommand());
+  });
+
+program
   .command('migrate-sqlite')
   .summary('convert a data directory of the earlier SQLite default')
   .description(

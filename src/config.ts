@@ -59,10 +59,20 @@ export interface Config {
    * `patientKeySecretOf` generates one into `<dataDir>/patient-key-secret`. Required in production mode.
    */
   patientKeySecret: string | undefined;
+  /**
+   * Secrets of earlier key epochs still honoured during a rotation (HUREN_PATIENT_KEY_PREVIOUS_SECRETS, comma
+   * separated): facts are indexed and asked for under these as well, so no match is lost (docs/federation.md).
+   */
+  patientKeyPreviousSecrets: string[];
   /** Savings reports hide counts below this (small-cell suppression); 0: off. */
   reportMinCell: number;
   /** Synthetic patients seeded at the first start in demo mode (with the showcase patient); 0: no demo data. */
   demoPatients: number;
+  /**
+   * The longest a reuse check waits for the federated brokers (parent, children, peers) before it answers with what
+   * it has (docs/federation.md); each hop keeps a little of it back for the way back.
+   */
+  federationDeadlineMs: number;
 }
 
 /** The variable holding the patient key secret. */
@@ -141,6 +151,18 @@ export function loadConfig(rawEnv: Env = process.env): Config {
         'the same for the life of the database (the recognition index is keyed by it)',
     );
   }
+  const patientKeyPreviousSecrets = (env.HUREN_PATIENT_KEY_PREVIOUS_SECRETS ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  if (patientKeyPreviousSecrets.some((s) => Buffer.byteLength(s) < MIN_SECRET_BYTES)) {
+    throw new ConfigError(
+      `Every secret of HUREN_PATIENT_KEY_PREVIOUS_SECRETS must have at least ${MIN_SECRET_BYTES} bytes`,
+    );
+  }
+  if (patientKeyPreviousSecrets.length && patientKeySecret === undefined) {
+    throw new ConfigError(`HUREN_PATIENT_KEY_PREVIOUS_SECRETS is honoured beside ${PATIENT_KEY_SECRET_VAR} only`);
+  }
   const maxHeaderBytes = byteSize(env, 'HUREN_MAX_HEADER_SIZE', 64 * 1024);
   if (maxHeaderBytes < 8 * 1024 || maxHeaderBytes > 1024 ** 2) {
     throw new ConfigError('HUREN_MAX_HEADER_SIZE must be between 8kb and 1mb');
@@ -183,8 +205,10 @@ export function loadConfig(rawEnv: Env = process.env): Config {
     auditRetentionDays: integer(env, 'HUREN_AUDIT_RETENTION_DAYS', 400, 180, 36500),
     rulesPollMs: integer(env, 'HUREN_RULES_POLL_MS', 5000, 100, 600000),
     patientKeySecret,
+    patientKeyPreviousSecrets,
     reportMinCell: integer(env, 'HUREN_REPORT_MIN_CELL', 0, 0, 1000),
     demoPatients: integer(env, 'HUREN_DEMO_PATIENTS', env.NODE_ENV === 'test' ? 0 : 12, 0, 100000),
+    federationDeadlineMs: integer(env, 'HUREN_FEDERATION_DEADLINE_MS', 300, 50, 10000),
   };
 }
 

@@ -8,6 +8,9 @@ import { demoInstructions, tokenCommand } from './demo/instructions.js';
 import { refreshShowcase, seedDemoIfNeeded, seedDepsOf } from './demo/seed.js';
 import { DatabaseUnavailableError, startDatabase } from './store/database.js';
 
+/** How often a broker that inherits its parent's rules pulls them. */
+const RULES_PULL_MS = 60_000;
+
 /** Process entry: config → database → app → listen; graceful shutdown on SIGINT/SIGTERM. */
 async function main(): Promise<void> {
   const config = loadConfig();
@@ -63,6 +66,8 @@ async function main(): Promise<void> {
   }, 10 * 60_000);
   maintenance.unref();
   const stopSync = deps.sync.startSchedule(); // scheduled pulls of hospital servers (leases keep one puller each)
+  // The parent broker's catalogue, when this broker inherits it (docs/federation.md): at start and every minute.
+  const stopRules = deps.federation.rules.startSchedule(RULES_PULL_MS);
   void runMaintenance(deps).catch((err: unknown) => log.error('Maintenance failed', { error: (err as Error).message }));
 
   let stopping = false;
@@ -71,6 +76,7 @@ async function main(): Promise<void> {
     stopping = true;
     clearInterval(maintenance);
     stopSync();
+    stopRules();
     log.info('Shutting down: finishing in-flight requests', { signal });
     const force = setTimeout(() => server.closeAllConnections(), config.shutdownGraceMs);
     server.closeIdleConnections();

@@ -25,6 +25,10 @@ import { ReuseCheckStore } from './recognition/reuse-checks.js';
 import { createModels, ensureIndexes } from './store/models.js';
 import { ResourceStore, type IndexFn } from './store/resource-store.js';
 import { SyncService } from './sync/service.js';
+import { BrokerRegistry } from './federation/brokers.js';
+import { FederationService } from './federation/service.js';
+import { FederatedFigures } from './federation/figures.js';
+import { LayeredRules } from './federation/rules.js';
 
 /** The recognition rules shipped with Huren (catalogue, local codes, institutions …). */
 export const SEED_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'seed');
@@ -49,7 +53,8 @@ export async function createServices(config: Config, log: Logger, uri: string, d
   await rulesStore.init();
   const factStore = new FactStore(connection.db!);
   await factStore.ensureIndexes();
-  const secret = patientKeySecretOf(config);
+  // The current epoch's secret first, then those of earlier epochs a rotation still honours.
+  const secret = [patientKeySecretOf(config), ...config.patientKeyPreviousSecrets];
   const facts = new FactProjector(factStore, rulesStore.rules, secret, log, new PatientIndex(connection.db!, secret));
   const reuseChecks = new ReuseCheckStore(connection.db!);
   await reuseChecks.ensureIndexes();
@@ -113,6 +118,27 @@ export async function createServices(config: Config, log: Logger, uri: string, d
     { db, store, validator, log, metrics, audit },
     { leaseMs: config.syncLeaseSeconds * 1000 },
   );
+  const brokers = new BrokerRegistry(db);
+  const federation = {
+    registry: brokers,
+    service: new FederationService({
+      registry: brokers,
+      facts,
+      store,
+      log,
+      baseUrl: config.baseUrl,
+      deadlineMs: config.federationDeadlineMs,
+    }),
+    rules: new LayeredRules(db, brokers, rules, log),
+    figures: new FederatedFigures({
+      registry: brokers,
+      ledger,
+      baseUrl: config.baseUrl,
+      rollups,
+      rules: () => facts.rules,
+      minCell: config.reportMinCell,
+    }),
+  };
   return {
     connection,
     metrics,
@@ -130,6 +156,8 @@ export async function createServices(config: Config, log: Logger, uri: string, d
     rules,
     sync,
     launches,
+    federation,
+    federationPort: federation.service,
   };
 }
 

@@ -67,6 +67,9 @@ export function assertAllowed(
       where,
     );
   }
+  if (access.role === 'broker') {
+    throw forbidden('A federated broker reads results through /federation, scoped to what it was answered', where);
+  }
   if (access.role === 'clinician' && permission !== 'r' && permission !== 's') {
     throw forbidden('The clinician role reads results; writing them is for hospital systems (his)', where);
   }

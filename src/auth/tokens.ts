@@ -14,9 +14,12 @@ import type { Collection } from 'mongodb';
 import type { KeyRing } from './keys.js';
 import { isCoveredBy, parseScope, parseScopes } from './scopes.js';
 
-export type Role = 'his' | 'clinician' | 'bureau' | 'supervisor' | 'admin';
-/** `supervisor`: the health commission's expert reviewer of declines (aggregates, and the cases with their prior result). */
-export const ROLES: readonly Role[] = ['his', 'clinician', 'bureau', 'supervisor', 'admin'];
+/**
+ * `supervisor`: the health commission's expert reviewer of declines (aggregates, and the cases with their prior result).
+ * `broker`: another Huren broker of the federation (issue 22), registered through /admin/federation/brokers.
+ */
+export type Role = 'his' | 'clinician' | 'bureau' | 'supervisor' | 'admin' | 'broker';
+export const ROLES: readonly Role[] = ['his', 'clinician', 'bureau', 'supervisor', 'admin', 'broker'];
 
 /** A registered system client (SMART Backend Services). */
 export interface ClientDoc {

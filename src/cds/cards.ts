@@ -253,6 +253,20 @@ function detailOf(c: CardInput): string {
 }
 
 /** One informative card for order codes Huren cannot map to a recognised item (no check was possible for them). */
+/** The federated brokers did not all answer in time: the doctor sees that results of other regions may be missing. */
+export function federationCard(note: Bilingual, lang: Language): Card {
+  return {
+    summary: clip(
+      lang === 'zh'
+        ? '部分互认平台未应答：可能缺少其他地区的结果'
+        : 'Some federated brokers did not answer: results of other regions may be missing',
+    ),
+    detail: note[lang],
+    indicator: 'info',
+    source: { label: lang === 'zh' ? 'Huren 检查检验结果互认' : 'Huren mutual recognition of results' },
+  };
+}
+
 export function unmappedCard(codings: Coding[][], lang: Language): Card {
   const list = codings
     .map((cs) =>

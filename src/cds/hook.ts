@@ -12,12 +12,21 @@ import type { SeenJtiDoc } from '../auth/tokens.js';
 import type { FhirDeps } from '../fhir/interactions.js';
 import { badRequest, error, forbidden, preconditionFailed } from '../fhir/outcomes.js';
 import { runReuseCheck } from '../fhir/reuse-check.js';
+import { federationNote } from '../recognition/federation.js';
 import { ID_PATTERN } from '../fhir/types.js';
 import { requestedItemsFromServiceRequest, type RequestedItem, type ReuseOutcome } from '../recognition/engine.js';
 import { corroborateRecords, describeConflicts, patientKeysOf } from '../recognition/identity.js';
 import { PROMPTED_DECISIONS } from '../recognition/ledger.js';
 import type { ResourceStore } from '../store/resource-store.js';
-import { identityCard, noIdentifierCard, resultCard, unmappedCard, type Card, type Language } from './cards.js';
+import {
+  federationCard,
+  identityCard,
+  noIdentifierCard,
+  resultCard,
+  unmappedCard,
+  type Card,
+  type Language,
+} from './cards.js';
 import { fhirServerBases, isUnderBase, type CdsCaller, type CdsClientDoc } from './clients.js';
 
 export interface CdsService {
@@ -310,7 +319,8 @@ async function readAll(store: ResourceStore, refs: string[]): Promise<Map<string
 
 /** The result's Observations: itself when it is one, else those a DiagnosticReport lists. */
 async function observationsOf(store: ResourceStore, sources: string[]): Promise<Map<string, Observation[]>> {
-  const byRef = await readAll(store, [...new Set(sources)]);
+  // Results of other brokers of the federation are not in this store: the doctor opens them through /federation.
+  const byRef = await readAll(store, [...new Set(sources.filter((s) => !/^https?:/.test(s)))]);
   const listed = new Map<string, string[]>();
   for (const source of new Set(sources)) {
     const r = byRef.get(source);
@@ -373,7 +383,7 @@ export async function answerHook(
     }
   }
   const now = new Date();
-  const { checkId, outcomes } = await runReuseCheck(deps, {
+  const { checkId, outcomes, federation } = await runReuseCheck(deps, {
     requester: institution,
     patientKeys,
     items,
@@ -403,6 +413,9 @@ export async function answerHook(
     const nameOf = (id: string) => rules.directory.byId.get(id)?.name.zh;
     cards.push(identityCard(describeConflicts(identity, { lang: ctx.lang, nameOf }), ctx.lang));
   }
+  // An institution of this broker, or of the broker of the federation that holds the result.
+  const performerOf = (id: string | undefined) =>
+    id ? (rules.directory.byId.get(id) ?? federation?.institutions.get(id)) : undefined;
   for (const o of prompted) {
     const item = rules.index.items.get(o.item.code);
     if (!item) continue;
@@ -413,9 +426,7 @@ export async function answerHook(
       resultCard({
         outcome: o,
         item,
-        ...(o.performer && rules.directory.byId.get(o.performer)
-          ? { performer: rules.directory.byId.get(o.performer)! }
-          : {}),
+        ...(performerOf(o.performer) ? { performer: performerOf(o.performer)! } : {}),
         observations: (o.fact && observations.get(o.fact.source)) || [],
         check: checkId,
         ...(order?.ref ? { order: order.ref } : {}),
@@ -447,6 +458,8 @@ export async function answerHook(
   if (unmapped.length > 0) cards.push(unmappedCard(unmapped, ctx.lang));
   const practitioner = practitionerOfHook(req.context);
   if (practitioner) for (const d of docs) d.practitioner = practitioner;
+  const note = federation ? federationNote(federation) : undefined;
+  if (note) cards.push(federationCard(note, ctx.lang));
   if (docs.length > 0) await deps.cards.insertMany(docs);
   const results = [...new Set(prompted.flatMap((o) => (o.fact ? [o.fact.source] : [])))];
   return { cards, patients: await patientsLookup, results };

@@ -19,6 +19,7 @@ import {
   type DemoPatient,
 } from './generator.js';
 import { progress as createProgress, type ProgressStream } from '../progress.js';
+import { secretsOf } from '../recognition/identity.js';
 
 /** Patients written per store commit (one ingest-log document each). */
 const BATCH_PATIENTS = 5;
@@ -184,7 +185,9 @@ export async function seedDemo(deps: SeedDeps, options: SeedOptions): Promise<Se
       demos.flatMap((d) => [d.patient, ...d.results, ...d.originals]),
     );
     const counts = await writePatients(deps.store, demos);
-    const histories = demos.map((d) => demoHistory(rules, d, { seed, now: anchor, secret: deps.facts.secret }));
+    const histories = demos.map((d) =>
+      demoHistory(rules, d, { seed, now: anchor, secret: secretsOf(deps.facts.secret)[0]! }),
+    );
     const checks: ReuseCheckDoc[] = histories.flatMap((h) => h.checks);
     const entries = histories.flatMap((h) => h.entries);
     await insertNew(deps.reuseChecks.collection, checks);

@@ -6,6 +6,7 @@ import type { Logger } from '../log.js';
 import type { FactProjector } from '../recognition/fact-store.js';
 import type { DecisionLedger } from '../recognition/ledger.js';
 import type { LedgerRollups } from '../reports/rollups.js';
+import type { FederationPort } from '../recognition/federation.js';
 import type { ReuseCheckStore } from '../recognition/reuse-checks.js';
 import type { AppliedWrite, Plan, ResourceStore } from '../store/resource-store.js';
 import type { CurrentDoc } from '../store/models.js';
@@ -57,6 +58,8 @@ export interface FhirDeps {
   ledger?: DecisionLedger;
   /** The ledger summed up for reports ($evaluate-measure, /reports/savings). */
   rollups?: LedgerRollups;
+  /** Other brokers of the province, asked when the local index has no reusable result (docs/federation.md). */
+  federationPort?: FederationPort;
 }
 
 // ---- validation ----

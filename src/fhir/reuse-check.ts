@@ -24,10 +24,13 @@ import {
   IDENTIFIER_SYSTEMS,
   isMatchingIdentifierSystem,
   normalizeIdentifier,
-  patientKey,
+  patientKeysFor,
   type Corroboration,
   type DemographicClaim,
 } from '../recognition/identity.js';
+import type { RecognitionFact } from '../recognition/facts.js';
+import { federationNote, type FederationSummary } from '../recognition/federation.js';
+import type { Institution } from '../recognition/institutions.js';
 import { promptEntries } from '../recognition/ledger.js';
 import { storedOutcome, type ReuseCheckDoc } from '../recognition/reuse-checks.js';
 import { parseFhirDateTime } from '../recognition/time.js';
@@ -45,7 +48,7 @@ const MAX_ITEMS = 100;
 /** Most Patient resources named in the audit event of one check. */
 const MAX_AUDIT_PATIENTS = 20;
 
-const PARAMETER_NAMES = ['patient', 'code', 'order', 'requester', 'at', 'context'] as const;
+const PARAMETER_NAMES = ['patient', 'code', 'order', 'requester', 'at', 'context', 'regionWide'] as const;
 type ParamName = (typeof PARAMETER_NAMES)[number];
 
 interface Input {
@@ -58,6 +61,7 @@ interface Input {
   dateTime?: string;
   code?: string;
   resource?: unknown;
+  boolean?: boolean;
 }
 
 const VALUE_FIELD: Record<ParamName, string> = {
@@ -67,6 +71,7 @@ const VALUE_FIELD: Record<ParamName, string> = {
   requester: 'valueReference',
   at: 'valueDateTime',
   context: 'valueCode',
+  regionWide: 'valueBoolean',
 };
 
 function isParamName(name: unknown): name is ParamName {
@@ -121,6 +126,10 @@ function fromBody(body: unknown): Input[] {
       case 'context':
         input.code = typeof value === 'string' ? value : '';
         break;
+      case 'regionWide':
+        if (typeof value !== 'boolean') throw badRequest(`Parameter 'regionWide' must be a boolean`, where);
+        input.boolean = value;
+        break;
     }
     return input;
   });
@@ -163,7 +172,7 @@ function fromQuery(query: Record<string, string | string[]>): Input[] {
     if (key === '_format' || key === '_pretty') continue;
     if (!isParamName(key) || key === 'order') {
       throw badRequest(
-        `Unknown query parameter '${key}'; with GET $reuse-check takes patient, code, requester, at, context`,
+        `Unknown query parameter '${key}'; with GET $reuse-check takes patient, code, requester, at, context, regionWide`,
         key,
       );
     }
@@ -177,7 +186,10 @@ function fromQuery(query: Record<string, string | string[]>): Input[] {
         input.coding = { system: t.system, code: t.value };
       } else if (key === 'requester') input.reference = { reference: value };
       else if (key === 'at') input.dateTime = value;
-      else input.code = value;
+      else if (key === 'regionWide') {
+        if (value !== 'true' && value !== 'false') throw badRequest("regionWide must be 'true' or 'false'", key);
+        input.boolean = value === 'true';
+      } else input.code = value;
       out.push(input);
     }
   }
@@ -260,7 +272,7 @@ export async function reuseCheck(req: FhirRequest, deps: FhirDeps): Promise<Fhir
     if (e instanceof RecognitionInputError) throw badRequest(e.message, isPost ? `${idWhere}.value` : idWhere);
     throw e;
   }
-  const patientKeys = [patientKey(deps.facts.secret, normalized.system, normalized.value)];
+  const patientKeys = patientKeysFor(deps.facts.secret, normalized.system, normalized.value);
 
   // At and context.
   const timeZone = rules.catalogue.timeZone;
@@ -318,13 +330,15 @@ export async function reuseCheck(req: FhirRequest, deps: FhirDeps): Promise<Fhir
 
   // The patient's records (audit trail, identity) are read while the check runs: neither needs the other. They
   // include the requester's own record, which has no result to reuse but must agree with the others.
-  const [{ checkId, outcomes }, { patients, claims }] = await Promise.all([
+  const regionWide = single(inputs, 'regionWide', false, where('regionWide'))?.boolean === true;
+  const [{ checkId, outcomes, federation }, { patients, claims }] = await Promise.all([
     runReuseCheck(deps, {
       requester,
       patientKeys,
       items,
       context,
       at,
+      regionWide,
       ...(access ? { clientId: access.clientId } : {}),
     }),
     patientsFor(deps, patientKeys),
@@ -339,7 +353,8 @@ export async function reuseCheck(req: FhirRequest, deps: FhirDeps): Promise<Fhir
     parameter: [
       { name: 'check', valueId: checkId },
       ...(identity.consistent ? [] : [identityParameter(identity)]),
-      ...outcomes.map((o) => outcomeParameter(o, lang)),
+      ...(federation ? [federationParameter(federation, lang)] : []),
+      ...outcomes.map((o) => outcomeParameter(o, lang, federation?.institutions)),
     ],
   };
   const results = outcomes.flatMap((o) => (o.fact ? [o.fact.source] : []));
@@ -358,6 +373,8 @@ export interface ReuseCheckInput {
   clientId?: string;
   /** False: decide only, store no check and no prompts (the doctor's view re-reading items already prompted). */
   record?: boolean;
+  /** Ask the federation even for items the local index has a reusable result for (the region-wide answer). */
+  regionWide?: boolean;
 }
 
 /**
@@ -368,7 +385,7 @@ export interface ReuseCheckInput {
 export async function runReuseCheck(
   deps: FhirDeps,
   input: ReuseCheckInput,
-): Promise<{ checkId: string; doc: ReuseCheckDoc; outcomes: ReuseOutcome[] }> {
+): Promise<{ checkId: string; doc: ReuseCheckDoc; outcomes: ReuseOutcome[]; federation?: FederationSummary }> {
   if (!deps.facts || !deps.reuseChecks) throw error(500, 'exception', 'The recognition service is not configured');
   const rules = deps.facts.rules;
   const timeZone = rules.catalogue.timeZone;
@@ -391,6 +408,9 @@ export async function runReuseCheck(
     if (e instanceof RecognitionInputError) throw badRequest(e.message, e.expression ?? 'Parameters');
     throw e;
   }
+  const federated = await askFederation(deps, input, outcomes, facts, from);
+  if (federated) outcomes = federated.outcomes;
+  const federation = federated?.summary;
 
   const checkId = randomUUID();
   const doc: ReuseCheckDoc = {
@@ -403,7 +423,7 @@ export async function runReuseCheck(
     context,
     outcomes: outcomes.map(storedOutcome),
   };
-  if (input.record === false) return { checkId, doc, outcomes };
+  if (input.record === false) return { checkId, doc, outcomes, ...(federation ? { federation } : {}) };
   // The check and its prompts together: both are stored before the answer is sent (a crash before it may leave a
   // prompt of a check nobody saw, never a decision without its check).
   const categoryOf = (item: string) => rules.index.items.get(item)?.category ?? 'unknown';
@@ -412,20 +432,89 @@ export async function runReuseCheck(
     deps.ledger?.recordPrompts(promptEntries(doc, categoryOf, timeZone)),
   ]);
 
-  return { checkId, doc, outcomes };
+  return { checkId, doc, outcomes, ...(federation ? { federation } : {}) };
+}
+
+/**
+ * The federation's part of a check (docs/federation.md): for the items without a reusable local result (every item
+ * when the requester asks region-wide) the other brokers are asked, within the deadline, for the patient's facts by
+ * pseudonymous key; the engine then decides on local and remote facts together, with the remote institutions as the
+ * holders describe them. Undefined when no broker is configured or nothing is left to ask.
+ */
+async function askFederation(
+  deps: FhirDeps,
+  input: ReuseCheckInput,
+  local: ReuseOutcome[],
+  facts: RecognitionFact[],
+  from: Date,
+): Promise<{ outcomes: ReuseOutcome[]; summary: FederationSummary } | undefined> {
+  const port = deps.federationPort;
+  if (!port || !(await port.isConfigured())) return undefined;
+  const rules = deps.facts!.rules;
+  const pending = local.filter((o) => o.item?.code && (input.regionWide || o.decision !== 'reusable'));
+  if (pending.length === 0) return undefined;
+  const items = new Set<string>();
+  for (const o of pending) {
+    items.add(o.item!.code!);
+    for (const member of rules.index.items.get(o.item!.code!)?.members ?? []) items.add(member);
+  }
+  const requester = rules.directory.byId.get(input.requester)!;
+  const answer = await port.ask({
+    patientKeys: input.patientKeys,
+    items: [...items],
+    from,
+    until: input.at,
+    requester: { district: requester.district.code, level: requester.level },
+  });
+  const direct = answer.reach.filter((r) => !r.via);
+  const status = answer.reach.every((r) => r.answered)
+    ? 'complete'
+    : direct.some((r) => r.answered)
+      ? 'partial'
+      : 'local-only';
+  const summary: FederationSummary = {
+    status,
+    reach: answer.reach,
+    institutions: new Map(answer.institutions.map((i) => [i.id, i])),
+    deadlineMs: deps.config.federationDeadlineMs,
+  };
+  if (answer.facts.length === 0) return { outcomes: local, summary };
+  const directory = { ...rules.directory, byId: new Map([...rules.directory.byId, ...summary.institutions]) };
+  const outcomes = decideReuse(
+    { patientKeys: input.patientKeys, requester: input.requester, items: input.items, context: input.context },
+    [...facts, ...answer.facts],
+    directory,
+    rules.index,
+    rules.matrix,
+    input.at,
+  );
+  return { outcomes, summary };
 }
 
 /**
  * One outcome: the catalogue item and every coding that was asked for it (`requested`), the verdict and its result,
  * `reason` — one plain sentence in the requester's language — and `rulePath`, one `step` per rule applied.
  */
-function outcomeParameter(o: ReuseOutcome, lang: Language): ParametersParameter {
+function outcomeParameter(
+  o: ReuseOutcome,
+  lang: Language,
+  remote: ReadonlyMap<string, Institution> = new Map(),
+): ParametersParameter {
   const part: ParametersParameter[] = [];
   if (o.item) part.push({ name: 'item', valueCoding: o.item });
   for (const coding of o.requested) part.push({ name: 'requested', valueCoding: coding });
   part.push({ name: 'decision', valueCode: o.decision });
   if (o.fact) part.push({ name: 'result', valueReference: { reference: o.fact.source } });
-  if (o.performer) part.push({ name: 'performer', valueReference: { reference: `Organization/${o.performer}` } });
+  // A result of another broker: its institution by absolute reference to that broker, with its name.
+  const holder = o.performer ? remote.get(o.performer) : undefined;
+  if (o.performer) {
+    part.push({
+      name: 'performer',
+      valueReference: holder
+        ? { reference: o.performer, display: holder.name[lang] }
+        : { reference: `Organization/${o.performer}` },
+    });
+  }
   if (o.effective) part.push({ name: 'effective', valueDateTime: o.effective });
   if (o.validUntil) part.push({ name: 'validUntil', valueDateTime: o.validUntil });
   part.push({ name: 'saving', valueMoney: { value: o.saving.value, currency: o.saving.currency } });
@@ -442,6 +531,32 @@ function outcomeParameter(o: ReuseOutcome, lang: Language): ParametersParameter 
     })),
   });
   return { name: 'outcome', part };
+}
+
+/**
+ * What the federation did for this check: `status` (complete | partial | local-only), a sentence for the doctor
+ * when it is not complete, and one `broker` part per broker asked (whether it answered in time, and if not why).
+ */
+function federationParameter(f: FederationSummary, lang: Language): ParametersParameter {
+  const note = federationNote(f);
+  return {
+    name: 'federation',
+    part: [
+      { name: 'status', valueCode: f.status },
+      ...(note ? [{ name: 'note', valueString: note[lang] }] : []),
+      ...f.reach.map((r) => ({
+        name: 'broker',
+        part: [
+          { name: 'id', valueString: r.broker },
+          { name: 'relation', valueCode: r.relation },
+          { name: 'region', valueString: r.region },
+          { name: 'answered', valueBoolean: r.answered },
+          ...(r.via ? [{ name: 'via', valueString: r.via }] : []),
+          ...(r.reason ? [{ name: 'reason', valueString: r.reason }] : []),
+        ],
+      })),
+    ],
+  };
 }
 
 /**

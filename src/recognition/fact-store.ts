@@ -14,7 +14,7 @@ import type { PatientIndex } from './patient-index.js';
 import type { CurrentDoc } from '../store/models.js';
 import type { ResourceStore } from '../store/resource-store.js';
 import { projectFacts, type Projection, type RecognitionFact } from './facts.js';
-import { patientKeysOf } from './identity.js';
+import { patientKeysOf, type KeySecrets } from './identity.js';
 import type { RecognitionRules } from './load.js';
 
 /** A fact as stored: keyed by its id, with the effective time as a Date for range queries. */
@@ -129,7 +129,7 @@ export class FactProjector {
     /** The rules, or a provider of the rules in force (they change when an administrator edits them). */
     rules: RecognitionRules | (() => RecognitionRules),
     /** The patient key secret (identity.ts): a check computes the same keys as the projection. */
-    readonly secret: string,
+    readonly secret: KeySecrets,
     private readonly log: Logger,
     /** Patient key → the broker's Patient records (audit trail and identity corroboration without a search). */
     readonly patients: PatientIndex,

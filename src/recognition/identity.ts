@@ -138,8 +138,38 @@ export function patientKey(secret: string | Uint8Array, system: string, value: s
   return createHmac('sha256', secret).update(id.system).update('\u0000').update(id.value).digest('hex');
 }
 
+/**
+ * The secrets patient keys are derived under: one, or during a rotation the current epoch's first and then those of
+ * the earlier epochs still honoured (docs/federation.md). Every key of every secret is indexed and asked for, so a
+ * broker that has moved to the new epoch still matches the facts of one that has not, and the other way round.
+ */
+export type KeySecrets = string | readonly string[];
+
+export function secretsOf(secrets: KeySecrets): readonly string[] {
+  return typeof secrets === 'string' ? [secrets] : secrets;
+}
+
+/** The patient's keys of one identifier, one per secret (the current epoch's first). */
+export function patientKeysFor(secrets: KeySecrets, system: string, value: string): string[] {
+  return [...new Set(secretsOf(secrets).map((s) => patientKey(s, system, value)))];
+}
+
+/**
+ * An epoch key of the province's key hierarchy: HMAC-SHA256 of the province's root secret over the province's
+ * division code and the epoch's name. The root secret stays with the province's key custodian; each broker of the
+ * province is given the epoch keys only (as HUREN_PATIENT_KEY_SECRET and, during a rotation,
+ * HUREN_PATIENT_KEY_PREVIOUS_SECRETS), so all of them derive the same patient keys and a broker's leaked key exposes
+ * one epoch, never the root.
+ */
+export function deriveEpochKey(rootSecret: string, province: string, epoch: string): string {
+  if (Buffer.byteLength(rootSecret) < 32) throw new RangeError('The province root secret must have at least 32 bytes');
+  if (!/^[1-9]\d0000$/.test(province)) throw new RangeError('The province is its six-digit division code (370000)');
+  if (!/^[\w.-]{1,32}$/.test(epoch)) throw new RangeError('The epoch is a short name such as 2027-01');
+  return createHmac('sha256', rootSecret).update(`huren/patient-key/${province}/${epoch}`).digest('base64url');
+}
+
 /** Keys of every matching, well-formed identifier of a patient; others (hospital record numbers …) are skipped. */
-export function patientKeysOf(secret: string | Uint8Array, identifiers: readonly Identifier[] | undefined): string[] {
+export function patientKeysOf(secrets: KeySecrets, identifiers: readonly Identifier[] | undefined): string[] {
   const keys: string[] = [];
   // Identifiers as a caller sent them (a CDS prefetch is not schema-checked): anything but strings is skipped.
   for (const id of Array.isArray(identifiers) ? identifiers : []) {
@@ -147,8 +177,7 @@ export function patientKeysOf(secret: string | Uint8Array, identifiers: readonly
       continue;
     }
     try {
-      const key = patientKey(secret, id.system, id.value);
-      if (!keys.includes(key)) keys.push(key);
+      for (const key of patientKeysFor(secrets, id.system, id.value)) if (!keys.includes(key)) keys.push(key);
     } catch (e) {
       if (!(e instanceof RecognitionInputError)) throw e;
     }

@@ -12,7 +12,7 @@ import type { Patient } from 'fhir/r4';
 import type { Collection, Db } from 'mongodb';
 import type { CurrentDoc } from '../store/models.js';
 import type { ResourceStore } from '../store/resource-store.js';
-import { patientKeysOf } from './identity.js';
+import { patientKeysOf, type KeySecrets } from './identity.js';
 
 export interface PatientRecord {
   /** `Patient/<id>` */
@@ -53,7 +53,7 @@ export class PatientIndex {
 
   constructor(
     db: Db,
-    private readonly secret: string,
+    private readonly secret: KeySecrets,
   ) {
     this.index = db.collection<IndexDoc>('patient_index');
     this.keys = db.collection<KeysDoc>('patient_keys');

@@ -75,6 +75,8 @@ export const ANCHORS: AnchorShape[] = [
   { collection: 'app_day_checks', anchor: '_id', use: "the view's checks of a patient today (re-launch)" },
   { collection: 'sync_endpoints', anchor: '_id', use: 'a hospital endpoint' },
   { collection: 'sync_status', anchor: '_id', use: 'a hospital’s sync state' },
+  { collection: 'federation_brokers', anchor: '_id', use: 'a federated broker (admin)' },
+  { collection: 'federation_rule_additions', anchor: '_id', use: 'this level’s additions to its parent’s rules' },
   { collection: 'sync_leases', anchor: '_id', use: 'renewing a sync lease' },
   { collection: 'sync_leases', anchor: 'endpoint', use: 'taking a sync lease' },
   { collection: 'recognition_rules', anchor: '_id', use: 'a rules version' },
@@ -124,6 +126,12 @@ export const SCANS: ScanShape[] = [
   { collection: 'recognition_rules', keys: [], use: 'the newest rules version', why: 'one document per edit' },
   { collection: 'sync_endpoints', keys: [], use: 'listing hospital endpoints', why: RARE },
   { collection: 'sync_status', keys: [], use: 'listing sync states', why: RARE },
+  {
+    collection: 'federation_brokers',
+    keys: [],
+    use: 'the federated brokers (parent, children, peers)',
+    why: 'a handful of documents, read at most every 5 s per process',
+  },
   { collection: 'clients', keys: ['demo'], use: 'removing demo clients', why: RARE },
   { collection: 'cds_clients', keys: ['demo'], use: 'removing demo CDS clients', why: RARE },
   {

@@ -8,6 +8,7 @@ import { corroborateRecords, describeConflicts } from '../recognition/identity.j
 import type { FhirDeps } from '../fhir/interactions.js';
 import { runReuseCheck } from '../fhir/reuse-check.js';
 import type { RecognitionFact } from '../recognition/facts.js';
+import type { ReuseOutcome } from '../recognition/engine.js';
 import type { ReuseCheckDoc } from '../recognition/reuse-checks.js';
 import { CORRECTION_WINDOW_MS, finalDecisions, type LedgerEntry } from '../recognition/ledger.js';
 import { LEVEL_EN, SYSTEMS } from '../recognition/vocabulary.js';
@@ -115,6 +116,45 @@ function recorded(
   };
 }
 
+/** Most results of other brokers opened for one view. */
+const MAX_REMOTE_RESULTS = 10;
+
+/**
+ * The results of other brokers the outcomes name (absolute references), read through the federation for this
+ * doctor: each report keyed by its absolute reference, its Observations by theirs (a report's `result` references
+ * are made absolute, so that no Observation of another broker is taken for one of this broker's). A result that
+ * cannot be read is left out: the view still shows the outcome, without values.
+ */
+async function remoteResults(
+  deps: FhirDeps,
+  outcomes: readonly ReuseOutcome[],
+  district: string | undefined,
+): Promise<Map<string, Resource>> {
+  const out = new Map<string, Resource>();
+  const refs = [
+    ...new Set(outcomes.flatMap((o) => (o.fact && /^https?:\/\//.test(o.fact.source) ? [o.fact.source] : []))),
+  ].slice(0, MAX_REMOTE_RESULTS);
+  if (!refs.length || !deps.federationPort || !deps.access || !district) return out;
+  const bundles = await Promise.all(
+    refs.map((ref) => deps.federationPort!.readResult(deps.access!, ref, district).catch(() => undefined)),
+  );
+  for (const entry of bundles.flatMap((b) => b?.entry ?? [])) {
+    const { fullUrl, resource } = entry;
+    if (!fullUrl || !resource) continue;
+    const base = fullUrl.replace(/\/[A-Za-z]+\/[A-Za-z0-9\-.]{1,64}$/, '');
+    if (resource.resourceType === 'DiagnosticReport') {
+      const report = resource as DiagnosticReport;
+      out.set(fullUrl, {
+        ...report,
+        ...(report.result
+          ? { result: report.result.map((r) => ({ ...r, reference: `${base}/${r.reference ?? ''}` })) }
+          : {}),
+      });
+    } else out.set(fullUrl, resource);
+  }
+  return out;
+}
+
 /** The view and, for the audit trail, the resources it shows. */
 export async function priorResults(
   deps: FhirDeps,
@@ -163,7 +203,7 @@ export async function priorResults(
   // Items not asked before get a check of their own (stored, prompted); the others are decided again for display.
   const created = fresh.length ? await ask(fresh, true) : undefined;
   if (created) for (const item of fresh) asked.set(item, created.doc);
-  const { outcomes } = created && fresh.length === items.length ? created : await ask(items, false);
+  const { outcomes, federation } = created && fresh.length === items.length ? created : await ask(items, false);
   const checkId = created?.checkId ?? input.earlier?.[input.earlier.length - 1]?._id ?? '';
 
   // Every source the patient has (for values and trends), bounded.
@@ -175,6 +215,12 @@ export async function priorResults(
   for (const [ref, r] of await readAll(
     deps,
     [...new Set(memberRefs)].filter((x) => !byRef.has(x)),
+  ))
+    byRef.set(ref, r);
+  for (const [ref, r] of await remoteResults(
+    deps,
+    outcomes,
+    rules.directory.byId.get(input.organization)?.district.code,
   ))
     byRef.set(ref, r);
   const performerOfSource = new Map(facts.map((f) => [f.source, f.performer]));
@@ -221,7 +267,10 @@ export async function priorResults(
       const points = series.get(v.code);
       if (points && points.length > 1) trends[v.code] = points;
     }
-    const performer = o.performer ? rules.directory.byId.get(o.performer) : undefined;
+    // An institution of this broker, or of the broker of the federation that holds the result.
+    const performer = o.performer
+      ? (rules.directory.byId.get(o.performer) ?? federation?.institutions.get(o.performer))
+      : undefined;
     shown.add(o.fact.source);
     for (const v of values) if (v.code) shown.add(v.code);
     views.push({

@@ -9,7 +9,18 @@ import { resultsOf } from '../fixtures/connectors.js';
 import { TEST_DATA_DIR } from '../support/app.js';
 
 /** `huren` as a user runs it: the package's bin, in a child process, output and exit code as they see them. */
-const COMMANDS = ['token', 'client', 'import', 'sync', 'seed', 'cds-token', 'cds-client', 'migrate-sqlite'];
+const COMMANDS = [
+  'token',
+  'client',
+  'import',
+  'sync',
+  'seed',
+  'cds-token',
+  'cds-client',
+  'patient-key',
+  'reindex',
+  'migrate-sqlite',
+];
 const STACK_LINE = /^\s+at .+\(.+:\d+:\d+\)$/m;
 
 function huren(args: string[], env: Record<string, string | undefined> = {}) {

@@ -5,9 +5,11 @@ import {
   checkResidentId,
   claimFromResidentId,
   corroborateDemographics,
+  deriveEpochKey,
   isValidResidentId,
   normalizeIdentifier,
   patientKey,
+  patientKeysFor,
   patientKeysOf,
   residentIdCheckChar,
 } from '../../src/recognition/identity.js';
@@ -91,6 +93,32 @@ describe('pseudonymous patient key', () => {
     } catch (e) {
       expect(e).toMatchObject({ code: 'invalid-identifier', expression: 'patient.value' });
     }
+  });
+
+  test('every broker of a province derives the same epoch key from the root; epochs and provinces differ', () => {
+    const root = 'province-root-secret-held-by-the-custodian';
+    const epoch = deriveEpochKey(root, '370000', '2027-01');
+    expect(deriveEpochKey(root, '370000', '2027-01')).toBe(epoch);
+    expect(deriveEpochKey(root, '370000', '2026-07')).not.toBe(epoch);
+    expect(deriveEpochKey(root, '440000', '2027-01')).not.toBe(epoch);
+    expect(Buffer.byteLength(epoch)).toBeGreaterThanOrEqual(32);
+    expect(() => deriveEpochKey(root, '370200', '2027-01')).toThrow(/division code/);
+    expect(() => deriveEpochKey('short', '370000', '2027-01')).toThrow(/at least 32 bytes/);
+  });
+
+  test('during a rotation a patient has one key per honoured epoch, the current one first', () => {
+    const [current, previous] = [
+      'secret-of-epoch-2027-01-at-least-32-bytes',
+      'secret-of-epoch-2026-07-at-least-32-bytes',
+    ];
+    const keys = patientKeysFor([current, previous], ID_CARD, '11010519491231002X');
+    expect(keys).toEqual([
+      patientKey(current, ID_CARD, '11010519491231002X'),
+      patientKey(previous, ID_CARD, '11010519491231002X'),
+    ]);
+    // A broker still on the previous epoch asks with a key the rotated broker's index still holds.
+    const identifiers = [{ system: ID_CARD, value: '11010519491231002X' }];
+    expect(patientKeysOf([current, previous], identifiers)).toContain(patientKeysOf(previous, identifiers)[0]);
   });
 
   test('a short secret is refused', () => {

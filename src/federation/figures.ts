@@ -1,0 +1,225 @@
+/**
+ * Reports that roll up (issue 22, first part): a city's or the province's broker adds its children's figures to its
+ * own. Each broker's figures are its own ledger's — the recognitions of its own requesting institutions — so every
+ * recognition is counted once, at the requester's broker, however many brokers its result passed through. A child
+ * answers its parent only, with its own figures and its children's (asked the same way), within a deadline; a child
+ * that does not answer is listed as such, never silently left out.
+ *
+ * Additive on purpose: the savings report itself (src/reports) is used as it is, for totals of a period.
+ */
+import type { AccessContext } from '../auth/tokens.js';
+import { badRequest, forbidden } from '../fhir/outcomes.js';
+import type { RecognitionRules } from '../recognition/load.js';
+import { finalDecisions, type DecisionLedger, type LedgerEntry } from '../recognition/ledger.js';
+import type { LedgerRollups } from '../reports/rollups.js';
+import { savingsReport, type SavingsReport } from '../reports/savings.js';
+import type { BrokerRegistry, FederationBroker } from './brokers.js';
+import { NeighbourClient, NeighbourError } from './client.js';
+
+/** The counts that add up across regions (rates do not: they are recomputed by whoever reads the sums). */
+export const SUMMED = ['prompts', 'offered', 'viewed', 'accepted', 'declined', 'patients', 'saving'] as const;
+type Summed = Record<(typeof SUMMED)[number], number>;
+
+/** Recognitions of results held by another broker, by the broker that holds them (its FHIR base URL). */
+export interface ImportFigure {
+  from: string;
+  accepted: number;
+  saving: number;
+}
+
+/** One cross-region figure of the rolled-up report: recognitions at `to` of results held in `from`. */
+export interface CrossRegionFigure {
+  /** Region (division code) of the holder when it is a broker of this report's tree, else its base URL. */
+  from: string;
+  /** Region of the requester's broker (`this broker` for the one answering). */
+  to: string;
+  accepted: number;
+  saving: number;
+}
+
+export interface RegionFigures {
+  /** The broker's id in its parent's registry (absent for the broker that answers the report). */
+  broker?: string;
+  region?: string;
+  answered: boolean;
+  reason?: string;
+  /** The broker's FHIR base URL (absent for the answering broker when HUREN_BASE_URL is not set). */
+  base?: string;
+  /** This broker's own figures: its requesting institutions' recognitions. */
+  totals?: SavingsReport['totals'];
+  /** Of those, the recognitions of results held by other brokers (imported), by holder. */
+  imports?: ImportFigure[];
+  children: RegionFigures[];
+}
+
+export interface FederatedReport {
+  report: 'reuse-savings-federated';
+  period: { from: string; to: string };
+  currency: 'CNY';
+  /** This broker and, nested, its children. */
+  regions: RegionFigures;
+  /**
+   * The sums over every region that answered. `patients` is the sum of each region's count: a patient recognised in
+   * two regions counts in each.
+   */
+  total: Summed;
+  /** Recognitions across regions: imported by `to` from `from` (each counted once, at the requester's broker). */
+  crossRegion: CrossRegionFigure[];
+  /** Regions that did not answer in time: the sums leave them out. */
+  missing: string[];
+}
+
+const FIGURES_DEADLINE_MS = 5000;
+const HOP_MARGIN_MS = 200;
+const DATE = /^\d{4}-\d{2}-\d{2}$/;
+
+export interface FiguresDeps {
+  registry: BrokerRegistry;
+  ledger: DecisionLedger | undefined;
+  /** This broker's FHIR base URL, when configured. */
+  baseUrl: string | undefined;
+  rollups: LedgerRollups | undefined;
+  rules: () => RecognitionRules;
+  minCell: number;
+}
+
+export class FederatedFigures {
+  private readonly client = new NeighbourClient();
+
+  constructor(private readonly deps: FiguresDeps) {}
+
+  /** `GET /reports/federated`: this broker's figures with its children's, and the sums. */
+  async report(from: string, to: string): Promise<FederatedReport> {
+    const regions = await this.figures(from, to, FIGURES_DEADLINE_MS);
+    const total = Object.fromEntries(SUMMED.map((k) => [k, 0])) as Summed;
+    const missing: string[] = [];
+    const add = (r: RegionFigures) => {
+      if (!r.answered) missing.push(`${r.broker ?? ''} (${r.region ?? ''})`);
+      for (const k of SUMMED) total[k] += Number(r.totals?.[k] ?? 0);
+      r.children.forEach(add);
+    };
+    add(regions);
+    total.saving = Math.round(total.saving * 100) / 100;
+    // Holders named by region when they are brokers of this tree.
+    const regionOf = new Map<string, string>();
+    const crossRegion: CrossRegionFigure[] = [];
+    const walk = (r: RegionFigures, f: (r: RegionFigures) => void) => {
+      f(r);
+      r.children.forEach((c) => walk(c, f));
+    };
+    walk(regions, (r) => {
+      if (r.base && r.region) regionOf.set(r.base, r.region);
+    });
+    walk(regions, (r) => {
+      for (const i of r.imports ?? []) {
+        crossRegion.push({
+          from: regionOf.get(i.from) ?? i.from,
+          to: r.region ?? 'this broker',
+          accepted: i.accepted,
+          saving: i.saving,
+        });
+      }
+    });
+    return {
+      report: 'reuse-savings-federated',
+      period: { from, to },
+      currency: 'CNY',
+      regions,
+      total,
+      crossRegion,
+      missing,
+    };
+  }
+
+  /** `POST /federation/figures`: asked by this broker's parent only. */
+  async answer(access: AccessContext, body: unknown): Promise<RegionFigures> {
+    const caller = access.role === 'broker' ? await this.deps.registry.byClient(access.clientId) : undefined;
+    if (!caller || !caller.enabled || caller.relation !== 'parent') {
+      throw forbidden("A broker's figures are reported to its parent broker only");
+    }
+    const b = (body ?? {}) as Record<string, unknown>;
+    const from = String(b.from ?? '');
+    const to = String(b.to ?? '');
+    if (!DATE.test(from) || !DATE.test(to) || to < from) {
+      throw badRequest('from and to must be local dates YYYY-MM-DD, from not after to', 'from');
+    }
+    const deadline = typeof b.deadlineMs === 'number' ? Math.min(b.deadlineMs, FIGURES_DEADLINE_MS) : 1000;
+    return this.figures(from, to, deadline);
+  }
+
+  private async figures(from: string, to: string, deadlineMs: number): Promise<RegionFigures> {
+    const children = (await this.deps.registry.list()).filter((b) => b.enabled && b.relation === 'child');
+    const [own, imports, theirs] = await Promise.all([
+      this.deps.rollups
+        ? savingsReport(this.deps.rollups, this.deps.rules(), { from, to, by: [] }, { minCell: this.deps.minCell })
+        : undefined,
+      this.imports(from, to),
+      Promise.all(children.map((c) => this.ask(c, from, to, deadlineMs - HOP_MARGIN_MS))),
+    ]);
+    return {
+      answered: true,
+      ...(this.deps.baseUrl ? { base: this.deps.baseUrl } : {}),
+      ...(own ? { totals: own.totals } : {}),
+      imports,
+      children: theirs,
+    };
+  }
+
+  /**
+   * This broker's recognitions, in the period, of results held by other brokers: the decision in force for each item
+   * of a check (a correction replaces what it corrects), accepted, with a performer of another broker (an absolute
+   * reference). Read by month (an index lookup per month and event).
+   */
+  private async imports(from: string, to: string): Promise<ImportFigure[]> {
+    const ledger = this.deps.ledger;
+    if (!ledger) return [];
+    const months: string[] = [];
+    for (let m = from.slice(0, 7); m <= to.slice(0, 7); m = nextMonth(m)) months.push(m);
+    const read = await Promise.all(
+      months.flatMap((month) =>
+        (['accepted', 'declined'] as const).map((event) => ledger.collection.find({ month, event }).toArray()),
+      ),
+    );
+    const byCheck = new Map<string, LedgerEntry[]>();
+    for (const e of read.flat()) {
+      if (e.day < from || e.day > to) continue;
+      byCheck.set(e.check, [...(byCheck.get(e.check) ?? []), e]);
+    }
+    const byHolder = new Map<string, ImportFigure>();
+    for (const entries of byCheck.values()) {
+      for (const e of finalDecisions(entries).values()) {
+        if (e.event !== 'accepted' || !e.performer || !/^https?:\/\//.test(e.performer)) continue;
+        const holder = e.performer.replace(/\/Organization\/[^/]+$/, '');
+        const figure = byHolder.get(holder) ?? { from: holder, accepted: 0, saving: 0 };
+        figure.accepted += 1;
+        figure.saving = Math.round((figure.saving + e.saving) * 100) / 100;
+        byHolder.set(holder, figure);
+      }
+    }
+    return [...byHolder.values()];
+  }
+
+  private async ask(child: FederationBroker, from: string, to: string, ms: number): Promise<RegionFigures> {
+    const about = { broker: child._id, region: child.region, base: child.baseUrl };
+    try {
+      const body = (await this.client.post(child, '/federation/figures', { from, to, deadlineMs: ms }, ms)) as {
+        totals?: SavingsReport['totals'];
+        children?: RegionFigures[];
+      };
+      return {
+        ...about,
+        answered: true,
+        ...(body.totals ? { totals: body.totals } : {}),
+        children: body.children ?? [],
+      };
+    } catch (err) {
+      const reason = err instanceof NeighbourError ? err.message : 'the answer could not be read';
+      return { ...about, answered: false, reason, children: [] };
+    }
+  }
+}
+
+function nextMonth(month: string): string {
+  const [y, m] = month.split('-').map(Number) as [number, number];
+  return m === 12 ? `${y + 1}-01` : `${y}-${String(m + 1).padStart(2, '0')}`;
+}

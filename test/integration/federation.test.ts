@@ -1,0 +1,572 @@
+import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
+import type {
+  AuditEvent,
+  Bundle,
+  DiagnosticReport,
+  Observation,
+  Parameters,
+  ParametersParameter,
+  Patient,
+} from 'fhir/r4';
+import { exportJWK, generateKeyPair, type JWK } from 'jose';
+import request from 'supertest';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { createClientAssertion } from '../../src/auth/assertion.js';
+import { deriveEpochKey, residentIdCheckChar } from '../../src/recognition/identity.js';
+import { HR_MARK_URL, SYSTEMS } from '../../src/recognition/vocabulary.js';
+import type { Card } from '../../src/cds/cards.js';
+import { readDemoCdsClient, signCdsJwt } from '../../src/cds/clients.js';
+import { priorResults } from '../../src/ui/prior-results.js';
+import { createTestApp, TEST_DATA_DIR, type TestApp } from '../support/app.js';
+import { RecordingProxy } from '../support/recording-proxy.js';
+import { FHIR_JSON, HOSPITAL_A, HOSPITAL_B, ID_CARD, LOINC, daysAgo } from '../fixtures/recognition.js';
+
+/**
+ * Three brokers on loopback — a district's (黄岛区), its city's (青岛市) and the province's (山东省) — each with its own
+ * database, linked through the admin endpoints with SMART Backend Services credentials, each behind a recording proxy
+ * that keeps every request crossing its boundary. Hospital B is registered at the province broker as a hospital of
+ * Jinan (another city); Hospital A pushes its results to the district broker.
+ */
+
+/**
+ * The province's key hierarchy (docs/federation.md): the custodian's root secret gives one key per epoch. The district
+ * broker has already rotated to epoch 2027-01 (and still honours 2026-07); the city and the province have not yet:
+ * matches must hold across the rotation.
+ */
+const ROOT_SECRET = 'shandong-province-root-secret-kept-by-the-key-custodian';
+const EPOCH_OLD = deriveEpochKey(ROOT_SECRET, '370000', '2026-07');
+const EPOCH_NEW = deriveEpochKey(ROOT_SECRET, '370000', '2027-01');
+const KEYS_OF: Record<string, Record<string, string>> = {
+  huangdao: { HUREN_PATIENT_KEY_SECRET: EPOCH_NEW, HUREN_PATIENT_KEY_PREVIOUS_SECRETS: EPOCH_OLD },
+  qingdao: { HUREN_PATIENT_KEY_SECRET: EPOCH_OLD },
+  shandong: { HUREN_PATIENT_KEY_SECRET: EPOCH_OLD },
+};
+/** Generous for a loaded test machine; the production default is 300 ms. */
+const DEADLINE_MS = 2000;
+
+const residentId = (first17: string) => `${first17}${residentIdCheckChar(first17)}`;
+const PROVINCIAL_ID = residentId('37021119800101123');
+const MUNICIPAL_ID = residentId('37021119850505224');
+const UNKNOWN_ID = residentId('37021119900909345');
+
+interface Broker {
+  name: string;
+  region: string;
+  proxy: RecordingProxy;
+  t: TestApp;
+  server: Server;
+  base: string;
+  privateJwk: JWK;
+  publicJwk: JWK;
+}
+
+const brokers: Record<'district' | 'city' | 'province', Broker> = {} as never;
+
+async function startBroker(name: string, region: string): Promise<Broker> {
+  const proxy = new RecordingProxy();
+  const port = await proxy.listen();
+  const base = `http://127.0.0.1:${port}/fhir`;
+  const t = await createTestApp(`federation-${name}`, {
+    HUREN_BASE_URL: base,
+    ...KEYS_OF[name],
+    HUREN_FEDERATION_DEADLINE_MS: String(DEADLINE_MS),
+  });
+  const server = t.app.listen(0, '127.0.0.1');
+  await new Promise((resolve) => server.once('listening', resolve));
+  proxy.forwardTo((server.address() as AddressInfo).port);
+  const { privateKey, publicKey } = await generateKeyPair('ES384', { extractable: true });
+  const privateJwk = { ...(await exportJWK(privateKey)), kid: `broker-${name}-1`, alg: 'ES384' };
+  const publicJwk = { ...(await exportJWK(publicKey)), kid: `broker-${name}-1`, alg: 'ES384' };
+  return { name, region, proxy, t, server, base, privateJwk, publicJwk };
+}
+
+/** Registers `to` at `at` as its parent, child or peer: `at`'s client there, and `to`'s client here. */
+async function link(at: Broker, to: Broker, relation: 'parent' | 'child', inheritRules = false) {
+  const res = await at.t
+    .as('admin')
+    .put(`/admin/federation/brokers/${to.name}`)
+    .set('Content-Type', 'application/json')
+    .send({
+      relation,
+      name: to.name,
+      baseUrl: to.base,
+      region: to.region,
+      timeoutMs: DEADLINE_MS,
+      outbound: {
+        tokenUrl: to.base.replace(/\/fhir$/, '/auth/token'),
+        clientId: `broker-${at.name}`,
+        privateJwk: at.privateJwk,
+      },
+      inbound: { clientId: `broker-${to.name}`, jwks: { keys: [to.publicJwk] } },
+      ...(inheritRules ? { inheritRules } : {}),
+    });
+  expect([200, 201], res.text).toContain(res.status);
+  expect(JSON.stringify(res.body)).not.toContain('"d"'); // the private key is never shown back
+}
+
+const patient = (id: string, value: string): Patient => ({
+  resourceType: 'Patient',
+  id,
+  identifier: [{ system: ID_CARD, value }],
+  managingOrganization: { reference: HOSPITAL_A },
+});
+
+const wbc: Observation = {
+  resourceType: 'Observation',
+  id: 'fed-wbc',
+  status: 'final',
+  code: { coding: [{ system: LOINC, code: '6690-2', display: 'WBC' }] },
+  subject: { reference: 'Patient/fed-p1' },
+  effectiveDateTime: daysAgo(1),
+  performer: [{ reference: HOSPITAL_A }],
+  valueQuantity: { value: 6.4, unit: '10*9/L', system: 'http://unitsofmeasure.org', code: '10*9/L' },
+};
+
+const cbc = (id: string, subject: string, scope: 'provincial' | 'municipal'): DiagnosticReport => ({
+  resourceType: 'DiagnosticReport',
+  id,
+  extension: [{ url: HR_MARK_URL, valueCoding: { system: SYSTEMS.hrScope, code: scope } }],
+  status: 'final',
+  code: { coding: [{ system: LOINC, code: '57021-8' }] },
+  subject: { reference: `Patient/${subject}` },
+  effectiveDateTime: daysAgo(1),
+  issued: daysAgo(1),
+  performer: [{ reference: HOSPITAL_A }],
+  ...(scope === 'provincial' ? { result: [{ reference: 'Observation/fed-wbc' }] } : {}),
+});
+
+const check = (idNumber: string, regionWide = false): Parameters => ({
+  resourceType: 'Parameters',
+  parameter: [
+    { name: 'patient', valueIdentifier: { system: ID_CARD, value: idNumber } },
+    { name: 'code', valueCoding: { system: LOINC, code: '57021-8' } },
+    { name: 'requester', valueReference: { reference: HOSPITAL_B } },
+    ...(regionWide ? [{ name: 'regionWide', valueBoolean: true }] : []),
+  ],
+});
+
+const HUANGDAO = { code: '370211', name: { zh: '黄岛区', en: 'Huangdao District' } };
+
+/** Moves demo institutions to other districts in one broker's rules (through the rules administration API). */
+async function relocate(at: Broker, moves: Record<string, object>) {
+  const current = await at.t.as('admin').get('/admin/rules/institutions');
+  expect(current.status, current.text).toBe(200);
+  const file = current.body as { institutions: { id: string; district: object }[] };
+  for (const i of file.institutions) if (moves[i.id]) i.district = moves[i.id]!;
+  const moved = await at.t
+    .as('admin')
+    .put('/admin/rules/institutions')
+    .set('Content-Type', 'application/json')
+    .set('If-Match', current.headers.etag as string)
+    .send(JSON.stringify(file));
+  expect(moved.status, moved.text).toBe(200);
+}
+
+/** An access token of `from`'s broker client at `at`, obtained the SMART Backend Services way. */
+async function brokerToken(from: Broker, at: Broker): Promise<string> {
+  const tokenUrl = at.base.replace(/\/fhir$/, '/auth/token');
+  const res = await request(at.t.app)
+    .post('/auth/token')
+    .type('form')
+    .send({
+      grant_type: 'client_credentials',
+      client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
+      client_assertion: await createClientAssertion(`broker-${from.name}`, from.privateJwk, tokenUrl),
+      scope: 'system/DiagnosticReport.rs system/Observation.rs',
+    });
+  expect(res.status, res.text).toBe(200);
+  return res.body.access_token as string;
+}
+
+const part = (p: ParametersParameter | undefined, name: string) => p?.part?.find((x) => x.name === name);
+const outcomeOf = (body: Parameters) => body.parameter?.find((p) => p.name === 'outcome');
+const federationOf = (body: Parameters) => body.parameter?.find((p) => p.name === 'federation');
+
+async function reuseCheck(at: Broker, body: Parameters) {
+  const res = await at.t
+    .as('clinician')
+    .post('/fhir/$reuse-check')
+    .set('Content-Type', FHIR_JSON)
+    .set('Accept-Language', 'en')
+    .send(body);
+  expect(res.status, res.text).toBe(200);
+  return res.body as Parameters;
+}
+
+describe('a province–city–district federation of brokers', () => {
+  beforeAll(async () => {
+    brokers.district = await startBroker('huangdao', '370211');
+    brokers.city = await startBroker('qingdao', '370200');
+    brokers.province = await startBroker('shandong', '370000');
+    const { district, city, province } = brokers;
+    await link(district, city, 'parent');
+    await link(city, district, 'child');
+    await link(city, province, 'parent');
+    await link(province, city, 'child');
+
+    // A district broker speaks for its own district: there hospitals A and B are hospitals of Huangdao. At the
+    // province broker Hospital B is a hospital of Jinan (历下区), another city of the province.
+    await relocate(district, { 'demo-hospital-a': HUANGDAO, 'demo-hospital-b': HUANGDAO });
+    await relocate(province, { 'demo-hospital-b': { code: '370102', name: { zh: '历下区', en: 'Lixia District' } } });
+
+    for (const r of [
+      patient('fed-p1', PROVINCIAL_ID),
+      patient('fed-p2', MUNICIPAL_ID),
+      wbc,
+      cbc('fed-cbc-provincial', 'fed-p1', 'provincial'),
+      cbc('fed-cbc-municipal', 'fed-p2', 'municipal'),
+    ]) {
+      const res = await district.t
+        .as('his')
+        .put(`/fhir/${r.resourceType}/${r.id}`)
+        .set('Content-Type', FHIR_JSON)
+        .send(r);
+      expect([200, 201], res.text).toContain(res.status);
+    }
+  }, 120_000);
+
+  afterAll(async () => {
+    for (const b of Object.values(brokers)) {
+      await b.proxy.close().catch(() => undefined);
+      await new Promise((resolve) => b.server.close(resolve));
+      await b.t.close();
+    }
+  });
+
+  test('a 本省HR result pushed to the district broker is reusable at a hospital of another city, named by absolute reference', async () => {
+    const { district, province } = brokers;
+    const body = await reuseCheck(province, check(PROVINCIAL_ID));
+    const outcome = outcomeOf(body);
+    expect(part(outcome, 'decision')?.valueCode).toBe('reusable');
+    expect(part(outcome, 'result')?.valueReference?.reference).toBe(
+      `${district.base}/DiagnosticReport/fed-cbc-provincial`,
+    );
+    expect(part(outcome, 'performer')?.valueReference).toEqual({
+      reference: `${district.base}/Organization/demo-hospital-a`,
+      display: 'Qingdao Demo Hospital A',
+    });
+    expect(part(outcome, 'saving')?.valueMoney?.value).toBeGreaterThan(0);
+    expect(part(federationOf(body), 'status')?.valueCode).toBe('complete');
+  });
+
+  test('a 本市HR result never leaves its city: the province hospital gets no result, the city’s own hospital does', async () => {
+    const { district, city, province } = brokers;
+    const elsewhere = outcomeOf(await reuseCheck(province, check(MUNICIPAL_ID)));
+    expect(part(elsewhere, 'decision')?.valueCode).toBe('none');
+    expect(part(elsewhere, 'result')).toBeUndefined();
+
+    // Hospital B at the city broker is a Qingdao hospital: the same result is recognised there.
+    const inCity = outcomeOf(await reuseCheck(city, check(MUNICIPAL_ID)));
+    expect(part(inCity, 'decision')?.valueCode).toBe('reusable');
+    expect(part(inCity, 'result')?.valueReference?.reference).toBe(
+      `${district.base}/DiagnosticReport/fed-cbc-municipal`,
+    );
+
+    // Nothing of it crossed into the province broker's answers, nor onto the wire toward it.
+    const toProvince = province.proxy.records.filter((r) => r.url.startsWith('/federation/')).map((r) => r.body);
+    expect(toProvince.join('\n')).not.toContain('fed-cbc-municipal');
+  });
+
+  test('the doctor at the other city opens the remote result; both brokers audit the read', async () => {
+    const { district, province } = brokers;
+    const reference = `${district.base}/DiagnosticReport/fed-cbc-provincial`;
+    const res = await province.t.as('clinician').get(`/federation/remote?reference=${encodeURIComponent(reference)}`);
+    expect(res.status, res.text).toBe(200);
+    const bundle = res.body as Bundle;
+    expect(bundle.entry?.[0]?.fullUrl).toBe(reference);
+    expect((bundle.entry?.[0]?.resource as DiagnosticReport).code.coding?.[0]?.code).toBe('57021-8');
+
+    // A 本市HR result is not served to the other city, even by its exact reference.
+    const refused = await province.t
+      .as('clinician')
+      .get(`/federation/remote?reference=${encodeURIComponent(`${district.base}/DiagnosticReport/fed-cbc-municipal`)}`);
+    expect(refused.status).toBe(404);
+
+    // The holder's trail: the result read by a broker of the federation (the city, on the province's behalf).
+    const held = await district.t
+      .as('admin')
+      .get('/fhir/AuditEvent?entity=DiagnosticReport/fed-cbc-provincial&_count=100');
+    expect(held.status, held.text).toBe(200);
+    const heldEvents = ((held.body as Bundle).entry ?? []).map((e) => e.resource as AuditEvent);
+    expect(heldEvents.some((e) => e.agent[0]?.altId === 'broker-qingdao' && e.action === 'R')).toBe(true);
+    expect(heldEvents.some((e) => e.agent[0]?.altId === 'broker-qingdao' && e.action === 'E')).toBe(true);
+    // The requester's trail: its clinician read the remote result.
+    const asked = await province.t.as('admin').get(`/fhir/AuditEvent?_count=200`);
+    const askedEvents = ((asked.body as Bundle).entry ?? []).map((e) => e.resource as AuditEvent);
+    expect(
+      askedEvents.some(
+        (e) =>
+          e.agent[0]?.altId === 'demo-clinician-hospital-b' && e.entity?.some((x) => x.what?.reference === reference),
+      ),
+    ).toBe(true);
+    expect(askedEvents.some((e) => e.entity?.some((x) => x.name === 'federation-facts'))).toBe(true);
+  });
+
+  test('the doctor’s view at the other city shows the remote report’s values and its institution', async () => {
+    const { district, province } = brokers;
+    const body = await reuseCheck(province, check(PROVINCIAL_ID));
+    const checkDoc = await province.t.deps.reuseChecks!.get(body.parameter!.find((p) => p.name === 'check')!.valueId!);
+    const access = {
+      clientId: 'demo-clinician-hospital-b',
+      organization: HOSPITAL_B,
+      role: 'clinician' as const,
+      scope: 'system/*.rs',
+      jti: 'federation-view-test',
+    };
+    const view = await priorResults(
+      { ...province.t.deps, access },
+      {
+        organization: 'demo-hospital-b',
+        patientKeys: checkDoc!.patientKeys,
+        clientId: access.clientId,
+        now: new Date(),
+        earlier: [checkDoc!],
+      },
+    );
+    const item = view.categories.flatMap((c) => c.items).find((i) => i.item === 'HR-LAB-CBC');
+    expect(item?.result).toBe(`${district.base}/DiagnosticReport/fed-cbc-provincial`);
+    expect(item?.performer?.name.en).toBe('Qingdao Demo Hospital A');
+    expect(item?.values.find((v) => v.code === '6690-2')?.value).toBe(6.4);
+  });
+
+  test('the doctor at the other city reuses it: the province’s rolled-up report counts the recognition once, at the requester’s broker', async () => {
+    const { province } = brokers;
+    const body = await reuseCheck(province, check(PROVINCIAL_ID));
+    const checkId = body.parameter?.find((p) => p.name === 'check')?.valueId;
+    const decided = await province.t
+      .as('demo-his-hospital-b')
+      .post('/fhir/$reuse-decision')
+      .set('Content-Type', FHIR_JSON)
+      .send({
+        resourceType: 'Parameters',
+        parameter: [
+          { name: 'check', valueId: checkId },
+          { name: 'item', valueCoding: { system: SYSTEMS.catalogue, code: 'HR-LAB-CBC' } },
+          { name: 'decision', valueCode: 'accepted' },
+        ],
+      });
+    expect(decided.status, decided.text).toBe(201);
+
+    const today = new Date(Date.now() + 8 * 3600_000).toISOString().slice(0, 10);
+    const res = await province.t.as('bureau').get('/reports/federated').query({ from: today, to: today });
+    expect(res.status, res.text).toBe(200);
+    const report = res.body as {
+      regions: {
+        totals: { accepted: number; saving: number };
+        children: {
+          broker: string;
+          answered: boolean;
+          totals: { accepted: number };
+          children: { broker: string; totals: { accepted: number } }[];
+        }[];
+      };
+      total: { accepted: number; saving: number };
+      missing: string[];
+    };
+    expect(report.missing).toEqual([]);
+    expect(report.regions.totals.accepted).toBe(1);
+    const city = report.regions.children[0]!;
+    expect(city.broker).toBe('qingdao');
+    expect(city.answered).toBe(true);
+    expect(city.totals.accepted).toBe(0);
+    expect(city.children[0]?.broker).toBe('huangdao');
+    expect(city.children[0]?.totals.accepted).toBe(0);
+    expect(report.total.accepted).toBe(1);
+    expect(report.total.saving).toBe(30);
+    // The recognition crossed regions: imported by the province's own hospital from the district that holds it.
+    expect((res.body as { crossRegion: unknown }).crossRegion).toEqual([
+      { from: '370211', to: 'this broker', accepted: 1, saving: 30 },
+    ]);
+    // Figures go up only: a child cannot read its parent's.
+    const asChild = await request(brokers.city.t.app)
+      .post('/federation/figures')
+      .set('Authorization', `Bearer ${await brokerToken(brokers.district, brokers.city)}`)
+      .set('Content-Type', 'application/json')
+      .send({ from: today, to: today });
+    expect(asChild.status).toBe(403);
+  });
+
+  test('the city applies the province’s catalogue with its own stricter windows; a change upstream reaches it', async () => {
+    const { city, province } = brokers;
+    await link(city, province, 'parent', true);
+    const additions = await city.t
+      .as('admin')
+      .put('/admin/federation/rules/additions')
+      .set('Content-Type', 'application/json')
+      .send({
+        windows: { 'HR-LAB-ESR': 3, 'HR-LAB-CBC': 30 },
+        regions: [{ region: '370200', policy: 'higher-or-peer', allianceMembersAccept: true }],
+      });
+    expect(additions.status, additions.text).toBe(200);
+
+    // The province shortens the CRP window from 3 days to 2.
+    const current = await province.t.as('admin').get('/admin/rules/catalogue');
+    const catalogue = current.body as { items: { code: string; validityDays: number }[] };
+    catalogue.items.find((i) => i.code === 'HR-LAB-CRP')!.validityDays = 2;
+    const edited = await province.t
+      .as('admin')
+      .put('/admin/rules/catalogue')
+      .set('Content-Type', 'application/json')
+      .set('If-Match', current.headers.etag as string)
+      .send(JSON.stringify(catalogue));
+    expect(edited.status, edited.text).toBe(200);
+
+    const pulled = await city.t.as('admin').post('/admin/federation/rules/$pull');
+    expect(pulled.status, pulled.text).toBe(200);
+    expect(pulled.body).toMatchObject({ parent: 'shandong', changed: true });
+    const effective = await city.t.as('admin').get('/admin/rules/catalogue');
+    const days = (code: string) =>
+      (effective.body as typeof catalogue).items.find((i) => i.code === code)?.validityDays;
+    expect(days('HR-LAB-CRP')).toBe(2); // the province's change
+    expect(days('HR-LAB-ESR')).toBe(3); // the city's stricter window
+    expect(days('HR-LAB-CBC')).toBe(7); // a longer window than the province's is not applied
+    // The city's own regional acceptance rule, on the province's matrix.
+    const matrix = await city.t.as('admin').get('/admin/rules/acceptance-matrix');
+    const regions = (matrix.body as { regions: { region: string; policy: string }[] }).regions;
+    expect(regions.filter((r) => r.region === '370200')).toEqual([
+      { region: '370200', policy: 'higher-or-peer', allianceMembersAccept: true },
+    ]);
+    // Pulled again with nothing new upstream: no new version.
+    const again = await city.t.as('admin').post('/admin/federation/rules/$pull');
+    expect(again.body).toMatchObject({ changed: false, version: pulled.body.version });
+  });
+
+  test('a broker token reaches /federation only, and a child speaks only for requesters of its own region', async () => {
+    const { district, city } = brokers;
+    const token = await brokerToken(district, city);
+    const facts = (requesterDistrict: string) =>
+      request(city.t.app)
+        .post('/federation/facts')
+        .set('Authorization', `Bearer ${token}`)
+        .set('Content-Type', 'application/json')
+        .send({
+          patientKeys: ['0'.repeat(64)],
+          items: ['HR-LAB-CBC'],
+          from: new Date(Date.now() - 30 * 86400_000).toISOString(),
+          until: new Date().toISOString(),
+          requester: { district: requesterDistrict, level: '三级甲等' },
+          path: [district.base],
+          deadlineMs: 500,
+        });
+    expect((await facts('370211')).status).toBe(200);
+    const outside = await facts('370102');
+    expect(outside.status).toBe(403);
+    expect(outside.body.issue[0].expression).toEqual(['requester.district']);
+
+    const fhir = await request(city.t.app).get('/fhir/DiagnosticReport').set('Authorization', `Bearer ${token}`);
+    expect(fhir.status).toBe(403);
+    // A hospital's token is no broker's.
+    const asHospital = await city.t
+      .as('clinician')
+      .post('/federation/facts')
+      .set('Content-Type', 'application/json')
+      .send({});
+    expect(asHospital.status).toBe(403);
+  });
+
+  test('the admin endpoints refuse a broker definition with the field at fault', async () => {
+    const { city } = brokers;
+    const put = (body: object) =>
+      city.t.as('admin').put('/admin/federation/brokers/x').set('Content-Type', 'application/json').send(body);
+    const bad = await put({ relation: 'sibling' });
+    expect(bad.status).toBe(400);
+    expect(bad.body.issue[0].expression).toEqual(['relation']);
+    const region = await put({ relation: 'peer', baseUrl: 'https://yantai.example/fhir', region: '3706' });
+    expect(region.body.issue[0].expression).toEqual(['region']);
+    const listed = await city.t.as('admin').get('/admin/federation/brokers');
+    expect(listed.status).toBe(200);
+    expect((listed.body as { id: string }[]).map((b) => b.id).sort()).toEqual(['huangdao', 'shandong']);
+    expect(JSON.stringify(listed.body)).not.toContain('"d":');
+    expect((await city.t.as('clinician').get('/admin/federation/brokers')).status).toBe(403);
+  });
+
+  test('no resident ID number crosses a broker boundary or reaches a log', () => {
+    const wire = Object.values(brokers)
+      .flatMap((b) => b.proxy.records)
+      .map((r) => `${r.method} ${r.url}\n${r.headers}\n${r.body}`)
+      .join('\n');
+    expect(wire).toContain('/federation/facts'); // the federation did talk
+    const logs = Object.values(brokers)
+      .flatMap((b) => b.t.logLines)
+      .join('\n');
+    for (const id of [PROVINCIAL_ID, MUNICIPAL_ID, UNKNOWN_ID]) {
+      expect(wire).not.toContain(id);
+      expect(logs).not.toContain(id);
+    }
+    // Nor a secret of the key hierarchy.
+    for (const secret of [ROOT_SECRET, EPOCH_OLD, EPOCH_NEW]) {
+      expect(wire).not.toContain(secret);
+      expect(logs).not.toContain(secret);
+    }
+  });
+
+  test('a province broker that hangs leaves the city’s answer partial, within the deadline, with a clear note', async () => {
+    const { city, province } = brokers;
+    province.proxy.blackhole();
+    const started = Date.now();
+    const body = await reuseCheck(city, check(PROVINCIAL_ID, true));
+    expect(Date.now() - started).toBeLessThan(DEADLINE_MS + 1500);
+    // The district still answered: the result is found.
+    expect(part(outcomeOf(body), 'decision')?.valueCode).toBe('reusable');
+    const federation = federationOf(body);
+    expect(part(federation, 'status')?.valueCode).toBe('partial');
+    expect(part(federation, 'note')?.valueString).toContain('shandong (370000: no answer within');
+  });
+
+  test('at order entry (CDS Hooks) with the province hanging, the card names the remote result and a note says who did not answer', async () => {
+    const { city } = brokers;
+    const demo = readDemoCdsClient(TEST_DATA_DIR)!;
+    const path = '/cds-services/huren-reuse-order-select';
+    const started = Date.now();
+    const res = await request(city.t.app)
+      .post(path)
+      .set(
+        'Authorization',
+        `Bearer ${await signCdsJwt(demo.iss, demo.privateJwk, `${city.base.replace(/\/fhir$/, '')}${path}`)}`,
+      )
+      .set('Accept-Language', 'en')
+      .send({
+        hook: 'order-select',
+        hookInstance: crypto.randomUUID(),
+        context: {
+          userId: 'Practitioner/dr-b',
+          patientId: 'fed-p1',
+          selections: ['ServiceRequest/fed-order'],
+          draftOrders: {
+            resourceType: 'Bundle',
+            type: 'collection',
+            entry: [
+              {
+                resource: {
+                  resourceType: 'ServiceRequest',
+                  id: 'fed-order',
+                  status: 'draft',
+                  intent: 'order',
+                  code: { coding: [{ system: LOINC, code: '57021-8' }] },
+                  subject: { reference: 'Patient/fed-p1' },
+                },
+              },
+            ],
+          },
+        },
+        prefetch: { patient: patient('fed-p1', PROVINCIAL_ID) },
+      });
+    expect(res.status, res.text).toBe(200);
+    expect(Date.now() - started).toBeLessThan(DEADLINE_MS + 1500);
+    const cards = (res.body as { cards: Card[] }).cards;
+    const texts = cards.map((c) => `${c.summary}\n${c.detail ?? ''}`).join('\n');
+    expect(texts).toMatch(/Qingdao Demo Hospital A|青岛演示医院A/);
+    expect(texts).toContain('shandong (370000: no answer within');
+  });
+
+  test('with its parent down the district broker answers local-only at once, never an error', async () => {
+    const { district, city } = brokers;
+    await city.proxy.close();
+    const body = await reuseCheck(district, check(UNKNOWN_ID));
+    expect(part(outcomeOf(body), 'decision')?.valueCode).toBe('none');
+    const federation = federationOf(body);
+    expect(part(federation, 'status')?.valueCode).toBe('local-only');
+    expect(part(federation, 'note')?.valueString).toContain("this answer covers this broker's results only");
+  });
+});
