@@ -368,6 +368,9 @@ export class DecisionLedger {
   /** Indexes for per-check lookups and the report rollups' reads (a month's prompts, the open days' prompts). */
   async ensureIndexes(): Promise<void> {
     await this.collection.createIndex({ check: 1 });
+    // The federation's figures read a month's decisions for the recognitions of other brokers' results
+    // (src/federation/figures.ts).
+    await this.collection.createIndex({ month: 1 });
     // Reports read closed periods from rollups built month by month, and the open days by day (src/reports).
     await this.prompts.createIndex({ month: 1 });
     await this.prompts.createIndex({ day: 1 });

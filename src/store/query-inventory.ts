@@ -57,6 +57,11 @@ export const ANCHORS: AnchorShape[] = [
   { collection: 'patient_keys', anchor: '_id', use: 'a Patient’s keys' },
   { collection: 'decisions', anchor: '_id', use: 'recording a decision' },
   { collection: 'decisions', anchor: 'check', use: 'the decisions of one check' },
+  {
+    collection: 'decisions',
+    anchor: 'month',
+    use: "federation figures: a month's accepted and declined decisions (recognitions of other brokers' results)",
+  },
   { collection: 'prompts', anchor: '_id', use: 'opening and updating a prompt; folding entries into prompts' },
   { collection: 'prompts', anchor: 'day', use: 'report: the open days (one $in of today, yesterday, tomorrow)' },
   { collection: 'prompts', anchor: 'month', use: 'report: summing a closed month' },
