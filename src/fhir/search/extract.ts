@@ -16,6 +16,7 @@
  *             documents (design.md, Database; style.md, Index-served search).
  */
 import fhirpath from 'fhirpath';
+import { checkResidentId, IDENTIFIER_SYSTEMS } from '../../recognition/identity.js';
 import { MAX_DATE_MS, MIN_DATE_MS, parseDateRange, type DateRange, type TimeZone } from './dates.js';
 import type { SearchParamDef, SearchRegistry } from './registry.js';
 import { normalizeText } from './text.js';
@@ -221,6 +222,12 @@ function collectTokens(v: TypedValue, tokens: Set<string>, ofType: Set<string>):
     case 'Identifier': {
       const value = str(d.value);
       add(str(d.system), value);
+      // A first-generation (15-digit) resident ID number is also found by its 18-digit form, the one patients are
+      // matched on (recognition/identity.ts).
+      if (value?.length === 15 && str(d.system)?.trim() === IDENTIFIER_SYSTEMS.residentIdCard) {
+        const check = checkResidentId(value);
+        if (check.valid) add(str(d.system), check.value);
+      }
       const type = isObject(d.type) && Array.isArray(d.type.coding) ? d.type.coding : [];
       if (value !== undefined) {
         for (const c of type) if (isObject(c) && str(c.code)) ofType.add(`${str(c.system) ?? ''}|${c.code}|${value}`);

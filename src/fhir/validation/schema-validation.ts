@@ -77,7 +77,7 @@ export function createSchemaLayer(): SchemaLayer {
     strictTypes: false,
     discriminator: true,
     logger: false,
-    code: { regExp: (pattern, flags) => new RegExp(toJavaRegexSemantics(pattern), flags) },
+    code: { regExp: javaRegExp },
   });
   ajv.addMetaSchema(require('ajv/dist/refs/json-schema-draft-06.json') as object);
   ajv.addSchema(schema);
@@ -260,6 +260,11 @@ export function toJavaRegexSemantics(pattern: string): string {
   }
   return out;
 }
+
+/** ajv's regExp engine: RegExp with the patterns read as Java reads them; `code` is how ajv's standalone code names it. */
+const javaRegExp = Object.assign((pattern: string, flags: string) => new RegExp(toJavaRegexSemantics(pattern), flags), {
+  code: 'new RegExp',
+});
 
 function pointerTokens(pointer: string): string[] {
   if (pointer === '') return [];
