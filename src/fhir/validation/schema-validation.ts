@@ -238,7 +238,7 @@ const JAVA_NON_SPACE = '\\x00-\\x08\\x0E-\\x1F\\x21-\\u{10FFFF}';
  * The R4 schema's patterns are the `regex` of the primitive types' StructureDefinitions, and FHIR defines them as
  * Java regular expressions (the reference validator runs them with java.util.regex). There `\s` is ASCII whitespace
  * only; in JavaScript it also matches U+00A0, U+3000 and the other Unicode spaces, so `^[ \r\n\t\S]+$` (string,
- * markdown) would refuse "张　三" and any report indented with full-width spaces. Each `\s` and `\S`, inside a
+ * markdown) would refuse "张\u3000三" and any report indented with full-width spaces. Each `\s` and `\S`, inside a
  * character class or not, is rewritten to the ASCII meaning before ajv compiles it.
  */
 export function toJavaRegexSemantics(pattern: string): string {
