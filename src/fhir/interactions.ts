@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { Bundle, BundleEntry, OperationOutcomeIssue, Resource } from 'fhir/r4';
 import type { AccessContext } from '../auth/tokens.js';
 import type { Config } from '../config.js';
@@ -398,7 +399,11 @@ export async function search(
     if (entries.length) bundle.entry = entries;
   }
   if (parsed.ignored.length) {
-    bundle.entry = [...(bundle.entry ?? []), { resource: outcome(...parsed.ignored), search: { mode: 'outcome' } }];
+    // A searchset entry needs a fullUrl (bdl-7 and the R4 Bundle rules); the outcome has no server id: a UUID names it.
+    bundle.entry = [
+      ...(bundle.entry ?? []),
+      { fullUrl: `urn:uuid:${randomUUID()}`, resource: outcome(...parsed.ignored), search: { mode: 'outcome' } },
+    ];
   }
   return { status: 200, body: bundle };
 }
