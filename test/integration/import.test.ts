@@ -168,6 +168,21 @@ describe('files from Chinese systems', () => {
     expect(stored.status).toBe(404);
   });
 
+  test('a patient whose resident ID has a wrong check character is refused, naming the identifier', async () => {
+    const file = path.join(dir, 'wrong-id.ndjson');
+    const wrong = {
+      ...patientOf('wrong-id'),
+      identifier: [{ system: 'urn:oid:2.16.156.10011.1.1', value: '370202199001011234' }],
+    };
+    fs.writeFileSync(file, ndjson([wrong]));
+    const rejectsFile = path.join(dir, 'wrong-id.rejects.ndjson');
+    const summary = await importPath(t.deps, file, { rejectsFile, owner: HOSPITAL_A });
+    expect(summary.counts).toMatchObject({ created: 0, rejected: 1 });
+    const issue = readRejects(rejectsFile)[0].outcome.issue[0];
+    expect(issue.expression).toEqual(['Patient.identifier[0].value']);
+    expect(issue.diagnostics).toMatch(/check character/);
+  });
+
   test('--encoding gb18030 converts the export: names, full-width spaces and characters beyond the BMP intact', async () => {
     for (const [name, write] of [
       ['gb18030.ndjson', (p: object[]) => ndjson(p)],
