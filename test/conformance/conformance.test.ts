@@ -258,6 +258,26 @@ function corpus(): Record<string, Resource> {
     out[`${name}--valid`] = resource;
     for (const m of mutationsOf(resource)) out[`${name}--${m.kind}`] = m.resource as unknown as Resource;
   }
+  // Bundles through POST /fhir/Bundle/$validate: the showcase as a collection, and with one entry corrupted by each
+  // mutation (the entry's problem must be found inside the Bundle too).
+  const showcase = demo[0]!;
+  const collection = (entries: Resource[]): Bundle => ({
+    resourceType: 'Bundle',
+    type: 'collection',
+    entry: entries.map((resource) => ({
+      fullUrl: `http://huren.test/fhir/${resource.resourceType}/${resource.id}`,
+      resource,
+    })),
+  });
+  const members: Resource[] = [showcase.patient, ...showcase.results.slice(0, 3)];
+  out['bundle-showcase--valid'] = collection(members);
+  for (const m of mutationsOf(members[1]!)) {
+    out[`bundle-showcase--${m.kind}`] = collection([
+      members[0]!,
+      m.resource as unknown as Resource,
+      ...members.slice(2),
+    ]);
+  }
   return out;
 }
 
