@@ -27,8 +27,7 @@ function residentId(): string {
 const firstGeneration = (id18: string) => id18.slice(0, 6) + id18.slice(8, 17);
 
 /** Full-width digits and Ｘ, as a Chinese input method in full-width mode types them. */
-const fullWidth = (text: string) =>
-  text.replace(/[0-9X]/g, (c) => String.fromCharCode(c.charCodeAt(0) + 0xfee0)).replace('Ｘ', 'Ｘ');
+const fullWidth = (text: string) => text.replace(/[0-9X]/g, (c) => String.fromCharCode(c.charCodeAt(0) + 0xfee0));
 
 const patient = (id: string, name = '张　三'): Patient => ({
   resourceType: 'Patient',
@@ -130,6 +129,14 @@ describe('Chinese data as it really is', () => {
     expect((res.body as Patient).identifier?.[0]?.value).toBe(id15);
     expect((await findPatients(id18)).map((p) => p.id)).toEqual([(res.body as Patient).id]);
     expect((await findPatients(id15)).map((p) => p.id)).toEqual([(res.body as Patient).id]);
+  });
+
+  test('an 18-digit patient is found by the 15-digit form of the number and by full-width digits', async () => {
+    const id18 = residentId();
+    const res = await post('/fhir/Patient', patient(id18));
+    expect(res.status, res.text).toBe(201);
+    expect((await findPatients(firstGeneration(id18))).map((p) => p.id)).toEqual([(res.body as Patient).id]);
+    expect((await findPatients(fullWidth(id18))).map((p) => p.id)).toEqual([(res.body as Patient).id]);
   });
 
   test('full-width digits and a lower-case x are stored in the form the ID is matched on', async () => {
