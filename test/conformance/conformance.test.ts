@@ -220,6 +220,17 @@ async function collectEmitted(): Promise<void> {
     meta: { profile: [fixtures.HUREN_OBSERVATION] },
     performer: undefined,
   });
+  await emit('outcome-400-resident-id', 'his', 'post', '/fhir/Patient', 400, {
+    ...showcase.patient,
+    id: undefined,
+    identifier: [
+      { system: ID_CARD, value: `${SHOWCASE.idNumber.slice(0, 17)}${SHOWCASE.idNumber.endsWith('0') ? '1' : '0'}` },
+    ],
+  });
+  await emit('outcome-413', 'his', 'post', '/fhir/Patient', 413, {
+    resourceType: 'Patient',
+    identifier: Array.from({ length: 5000 }, (_, i) => ({ system: 'urn:example', value: String(i) })),
+  });
   await emit('outcome-validate', 'admin', 'post', '/fhir/Observation/$validate', 200, {
     resourceType: 'Observation',
     status: 'done',
