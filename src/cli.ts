@@ -125,10 +125,12 @@ program
   .option('--rejects <file>', 'where refused resources are written', 'huren-import-rejects.ndjson')
   .option('--owner <Organization/id>', 'the institution the resources belong to (tenancy)')
   .option('--page-size <n>', 'resources per ingest-log entry, 1-1000')
+  .option('--encoding <name>', "the files' character encoding: utf-8, or gb18030 for GB18030/GBK exports", 'utf-8')
   .addHelpText(
     'after',
     examples(
       'huren import export/ --owner demo-hospital-a',
+      'huren import lis-export.ndjson --encoding gb18030',
       'huren import Observation.ndjson --rejects refused.ndjson',
       'MONGODB_URI=mongodb://… huren import /data/bulk-export',
     ),

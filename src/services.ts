@@ -83,7 +83,7 @@ export async function createServices(config: Config, log: Logger, uri: string, d
       .catch((err: unknown) => log.error('Patient index not built', { error: (err as Error).message }));
   }
   metrics.replayed.inc(replayed);
-  await publishConformance(store, validator.conformanceResources());
+  await publishConformance(store, [...validator.conformanceResources(), ...registry.searchParameters]);
   const rules = new RulesAdmin(rulesStore, facts, store, validator, log);
   await rules.publish();
 

@@ -99,11 +99,25 @@ export function capabilityStatement(deps: FhirDeps, baseUrl: string): Capability
           extension: [
             {
               url: 'http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris',
-              extension: [{ url: 'token', valueUri: `${baseUrl.replace(/\/fhir$/, '')}/auth/token` }],
+              // SMART App Launch 2.0 §Conformance (oauth-uris): both endpoints the broker serves, the EHR launch of
+              // the doctor's view going through /auth/authorize.
+              extension: [
+                { url: 'token', valueUri: `${baseUrl.replace(/\/fhir$/, '')}/auth/token` },
+                { url: 'authorize', valueUri: `${baseUrl.replace(/\/fhir$/, '')}/auth/authorize` },
+              ],
             },
           ],
         },
-        resource: [...clinical, ...conformance],
+        resource: [
+          ...clinical,
+          ...conformance,
+          {
+            // Bundles are not stored (POST /fhir processes transactions and batches) but can be checked entry by entry.
+            type: 'Bundle',
+            profile: 'http://hl7.org/fhir/StructureDefinition/Bundle',
+            operation: [{ name: 'validate', definition: 'http://hl7.org/fhir/OperationDefinition/Resource-validate' }],
+          },
+        ],
         interaction: [{ code: 'transaction' }, { code: 'batch' }, { code: 'history-system' }],
         operation: [
           {

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { Bundle, BundleEntry, OperationOutcomeIssue, Resource } from 'fhir/r4';
 import type { Document, Filter } from 'mongodb';
 import type { AccessContext } from '../auth/tokens.js';
@@ -38,6 +39,7 @@ import {
   type SearchRegistry,
   type SearchRequest,
 } from './search/index.js';
+import { checkResidentIdentifiers } from './resident-ids.js';
 import { ID_PATTERN, isClinicalType, isKnownType } from './types.js';
 import type { Validator } from './validation/validator.js';
 
@@ -70,6 +72,8 @@ export interface FhirDeps {
  */
 export function assertValid(deps: FhirDeps, body: unknown, expectedType: string, where?: string): Resource {
   const issues = deps.validator.validate(body, { expectedType });
+  // Only a resource that is valid FHIR is looked into for ID numbers (its Identifiers are then well formed).
+  if (!hasErrors(issues)) issues.push(...checkResidentIdentifiers(body as Resource, expectedType));
   if (hasErrors(issues)) {
     const located = where ? issues.map((i) => relocate(i, where)) : issues;
     const status = issues.every((i) => i.severity !== 'error' || /profile/i.test(i.diagnostics ?? '')) ? 422 : 400;
@@ -291,7 +295,8 @@ export async function validateOperation(
   type: string,
   id?: string,
 ): Promise<FhirResponse> {
-  assertType(type, false);
+  // A Bundle is never stored but may be checked: every entry's resource, each issue located at Bundle.entry[n].
+  if (type !== 'Bundle') assertType(type, false);
   // FHIR R4 $validate: the resource comes bare or in a Parameters `resource` part; `profile` may be a parameter.
   let resource: unknown = req.body;
   let profile = typeof req.query.profile === 'string' ? req.query.profile : undefined;
@@ -393,17 +398,23 @@ export async function search(
         url: `${req.baseUrl}/${type}${toQueryString({ ...parsed.used, _cursor: next })}`,
       });
     }
-    bundle.entry = page.map((d) => entryOf(req.baseUrl, d, 'match'));
+    const entries = page.map((d) => entryOf(req.baseUrl, d, 'match'));
     const included = await includes(deps, parsed, page);
     const seen = new Set(page.map((d) => d._id));
     for (const d of included) {
       if (seen.has(d._id)) continue;
       seen.add(d._id);
-      bundle.entry.push(entryOf(req.baseUrl, d, 'include'));
+      entries.push(entryOf(req.baseUrl, d, 'include'));
     }
+    // FHIR R4 json.html: an array is never empty; a search that found nothing has no `entry` at all.
+    if (entries.length) bundle.entry = entries;
   }
   if (parsed.ignored.length) {
-    bundle.entry = [...(bundle.entry ?? []), { resource: outcome(...parsed.ignored), search: { mode: 'outcome' } }];
+    // A searchset entry needs a fullUrl (bdl-7 and the R4 Bundle rules); the outcome has no server id: a UUID names it.
+    bundle.entry = [
+      ...(bundle.entry ?? []),
+      { fullUrl: `urn:uuid:${randomUUID()}`, resource: outcome(...parsed.ignored), search: { mode: 'outcome' } },
+    ];
   }
   return { status: 200, body: bundle };
 }
@@ -581,7 +592,10 @@ export async function history(req: FhirRequest, deps: FhirDeps, type?: string, i
     resourceType: 'Bundle',
     type: 'history',
     link: [{ relation: 'self', url: `${req.baseUrl}/${path}${toQueryString(withoutFormat(req.query))}` }],
-    entry: page.entries.map((h) => ({
+  };
+  // FHIR R4 json.html: an array is never empty; an empty history page has no `entry` at all.
+  if (page.entries.length) {
+    bundle.entry = page.entries.map((h) => ({
       fullUrl: `${req.baseUrl}/${h.type}/${h.id}`,
       resource: h.resource ?? undefined,
       request: { method: h.method, url: h.method === 'POST' ? h.type : `${h.type}/${h.id}` },
@@ -590,8 +604,8 @@ export async function history(req: FhirRequest, deps: FhirDeps, type?: string, i
         etag: etag(h.vid),
         lastModified: h.lastUpdated.toISOString(),
       },
-    })),
-  };
+    }));
+  }
   if (page.next)
     bundle.link!.push({
       relation: 'next',

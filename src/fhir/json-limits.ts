@@ -105,6 +105,9 @@ export function assertJsonLimits(body: unknown, limits: JsonLimits): void {
         if (CONTROL.test(key)) {
           throw error(400, 'value', controlMessage(`A key of ${pathOf(node) ?? 'the body'}`), pathOf(node));
         }
+        if (LONE_SURROGATE.test(key)) {
+          throw error(400, 'value', surrogateMessage(`A key of ${pathOf(node) ?? 'the body'}`), pathOf(node));
+        }
         if (key.length > limits.maxStringLength) {
           throw tooLarge(
             `A key of ${pathOf(node) ?? 'the body'} has ${key.length} characters; at most ${limits.maxStringLength} are accepted`,
@@ -134,10 +137,23 @@ export const hasControlCharacter = (text: string): boolean => CONTROL.test(text)
 export const controlMessage = (what: string) =>
   `${what} holds a control character (below U+0020 other than tab, CR, LF), which FHIR strings may not contain`;
 
+/**
+ * `"\ud800"` is valid JSON but not Unicode text: a lone half of a surrogate pair. Stored, it would come back as
+ * U+FFFD (the database writes UTF-8), so it is refused rather than silently altered. With the `u` flag a proper
+ * pair is one code point and does not match.
+ */
+const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
+const surrogateMessage = (what: string) =>
+  `${what} holds a lone UTF-16 surrogate (\\uD800-\\uDFFF without its pair), which is not Unicode text`;
+
 function assertScalar(value: unknown, limits: JsonLimits, node: Node | undefined): void {
   if (typeof value === 'string' && CONTROL.test(value)) {
     const where = node && pathOf(node);
     throw error(400, 'value', controlMessage(where ?? 'The body'), where);
+  }
+  if (typeof value === 'string' && LONE_SURROGATE.test(value)) {
+    const where = node && pathOf(node);
+    throw error(400, 'value', surrogateMessage(where ?? 'The body'), where);
   }
   if (typeof value === 'string' && value.length > limits.maxStringLength) {
     const where = node && pathOf(node);

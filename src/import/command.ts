@@ -4,6 +4,7 @@ import { EXIT, UsageError } from '../cli/errors.js';
 import { megabytes, progress } from '../progress.js';
 import { openServices } from '../cli/services.js';
 import { importPath } from './import.js';
+import { DEFAULT_ENCODING, isSupportedEncoding } from './readers.js';
 import type { IngestCounts } from './ingest.js';
 
 export const describeCounts = (c: IngestCounts) =>
@@ -13,9 +14,10 @@ export interface ImportOptions {
   rejects?: string;
   owner?: string;
   pageSize?: string;
+  encoding?: string;
 }
 
-/** `huren import FILE|DIR [--rejects FILE] [--owner Organization/ID] [--page-size N]` */
+/** `huren import FILE|DIR [--rejects FILE] [--owner Organization/ID] [--page-size N] [--encoding gb18030]` */
 export async function importCommand(file: string, options: ImportOptions): Promise<number> {
   const target = path.resolve(file);
   if (!fs.existsSync(target)) throw new UsageError(`${file} does not exist`);
@@ -23,6 +25,10 @@ export async function importCommand(file: string, options: ImportOptions): Promi
   const pageSize = options.pageSize ? Number(options.pageSize) : undefined;
   if (pageSize !== undefined && !(Number.isInteger(pageSize) && pageSize >= 1 && pageSize <= 1000)) {
     throw new UsageError('--page-size must be an integer from 1 to 1000');
+  }
+  const encoding = options.encoding ?? DEFAULT_ENCODING;
+  if (!isSupportedEncoding(encoding)) {
+    throw new UsageError(`--encoding ${encoding} is not a known character encoding (e.g. utf-8, gb18030, gbk)`);
   }
   const rejectsFile = path.resolve(options.rejects ?? 'huren-import-rejects.ndjson');
   const { deps, close } = await openServices();
@@ -32,6 +38,7 @@ export async function importCommand(file: string, options: ImportOptions): Promi
       owner,
       rejectsFile,
       pageSize,
+      encoding,
       onProgress: (p) => bar.update(p.bytes, p.totalBytes, describeCounts(p.counts)),
     });
     bar.stop();

@@ -19,6 +19,8 @@ export interface ImportOptions {
   rejectsFile: string;
   /** Resources per ingest-log entry. */
   pageSize?: number;
+  /** The files' character encoding (default UTF-8; `gb18030` for exports of systems that write GB18030/GBK). */
+  encoding?: string;
   onProgress?: (progress: ImportProgress) => void;
 }
 
@@ -84,7 +86,9 @@ async function importFile(
   report: () => void,
 ): Promise<void> {
   const pageSize = options.pageSize ?? DEFAULT_PAGE_SIZE;
-  const reader = /\.(ndjson|jsonl)$/i.test(file) ? readNdjson(file, progress) : readBundle(file, progress);
+  const reader = /\.(ndjson|jsonl)$/i.test(file)
+    ? readNdjson(file, progress, options.encoding)
+    : readBundle(file, progress, options.encoding);
   let page: ReadItem[] = [];
   const flush = async () => {
     const items = page;

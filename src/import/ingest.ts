@@ -6,6 +6,7 @@ import type { AuditFn } from '../audit/recorder.js';
 import { assertOwnersAllowed } from '../auth/policy.js';
 import type { FhirRequest } from '../fhir/request.js';
 import { hasErrors, issue, outcome, OperationOutcomeError } from '../fhir/outcomes.js';
+import { checkResidentIdentifiers } from '../fhir/resident-ids.js';
 import { ID_PATTERN, isClinicalType } from '../fhir/types.js';
 import type { Validator } from '../fhir/validation/validator.js';
 import { HUREN_FHIR_BASE } from '../recognition/vocabulary.js';
@@ -192,6 +193,8 @@ function checkItem(deps: IngestDeps, item: IngestItem, options: IngestOptions): 
     );
   }
   const issues = deps.validator.validate(r, { expectedType: type });
+  // Resident ID numbers as on a write through the API: a wrong check character refused, the rest normalised.
+  if (!hasErrors(issues)) issues.push(...checkResidentIdentifiers(r, type));
   if (hasErrors(issues)) {
     return {
       where: item.where,

@@ -1,5 +1,7 @@
 import fs from 'node:fs';
 import readline from 'node:readline';
+import { Readable } from 'node:stream';
+import iconv from 'iconv-lite';
 
 /**
  * Streaming readers of the files a FHIR Bulk Data export produces: NDJSON (one resource per line) and Bundle JSON.
@@ -15,19 +17,70 @@ export interface ReadProgress {
   bytes: number;
 }
 
-export async function* readNdjson(file: string, progress: ReadProgress): AsyncGenerator<ReadItem> {
-  const stream = fs.createReadStream(file, { encoding: 'utf8', highWaterMark: 256 * 1024 });
-  const lines = readline.createInterface({ input: stream, crlfDelay: Infinity });
-  let line = 0;
-  for await (const text of lines) {
-    line++;
+/** The character encoding files are read in: UTF-8 (FHIR R4 §2.6.0), or an export's own, such as GB18030 or GBK. */
+export const DEFAULT_ENCODING = 'utf-8';
+
+export function isSupportedEncoding(encoding: string): boolean {
+  return iconv.encodingExists(encoding);
+}
+
+/** Bytes that are not text in the file's encoding; the rest of the file is not read. */
+class NotTextError extends Error {}
+
+/**
+ * The text of a file, chunk by chunk. UTF-8 is decoded strictly: a byte sequence that is not UTF-8 (a GB18030 export
+ * read without --encoding) stops the file with a clear error instead of becoming U+FFFD in stored resources. Other
+ * encodings go through iconv-lite's decoder (GB18030 covers GBK and GB2312). A byte-order mark is dropped.
+ */
+async function* readText(file: string, progress: ReadProgress, encoding: string): AsyncGenerator<string> {
+  const stream = fs.createReadStream(file, { highWaterMark: 256 * 1024 });
+  const utf8 = iconv.encodingExists(encoding) && /^utf-?8$/i.test(encoding);
+  const strict = new TextDecoder('utf-8', { fatal: true });
+  const other = utf8 ? undefined : iconv.getDecoder(encoding);
+  for await (const chunk of stream) {
+    const offset = progress.bytes;
     progress.bytes = stream.bytesRead;
-    if (text.trim() === '') continue;
-    try {
-      yield { line, where: `line ${line}`, resource: JSON.parse(text) as unknown };
-    } catch (err) {
-      yield { line, where: `line ${line}`, error: `Not valid JSON: ${(err as Error).message}` };
+    if (other) {
+      yield other.write(chunk as Buffer);
+      continue;
     }
+    try {
+      yield strict.decode(chunk as Buffer, { stream: true });
+    } catch {
+      stream.destroy();
+      throw new NotTextError(
+        `The file is not UTF-8 text (within bytes ${offset}-${progress.bytes}): FHIR JSON is UTF-8; for an export ` +
+          'written in GB18030 or GBK, import it with --encoding gb18030',
+      );
+    }
+  }
+  const rest = other ? other.end() : strict.decode();
+  if (rest) yield rest;
+}
+
+export async function* readNdjson(
+  file: string,
+  progress: ReadProgress,
+  encoding = DEFAULT_ENCODING,
+): AsyncGenerator<ReadItem> {
+  const lines = readline.createInterface({
+    input: Readable.from(readText(file, progress, encoding)),
+    crlfDelay: Infinity,
+  });
+  let line = 0;
+  try {
+    for await (const text of lines) {
+      line++;
+      if (text.trim() === '') continue;
+      try {
+        yield { line, where: `line ${line}`, resource: JSON.parse(text) as unknown };
+      } catch (err) {
+        yield { line, where: `line ${line}`, error: `Not valid JSON: ${(err as Error).message}` };
+      }
+    }
+  } catch (err) {
+    if (!(err instanceof NotTextError)) throw err;
+    yield { line: line + 1, where: `line ${line + 1}`, error: err.message };
   }
 }
 
@@ -36,12 +89,18 @@ export async function* readNdjson(file: string, progress: ReadProgress): AsyncGe
  * strings: each entry is parsed on its own as soon as its closing brace is read. Everything outside `entry` is
  * skipped. A file that is not a Bundle yields one error.
  */
-export async function* readBundle(file: string, progress: ReadProgress): AsyncGenerator<ReadItem> {
-  const stream = fs.createReadStream(file, { encoding: 'utf8', highWaterMark: 256 * 1024 });
+export async function* readBundle(
+  file: string,
+  progress: ReadProgress,
+  encoding = DEFAULT_ENCODING,
+): AsyncGenerator<ReadItem> {
   const scan = new BundleScanner();
-  for await (const chunk of stream) {
-    progress.bytes = stream.bytesRead;
-    yield* scan.push(chunk as string);
+  try {
+    for await (const chunk of readText(file, progress, encoding)) yield* scan.push(chunk);
+  } catch (err) {
+    if (!(err instanceof NotTextError)) throw err;
+    yield { line: scan.currentLine, where: `line ${scan.currentLine}`, error: err.message };
+    return;
   }
   yield* scan.end();
 }
@@ -61,6 +120,10 @@ class BundleScanner {
   private entryIndex = 0;
   private entryText: string[] | undefined;
   private entryLine = 0;
+
+  get currentLine(): number {
+    return this.line;
+  }
 
   *push(chunk: string): Generator<ReadItem> {
     let start = 0; // where the entry being captured starts in this chunk

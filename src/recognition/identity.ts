@@ -53,23 +53,47 @@ export type ResidentIdCheck =
   | { valid: false; problem: ResidentIdProblem; message: string };
 
 /**
- * Checks an 18-character resident ID number (GB 11643-1999): 6-digit region code of a known province, birth date
- * YYYYMMDD that exists and is not after `today` (a local date, when given), 3-digit sequence (odd = male), and the
- * ISO 7064 MOD 11-2 check character (X for 10, lower-case x accepted). 15-digit numbers of the first generation
- * are not accepted. Messages never repeat the number: they may reach a log or an OperationOutcome.
+ * The resident ID number as written, in the form it is matched and stored in: surrounding spaces removed, full-width
+ * digits and Ｘ (as typed with a Chinese input method, U+FF10-U+FF19, U+FF38) turned into ASCII by NFKC, and the
+ * check character upper-case.
+ */
+export function normalizeResidentIdText(raw: string): string {
+  return raw.normalize('NFKC').trim().toUpperCase();
+}
+
+/**
+ * The 18-digit form of a 15-digit first-generation number (GB 11643-1989, issued until 2004 and still found in
+ * older hospital records): the century 19 inserted before the 2-digit birth year, and the check character appended.
+ */
+export function residentIdOf15(value: string): string {
+  const first17 = `${value.slice(0, 6)}19${value.slice(6)}`;
+  return first17 + residentIdCheckChar(first17);
+}
+
+/**
+ * Checks a resident ID number (GB 11643-1999): 6-digit region code of a known province, birth date YYYYMMDD that
+ * exists and is not after `today` (a local date, when given), 3-digit sequence (odd = male), and the ISO 7064
+ * MOD 11-2 check character (X for 10; lower-case x and full-width digits are normalised). A 15-digit number of the
+ * first generation (no century, no check character) is accepted and answered in its 18-digit form, so that both
+ * generations of the same card match. Messages never repeat the number: they may reach a log or an OperationOutcome.
  */
 export function checkResidentId(raw: string, today?: string): ResidentIdCheck {
-  const value = raw.trim().toUpperCase();
-  if (value.length !== 18) {
-    return { valid: false, problem: 'length', message: `A resident ID number has 18 characters, not ${value.length}` };
+  const written = normalizeResidentIdText(raw);
+  if (written.length !== 18 && written.length !== 15) {
+    return {
+      valid: false,
+      problem: 'length',
+      message: `A resident ID number has 18 characters (15 for a first-generation card), not ${written.length}`,
+    };
   }
-  if (!/^\d{17}[\dX]$/.test(value)) {
+  if (written.length === 15 ? !/^\d{15}$/.test(written) : !/^\d{17}[\dX]$/.test(written)) {
     return {
       valid: false,
       problem: 'characters',
-      message: 'A resident ID number is 17 digits followed by a digit or X',
+      message: 'A resident ID number is 17 digits followed by a digit or X (15 digits for a first-generation card)',
     };
   }
+  const value = written.length === 15 ? residentIdOf15(written) : written;
   if (!PROVINCE_CODES.has(value.slice(0, 2))) {
     return { valid: false, problem: 'region', message: 'The region code does not start with a known province code' };
   }

@@ -91,29 +91,26 @@ export function buildMeasureReport(
   subject?: string,
 ): MeasureReport {
   const totals = byOrganization.totals;
+  const institutionStrata = byOrganization.rows.map((row) =>
+    stratum(row, {
+      coding: [{ system: INSTITUTION_SYSTEM, code: row.organization!.code, display: row.organization!.name?.zh }],
+      text: row.organization!.reference,
+    }),
+  );
+  const categoryStrata = byCategory.rows.map((row) =>
+    stratum(row, {
+      coding: [{ system: SYSTEMS.category, code: row.category!.code, display: row.category!.name?.zh }],
+      text: row.category!.name?.en ?? row.category!.code,
+    }),
+  );
   const group: MeasureReportGroup = {
     code: { coding: [{ system: POPULATION_SYSTEM, code: 'reuse-savings', display: '互认节约费用 Reuse savings' }] },
     population: populations(totals),
     measureScore: money(totals.saving),
+    // FHIR R4 json.html: arrays are never empty; a period without savings has stratifiers without strata.
     stratifier: [
-      {
-        code: [{ text: 'institution' }],
-        stratum: byOrganization.rows.map((row) =>
-          stratum(row, {
-            coding: [{ system: INSTITUTION_SYSTEM, code: row.organization!.code, display: row.organization!.name?.zh }],
-            text: row.organization!.reference,
-          }),
-        ),
-      },
-      {
-        code: [{ text: 'category' }],
-        stratum: byCategory.rows.map((row) =>
-          stratum(row, {
-            coding: [{ system: SYSTEMS.category, code: row.category!.code, display: row.category!.name?.zh }],
-            text: row.category!.name?.en ?? row.category!.code,
-          }),
-        ),
-      },
+      { code: [{ text: 'institution' }], ...(institutionStrata.length ? { stratum: institutionStrata } : {}) },
+      { code: [{ text: 'category' }], ...(categoryStrata.length ? { stratum: categoryStrata } : {}) },
     ],
   };
   return {

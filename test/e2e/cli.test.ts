@@ -81,6 +81,9 @@ describe('huren command line', () => {
     expect(bad.status).toBe(2);
     expect(bad.stderr).toContain('--page-size must be an integer from 1 to 1000');
     expect(bad.stderr).toContain('Usage: huren import');
+    const encoding = huren(['import', tmp, '--encoding', 'gb-2312x']);
+    expect(encoding.status).toBe(2);
+    expect(encoding.stderr).toContain('--encoding gb-2312x is not a known character encoding');
   });
 
   test('token without a running broker says where it looked and how to point it elsewhere (exit 1)', () => {

@@ -81,7 +81,7 @@ describe('the embedded database of npm start', () => {
     const second = await start();
     bearer = await token(second.base);
     expect(await found(second.base, bearer, '370202199001011237')).toBe(1);
-    await create(second.base, bearer, '370202199202022240');
+    await create(second.base, bearer, '37020219920202224X');
     const postmaster = Number(
       fs.readFileSync(path.join(dataDir, 'postgresql', 'data', 'postmaster.pid'), 'utf8').split('\n')[0],
     );
@@ -93,7 +93,7 @@ describe('the embedded database of npm start', () => {
     expect(isAlive(postmaster)).toBe(false);
     bearer = await token(third.base);
     expect(await found(third.base, bearer, '370202199001011237')).toBe(1);
-    expect(await found(third.base, bearer, '370202199202022240')).toBe(1);
+    expect(await found(third.base, bearer, '37020219920202224X')).toBe(1);
     child!.kill('SIGTERM');
     expect(await third.exited).toBe(0);
   });

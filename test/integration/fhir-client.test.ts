@@ -83,7 +83,7 @@ const OBS_UUIDS = [
 
 const liuYang = (): Patient => ({
   resourceType: 'Patient',
-  identifier: [{ system: RESIDENT_ID, value: '370202199203034321' }],
+  identifier: [{ system: RESIDENT_ID, value: '370202199203034322' }],
   name: [{ text: '刘洋', family: 'Liu', given: ['Yang'] }],
   gender: 'male',
   birthDate: '1992-03-03',
@@ -109,7 +109,7 @@ const cbcTransaction = (): Bundle => ({
     {
       fullUrl: `urn:uuid:${PATIENT_UUID}`,
       resource: liuYang(),
-      request: { method: 'POST', url: 'Patient', ifNoneExist: `identifier=${RESIDENT_ID}|370202199203034321` },
+      request: { method: 'POST', url: 'Patient', ifNoneExist: `identifier=${RESIDENT_ID}|370202199203034322` },
     },
     {
       fullUrl: `urn:uuid:${REPORT_UUID}`,
@@ -175,7 +175,7 @@ describe('fhir-kit-client against the broker', () => {
     const patients = as<Bundle>(
       await client.search({
         resourceType: 'Patient',
-        searchParams: { identifier: `${RESIDENT_ID}|370202199203034321`, _total: 'accurate' },
+        searchParams: { identifier: `${RESIDENT_ID}|370202199203034322`, _total: 'accurate' },
       }),
     );
     expect(patients.total).toBe(1);

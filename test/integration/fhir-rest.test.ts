@@ -207,24 +207,24 @@ describe('FHIR REST interactions', () => {
   });
 
   test('parallel identical conditional creates make exactly one resource', async () => {
-    const identifier = [{ system: ID_CARD, value: '370202198502020013' }];
+    const identifier = [{ system: ID_CARD, value: '370202198502020014' }];
     const results = await Promise.all(
       Array.from({ length: 6 }, () =>
         api()
           .post('/fhir/Patient')
           .set('Content-Type', FHIR_JSON)
-          .set('If-None-Exist', `identifier=${ID_CARD}|370202198502020013`)
+          .set('If-None-Exist', `identifier=${ID_CARD}|370202198502020014`)
           .send({ resourceType: 'Patient', identifier }),
       ),
     );
     expect(results.map((r) => r.status).sort()).toEqual([200, 200, 200, 200, 200, 201]);
     expect(new Set(results.map((r) => r.body.id)).size).toBe(1);
-    const found = await api().get(`/fhir/Patient?identifier=${ID_CARD}|370202198502020013&_total=accurate`);
+    const found = await api().get(`/fhir/Patient?identifier=${ID_CARD}|370202198502020014&_total=accurate`);
     expect(found.body.total).toBe(1);
   });
 
   test('50 identical conditional creates at once make exactly one resource, and none is refused', async () => {
-    const value = '370202198502020021';
+    const value = '370202198502020022';
     const results = await Promise.all(
       Array.from({ length: 50 }, () =>
         api()
@@ -242,7 +242,7 @@ describe('FHIR REST interactions', () => {
   });
 
   test('a claim whose owner stopped renewing it (a crash) is taken over: the create goes through', async () => {
-    const value = '370202198502020048';
+    const value = '370202198502020049';
     const condition = `identifier=${ID_CARD}|${value}`;
     // What a process killed between claiming and writing leaves: a claim whose lease ran out, and no write.
     await t.deps.connection.db!.collection('conditional_claims').insertOne({

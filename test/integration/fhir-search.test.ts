@@ -26,8 +26,8 @@ const V2_0074 = 'http://terminology.hl7.org/CodeSystem/v2-0074';
 const OBS_CATEGORY = 'http://terminology.hl7.org/CodeSystem/observation-category';
 const REPORT_NO = 'https://huren.example.org/fhir/sid/qd-municipal/report';
 
-const ZHANG_ID = '370202199001011234';
-const OUYANG_ID = '370203198505052345';
+const ZHANG_ID = '370202199001011237';
+const OUYANG_ID = '370203198505052341';
 
 // ---- fixtures ----
 
@@ -136,7 +136,7 @@ const organizations = [
 const patients = [
   patient('pat-zhang', ZHANG_ID, 'Zhang', 'Wei', '张伟'),
   patient('pat-ouyang', OUYANG_ID, 'Ouyang', 'Lan', '欧阳兰'),
-  patient('pat-yang', '370211197212123456', 'Yang', 'Min', '杨敏'),
+  patient('pat-yang', '370211197212123455', 'Yang', 'Min', '杨敏'),
 ];
 
 const observations: Observation[] = [
@@ -826,8 +826,8 @@ describe('paging', () => {
 
   beforeAll(async () => {
     await transaction([
-      patient('pat-paging', '370202200001010000', 'Li', 'Na', '李娜'),
-      patient('pat-stable', '370202200002020000', 'Wang', 'Fang', '王芳'),
+      patient('pat-paging', '370202200001010002', 'Li', 'Na', '李娜'),
+      patient('pat-stable', '37020220000202000X', 'Wang', 'Fang', '王芳'),
       ...created,
       ...originals,
     ]);

@@ -4,6 +4,7 @@ import path from 'node:path';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import type { AuditEvent, Bundle, DiagnosticReport, OperationOutcome } from 'fhir/r4';
+import iconv from 'iconv-lite';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { importPath, type RejectLine } from '../../src/import/import.js';
 import { readBundle, readNdjson } from '../../src/import/readers.js';
@@ -145,6 +146,66 @@ describe('huren import', () => {
     const summary = await importPath(t.deps, file, { rejectsFile });
     expect(summary.counts).toMatchObject({ created: 0, rejected: 1 });
     expect(readRejects(rejectsFile)[0].outcome.issue[0].diagnostics).toMatch(/Not a FHIR Bundle/);
+  });
+});
+
+describe('files from Chinese systems', () => {
+  const patients = () =>
+    ['欧阳\u3000娜娜', '张三', '𠮷野家'].map((name, i) => ({
+      ...patientOf(`gb-${i}`),
+      name: [{ text: name }],
+      address: [{ text: '山东省青岛市市南区香港中路' }],
+    }));
+
+  test('a GB18030 export read as UTF-8 is refused with a clear error, nothing garbled stored', async () => {
+    const file = path.join(dir, 'gb18030-as-utf8.ndjson');
+    fs.writeFileSync(file, iconv.encode(ndjson(patients()), 'gb18030'));
+    const rejectsFile = path.join(dir, 'gb18030-as-utf8.rejects.ndjson');
+    const summary = await importPath(t.deps, file, { rejectsFile, owner: HOSPITAL_A });
+    expect(summary.counts).toMatchObject({ created: 0, updated: 0, rejected: 1 });
+    expect(readRejects(rejectsFile)[0].outcome.issue[0].diagnostics).toMatch(/not UTF-8.*--encoding gb18030/);
+    const stored = await t.as('admin').get('/fhir/Patient/gb-0-pat');
+    expect(stored.status).toBe(404);
+  });
+
+  test('a patient whose resident ID has a wrong check character is refused, naming the identifier', async () => {
+    const file = path.join(dir, 'wrong-id.ndjson');
+    const wrong = {
+      ...patientOf('wrong-id'),
+      identifier: [{ system: 'urn:oid:2.16.156.10011.1.1', value: '370202199001011234' }],
+    };
+    fs.writeFileSync(file, ndjson([wrong]));
+    const rejectsFile = path.join(dir, 'wrong-id.rejects.ndjson');
+    const summary = await importPath(t.deps, file, { rejectsFile, owner: HOSPITAL_A });
+    expect(summary.counts).toMatchObject({ created: 0, rejected: 1 });
+    const issue = readRejects(rejectsFile)[0].outcome.issue[0];
+    expect(issue.expression).toEqual(['Patient.identifier[0].value']);
+    expect(issue.diagnostics).toMatch(/check character/);
+  });
+
+  test('--encoding gb18030 converts the export: names, full-width spaces and characters beyond the BMP intact', async () => {
+    for (const [name, write] of [
+      ['gb18030.ndjson', (p: object[]) => ndjson(p)],
+      [
+        'gb18030.json',
+        (p: object[]) =>
+          JSON.stringify({ resourceType: 'Bundle', type: 'collection', entry: p.map((resource) => ({ resource })) }),
+      ],
+    ] as const) {
+      const file = path.join(dir, name);
+      fs.writeFileSync(file, iconv.encode(write(patients()), 'gb18030'));
+      const summary = await importPath(t.deps, file, {
+        rejectsFile: path.join(dir, `${name}.rejects.ndjson`),
+        owner: HOSPITAL_A,
+        encoding: 'gb18030',
+      });
+      expect(summary.counts.rejected, name).toBe(0);
+    }
+    for (const [i, p] of patients().entries()) {
+      const res = await t.as('admin').get(`/fhir/Patient/gb-${i}-pat`);
+      expect(res.status).toBe(200);
+      expect(res.body).toMatchObject({ name: p.name, address: p.address });
+    }
   });
 });
 

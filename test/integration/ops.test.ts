@@ -13,7 +13,7 @@ import { createServices } from '../../src/services.js';
 import type { ResourceStore } from '../../src/store/resource-store.js';
 import { createTestApp, TEST_DATA_DIR, type TestApp } from '../support/app.js';
 
-const ID_NUMBER = '370202199001011234';
+const ID_NUMBER = '370202199001011237';
 const NAME = '王小明';
 
 describe('operations endpoints and logs', () => {

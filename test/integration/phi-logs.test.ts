@@ -12,7 +12,7 @@ const TOKEN_URL = 'http://huren.test/auth/token';
 const JWT_BEARER = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 /** 居民身份证 (PRC resident identity card), the identifier system hospitals send. */
 const ID_CARD = 'urn:oid:2.16.156.10011.1.1';
-const ID_NUMBER = '37020219900101123X';
+const ID_NUMBER = '11010519491231002X';
 const NAME = '王秀英';
 const BIRTH_DATE = '1990-01-01';
 const HOSPITAL_A = 'Organization/demo-hospital-a';

@@ -43,6 +43,7 @@ describe('resident ID card numbers (GB 11643, ISO 7064 MOD 11-2)', () => {
     ['370202199001011234', 'check-digit'],
     ['110105194902300020', 'birth-date'],
     ['11010519491231002', 'length'],
+    ['1101054912310', 'length'],
     ['1101051949123100211', 'length'],
     ['11010519491231A02X', 'characters'],
     ['990105194912310026', 'region'],
@@ -51,6 +52,30 @@ describe('resident ID card numbers (GB 11643, ISO 7064 MOD 11-2)', () => {
     const check = checkResidentId(id);
     expect(check).toMatchObject({ valid: false, problem });
     if (!check.valid) expect(check.message).not.toContain(id);
+  });
+
+  test('a 15-digit first-generation number is valid and answered in its 18-digit form', () => {
+    // 110105 491231 002 → 110105 19 491231 002 + check character X
+    expect(checkResidentId('110105491231002')).toEqual({
+      valid: true,
+      value: '11010519491231002X',
+      regionCode: '110105',
+      birthDate: '1949-12-31',
+      sex: 'female',
+    });
+    expect(checkResidentId('110105490230002')).toMatchObject({ valid: false, problem: 'birth-date' });
+    expect(checkResidentId('11010549123100X')).toMatchObject({ valid: false, problem: 'characters' });
+  });
+
+  test('full-width digits and Ｘ, as typed with a Chinese input method, are the same number', () => {
+    expect(checkResidentId('１１０１０５１９４９１２３１００２ｘ')).toMatchObject({
+      valid: true,
+      value: '11010519491231002X',
+    });
+    expect(patientKey(SECRET, ID_CARD, '１１０１０５１９４９１２３１００２Ｘ')).toBe(
+      patientKey(SECRET, ID_CARD, '11010519491231002X'),
+    );
+    expect(patientKey(SECRET, ID_CARD, '110105491231002')).toBe(patientKey(SECRET, ID_CARD, '11010519491231002X'));
   });
 
   test('a birth date after today is refused', () => {

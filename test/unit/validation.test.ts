@@ -1,6 +1,7 @@
 import { beforeAll, describe, expect, test } from 'vitest';
 import type { Bundle, OperationOutcomeIssue } from 'fhir/r4';
 import { hasErrors } from '../../src/fhir/outcomes.js';
+import { toJavaRegexSemantics } from '../../src/fhir/validation/schema-validation.js';
 import { createValidator, type Validator } from '../../src/fhir/validation/validator.js';
 import {
   HR_MARK,
@@ -436,5 +437,60 @@ describe('Huren profiles', () => {
   test('accepts the observation profile when claimed with a version', () => {
     const obs = { ...hurenObservation(), meta: { profile: [`${HUREN_OBSERVATION}|0.1.0`] } };
     expect(validate(obs)).toEqual([]);
+  });
+});
+
+describe('FHIR text as the specification defines it (Java regular expressions)', () => {
+  test('full-width and no-break spaces are text, not whitespace: names and indented reports are valid', () => {
+    const p = { ...patient(), name: [{ text: '张\u3000三', family: '张', given: ['三'] }] };
+    expect(validate(p)).toEqual([]);
+    const r = { ...labReport(), conclusion: '\u3000\u3000双肺纹理清晰。\n\u3000\u3000心影不大。\u00a0' };
+    expect(validate(r)).toEqual([]);
+  });
+
+  test('codes and URIs still refuse ASCII whitespace, and only that', () => {
+    expectError(validate({ ...hemoglobin(), status: 'final ' }), 'value', 'Observation.status');
+    expect(toJavaRegexSemantics('^[^\\s]+(\\s[^\\s]+)*$')).toBe('^[^\\t-\\r ]+([\\t-\\r ][^\\t-\\r ]+)*$');
+    expect(new RegExp(toJavaRegexSemantics('^\\S*$'), 'u').test('urn:x:张\u3000')).toBe(true);
+    expect(new RegExp(toJavaRegexSemantics('^\\S*$'), 'u').test('urn:x: ')).toBe(false);
+  });
+
+  test('base64 must decode: padding only at the end', () => {
+    const r = { ...labReport(), presentedForm: [{ contentType: 'text/plain', data: 'AAA=AAAA' }] };
+    expectError(validate(r), 'value', 'DiagnosticReport.presentedForm[0].data');
+    const ok = { ...labReport(), presentedForm: [{ contentType: 'text/plain', data: 'AAAA AAA=' }] };
+    expect(validate(ok)).toEqual([]);
+  });
+
+  test('control characters and lone surrogates are refused wherever the resource comes from', () => {
+    expectError(validate({ ...patient(), name: [{ text: '张\u0001三' }] }), 'value', 'Patient.name[0].text');
+    expectError(validate({ ...patient(), name: [{ text: '张\ud800三' }] }), 'value', 'Patient.name[0].text');
+    expect(validate({ ...patient(), name: [{ text: '𠮷野家' }] })).toEqual([]);
+  });
+});
+
+describe('HL7 extensions and core profiles', () => {
+  test('an HL7 extension outside its declared context is refused', () => {
+    const p = loose(patient());
+    p._gender = {
+      extension: [{ url: 'http://hl7.org/fhir/StructureDefinition/patient-birthTime', valueDateTime: '1990-01-01' }],
+    };
+    const issue = expectError(validate(p), 'structure', 'Patient.gender.extension[0]');
+    expect(issue.diagnostics).toMatch(/Patient\.birthDate/);
+    const ok = loose(patient());
+    ok._birthDate = {
+      extension: [
+        {
+          url: 'http://hl7.org/fhir/StructureDefinition/patient-birthTime',
+          valueDateTime: '1990-01-01T08:30:00+08:00',
+        },
+      ],
+    };
+    expect(validate(ok)).toEqual([]);
+  });
+
+  test('a core profile claimed in meta.profile is applied', () => {
+    const p = { ...patient(), meta: { profile: ['http://hl7.org/fhir/StructureDefinition/vitalsigns'] } };
+    expectError(validate(p), 'invalid', 'Patient.meta.profile[0]');
   });
 });

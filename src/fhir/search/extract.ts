@@ -16,6 +16,7 @@
  *             documents (design.md, Database; style.md, Index-served search).
  */
 import fhirpath from 'fhirpath';
+import { checkResidentId, IDENTIFIER_SYSTEMS } from '../../recognition/identity.js';
 import { MAX_DATE_MS, MIN_DATE_MS, parseDateRange, type DateRange, type TimeZone } from './dates.js';
 import type { SearchParamDef, SearchRegistry } from './registry.js';
 import { normalizeText } from './text.js';
@@ -220,6 +221,16 @@ function str(v: unknown): string | undefined {
 }
 
 /**
+ * The form a resident ID number is matched in (18 characters, ASCII, upper-case X), for a value of the resident ID
+ * system that is a valid number; undefined otherwise. Used on both sides: stored tokens and search values.
+ */
+export function residentIdMatchForm(system: string | undefined, value: string): string | undefined {
+  if (system?.trim() !== IDENTIFIER_SYSTEMS.residentIdCard) return undefined;
+  const check = checkResidentId(value);
+  return check.valid ? check.value : undefined;
+}
+
+/**
  * R4 §3.1.1.4.10 (token): Coding → system|code, CodeableConcept → each coding, Identifier → system|value,
  * ContactPoint → value (its `system` is a code such as `phone`, not a URI), code/string/uri/id/boolean → the value.
  * Each token is stored as `code` (any system) and `system|code` (`|code` when there is no system).
@@ -243,6 +254,10 @@ function collectTokens(v: TypedValue, tokens: Set<string>, ofType: Set<string>):
     case 'Identifier': {
       const value = str(d.value);
       add(str(d.system), value);
+      // A resident ID number written otherwise than it is matched (15 digits, full-width, lower-case x) is also
+      // found by its 18-digit form, the form search values are turned into (parse.ts).
+      const matched = value === undefined ? undefined : residentIdMatchForm(str(d.system), value);
+      if (matched && matched !== value) add(str(d.system), matched);
       const type = isObject(d.type) && Array.isArray(d.type.coding) ? d.type.coding : [];
       if (value !== undefined) {
         for (const c of type) if (isObject(c) && str(c.code)) ofType.add(`${str(c.system) ?? ''}|${c.code}|${value}`);

@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import { badRequest, error, issue, notSupported } from '../outcomes.js';
 import { parseDateRange } from './dates.js';
-import { normalizeReference } from './extract.js';
+import { normalizeReference, residentIdMatchForm } from './extract.js';
 import { decodeCursor } from './paging.js';
 import { getSearchParam, isSearchableType, type SearchParamDef, type SearchRegistry } from './registry.js';
 import type {
@@ -339,7 +339,10 @@ function parseToken(raw: string, modifier: string | undefined, name: string): To
   }
   if (parts.length === 1) return { code: parts[0] };
   if (parts.length === 2 && (parts[0] !== '' || parts[1] !== '')) {
-    return parts[1] === '' ? { system: parts[0] } : { system: parts[0], code: parts[1] };
+    if (parts[1] === '') return { system: parts[0] };
+    // A resident ID number is searched in the form it is stored and matched in: `system|370202800315002` (15 digits)
+    // or full-width digits find the same patient as its 18-digit number.
+    return { system: parts[0], code: residentIdMatchForm(parts[0], parts[1]!) ?? parts[1] };
   }
   throw badRequest(`'${name}' expects [code], [system]|[code], |[code] or [system]| (escape a literal | as \\|)`, name);
 }

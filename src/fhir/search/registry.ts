@@ -72,6 +72,11 @@ export interface SearchRegistry {
   readonly params: ReadonlyMap<string, ReadonlyMap<string, SearchParamDef>>;
   /** Parameters the R4 definitions declare for a type but this server does not support, with the reason. */
   readonly unsupported: ReadonlyMap<string, ReadonlyMap<string, string>>;
+  /**
+   * The SearchParameter resources that define the supported parameters, once each: the broker publishes them so
+   * that every `definition` of its CapabilityStatement resolves on the server itself.
+   */
+  readonly searchParameters: readonly SearchParameter[];
 }
 
 export interface SearchRegistryOptions {
@@ -114,7 +119,11 @@ export function createSearchRegistry(options: SearchRegistryOptions = {}): Searc
     params.set(resourceType, new Map([...supported].sort(([a], [b]) => a.localeCompare(b))));
     unsupported.set(resourceType, rejected);
   }
-  return { resourceTypes, timeZone, params, unsupported };
+  const used = new Set([...params.values()].flatMap((byCode) => [...byCode.values()].map((p) => p.url)));
+  const searchParameters = [
+    ...new Map(definitions.filter((sp) => used.has(sp.url)).map((sp) => [sp.url, sp])).values(),
+  ];
+  return { resourceTypes, timeZone, params, unsupported, searchParameters };
 }
 
 export function getSearchParam(

@@ -23,13 +23,44 @@ export interface FoundResource {
   env: InvariantEnv;
 }
 
-/** An extension met during the walk, with the element path it extends (FHIR R4 defining-extensions.html#context). */
+/**
+ * An extension met during the walk, with the names of the element it extends (FHIR R4 defining-extensions.html#context):
+ * its path (`Patient.birthDate`, `Observation.component`) first, then its type and the types that type specialises
+ * (`date`; `Age`, `Quantity`; `Observation`, `DomainResource`, `Resource`).
+ */
 export interface FoundExtension {
   extension: JsonObject;
   expression: string;
-  context: string;
+  context: string[];
   env: InvariantEnv;
 }
+
+/** The R4 data types that are constrained Quantities (FHIR R4 datatypes.html#quantity): an extension of Quantity fits. */
+const QUANTITY_TYPES = new Set(['Age', 'Count', 'Distance', 'Duration', 'MoneyQuantity', 'SimpleQuantity']);
+
+function contextsOf(slot: Slot): string[] {
+  const names = [slot.path, slot.childrenPath, slot.type];
+  if (QUANTITY_TYPES.has(slot.type)) names.push('Quantity');
+  return [...new Set(names)];
+}
+
+/** FHIR R4 json.html and the string rules: text that no FHIR string may hold, or undefined. */
+export function describeBadCharacters(text: string): string | undefined {
+  if (CONTROL.test(text)) return 'a control character (below U+0020 other than tab, CR, LF)';
+  if (LONE_SURROGATE.test(text)) return 'a lone UTF-16 surrogate (half of a character, not Unicode text)';
+  return undefined;
+}
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
+const CONTROL = /[\u0000-\u0008\u000B\u000C\u000E-\u001F]/;
+/** With the `u` flag a surrogate pair is one code point, so only an unpaired half matches. */
+const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
+
+/**
+ * base64Binary (FHIR R4 datatypes.html#base64Binary, RFC 4648 §4): whole groups of four, `=` padding only at the
+ * end. The schema's pattern also lets `=` stand inside the text ('AAA=AAAA'), which decodes to nothing sensible.
+ * Whitespace between groups is tolerated as the schema does.
+ */
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
 export interface BaseRulesResult {
   issues: OperationOutcomeIssue[];
@@ -47,7 +78,7 @@ export function checkBaseRules(resource: JsonObject, expression: string, model: 
     if (!node) return;
     const env: InvariantEnv = { resource: res, rootResource };
     result.resources.push({ resource: res, expression: at, env });
-    visitObject(res, at, node, env, node.path, true);
+    visitObject(res, at, node, env, [node.path, 'DomainResource', 'Resource'], true);
     checkInvariants(node.invariants, res, at, env);
     if (Array.isArray(res.contained) && res.contained.length > 0) checkContained(res.contained, res, at);
   }
@@ -57,7 +88,7 @@ export function checkBaseRules(resource: JsonObject, expression: string, model: 
     at: string,
     node: NodeDefinition,
     env: InvariantEnv,
-    context: string,
+    context: string[],
     isResource = false,
   ): void {
     const keys = Object.keys(obj);
@@ -75,7 +106,7 @@ export function checkBaseRules(resource: JsonObject, expression: string, model: 
         const elementNode = model.node('Element');
         if (slot && elementNode)
           visitValues(value, `${at}.${key.slice(1)}`, (v, a) => {
-            if (isObject(v)) visitObject(v, a, elementNode, env, slot.path);
+            if (isObject(v)) visitObject(v, a, elementNode, env, contextsOf(slot));
           });
         continue;
       }
@@ -128,7 +159,7 @@ export function checkBaseRules(resource: JsonObject, expression: string, model: 
     value.forEach((item, i) => visit(item, `${at}[${i}]`));
   }
 
-  function visitValue(value: unknown, at: string, slot: Slot, env: InvariantEnv, context: string): void {
+  function visitValue(value: unknown, at: string, slot: Slot, env: InvariantEnv, context: string[]): void {
     if (value === null) {
       issues.push(issue('error', 'structure', `null at ${at}: FHIR JSON leaves absent elements out instead`, at));
       return;
@@ -144,6 +175,20 @@ export function checkBaseRules(resource: JsonObject, expression: string, model: 
           ),
         );
         return;
+      }
+      if (typeof value === 'string') {
+        const bad = describeBadCharacters(value);
+        if (bad) issues.push(issue('error', 'value', `${at} holds ${bad}, which FHIR strings may not contain`, at));
+        if (slot.type === 'base64Binary' && !BASE64.test(value.replace(/[\t-\r ]/g, ''))) {
+          issues.push(
+            issue(
+              'error',
+              'value',
+              `Invalid base64Binary at ${at}: expected base64 text (RFC 4648) in groups of 4`,
+              at,
+            ),
+          );
+        }
       }
       if (slot.isDate && typeof value === 'string') {
         const why = explainImpossibleDate(value);
@@ -175,7 +220,7 @@ export function checkBaseRules(resource: JsonObject, expression: string, model: 
     if (!node) return;
     if (slot.type === 'Extension') result.extensions.push({ extension: value, expression: at, context, env });
     if (slot.type === 'Reference') checkLocalReference(value, at, env);
-    visitObject(value, at, node, env, slot.childrenPath);
+    visitObject(value, at, node, env, contextsOf(slot));
     checkBinding(value, at, slot);
     checkInvariants(node.invariants, value, at, env);
     checkInvariants(slot.invariants, value, at, env);

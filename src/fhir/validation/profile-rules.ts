@@ -140,12 +140,13 @@ export function createProfileSet(
     const profile = profiles.get(String(found.extension.url));
     if (!profile) return [];
     const issues = checkResource(profile, found.extension, found.expression, found.env);
-    if (profile.contexts.length && !profile.contexts.includes(found.context) && !profile.contexts.includes('Element')) {
+    const fits = (c: string) => c === 'Element' || found.context.includes(c);
+    if (profile.contexts.length && !profile.contexts.some(fits)) {
       issues.push(
         issue(
           'error',
           'structure',
-          `Extension ${profile.url} is not allowed on ${found.context}: it may be used on ${profile.contexts.join(', ')}`,
+          `Extension ${profile.url} is not allowed on ${found.context[0] ?? 'this element'}: it may be used on ${profile.contexts.join(', ')}`,
           found.expression,
         ),
       );

@@ -71,7 +71,14 @@ export function createSchemaLayer(): SchemaLayer {
   if (resourceList) resourceList.discriminator = discriminator;
   const schema = { ...rest, $id: id, discriminator };
 
-  const ajv = new Ajv({ allErrors: true, verbose: true, strictTypes: false, discriminator: true, logger: false });
+  const ajv = new Ajv({
+    allErrors: true,
+    verbose: true,
+    strictTypes: false,
+    discriminator: true,
+    logger: false,
+    code: { regExp: javaRegExp },
+  });
   ajv.addMetaSchema(require('ajv/dist/refs/json-schema-draft-06.json') as object);
   ajv.addSchema(schema);
 
@@ -221,6 +228,43 @@ function addR4VersionToFhirVersionEnums(node: unknown): void {
     Object.values(node).forEach(addR4VersionToFhirVersionEnums);
   }
 }
+
+/** Java's `\s`: space, tab, LF, vertical tab, form feed, CR (U+0009-U+000D, U+0020), and nothing else. */
+const JAVA_SPACE = '\\t-\\r ';
+/** Everything else, as ranges that can stand inside a character class (the regex runs with the `u` flag). */
+const JAVA_NON_SPACE = '\\x00-\\x08\\x0E-\\x1F\\x21-\\u{10FFFF}';
+
+/**
+ * The R4 schema's patterns are the `regex` of the primitive types' StructureDefinitions, and FHIR defines them as
+ * Java regular expressions (the reference validator runs them with java.util.regex). There `\s` is ASCII whitespace
+ * only; in JavaScript it also matches U+00A0, U+3000 and the other Unicode spaces, so `^[ \r\n\t\S]+$` (string,
+ * markdown) would refuse "张\u3000三" and any report indented with full-width spaces. Each `\s` and `\S`, inside a
+ * character class or not, is rewritten to the ASCII meaning before ajv compiles it.
+ */
+export function toJavaRegexSemantics(pattern: string): string {
+  let out = '';
+  let inClass = false;
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i]!;
+    if (c === '\\' && i + 1 < pattern.length) {
+      const next = pattern[i + 1]!;
+      i++;
+      if (next === 's') out += inClass ? JAVA_SPACE : `[${JAVA_SPACE}]`;
+      else if (next === 'S') out += inClass ? JAVA_NON_SPACE : `[^${JAVA_SPACE}]`;
+      else out += c + next;
+      continue;
+    }
+    if (c === '[' && !inClass) inClass = true;
+    else if (c === ']' && inClass) inClass = false;
+    out += c;
+  }
+  return out;
+}
+
+/** ajv's regExp engine: RegExp with the patterns read as Java reads them; `code` is how ajv's standalone code names it. */
+const javaRegExp = Object.assign((pattern: string, flags: string) => new RegExp(toJavaRegexSemantics(pattern), flags), {
+  code: 'new RegExp',
+});
 
 function pointerTokens(pointer: string): string[] {
   if (pointer === '') return [];

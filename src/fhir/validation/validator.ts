@@ -60,6 +60,15 @@ export function createValidator(config: ValidatorConfig = {}): Validator {
     ...bundleResources(readPackageJson<Bundle>(`${R4_DEFINITIONS}/profiles-types.json`)),
     ...bundleResources(readPackageJson<Bundle>(`${R4_DEFINITIONS}/profiles-resources.json`)),
   ].filter((r): r is StructureDefinition => r.resourceType === 'StructureDefinition');
+  // The extensions HL7 defines (patient-birthTime, iso21090-…) and the constraint profiles of the core specification
+  // (vitalsigns, bp, lipidprofile …): an extension's context and value type are checked wherever it appears, and a
+  // core profile claimed in meta.profile is applied like a Huren one (FHIR R4 profiling.html#profile-use).
+  const coreProfiles = [
+    ...bundleResources(readPackageJson<Bundle>(`${R4_DEFINITIONS}/extension-definitions.json`)),
+    ...bundleResources(readPackageJson<Bundle>(`${R4_DEFINITIONS}/profiles-others.json`)),
+  ]
+    .filter((r): r is StructureDefinition => r.resourceType === 'StructureDefinition')
+    .filter((sd) => sd.derivation === 'constraint' && (sd.kind === 'resource' || sd.type === 'Extension'));
   const coreTerminology = bundleResources(readPackageJson<Bundle>(`${R4_DEFINITIONS}/valuesets.json`)).filter(
     (r): r is CodeSystem | ValueSet => r.resourceType === 'CodeSystem' || r.resourceType === 'ValueSet',
   );
@@ -68,7 +77,7 @@ export function createValidator(config: ValidatorConfig = {}): Validator {
   const schema = createSchemaLayer();
   const compileInvariant = createInvariantCompiler();
   const model = createCoreModel(coreDefinitions, compileInvariant, terminology, schema.hasEnum);
-  const profiles = createProfileSet(ownDefinitions, terminology, compileInvariant);
+  const profiles = createProfileSet([...coreProfiles, ...ownDefinitions], terminology, compileInvariant);
 
   function checkResourceType(
     resource: JsonObject,
