@@ -384,6 +384,9 @@ export function createLedgerLoader(
       let batch: LedgerEntry[] = [];
       const write = async () => {
         await insertAll(deps.ledger!.collection, batch);
+        // The reports count prompts (one per institution, patient, item and day), folded from the entries as the
+        // broker's own history seeding does.
+        for (let i = 0; i < batch.length; i += 1000) await deps.ledger!.foldIntoPrompts(batch.slice(i, i + 1000));
         summary.entries += batch.length;
         progress.tick(batch.length, `${summary.checks} checks`);
         batch = [];

@@ -15,6 +15,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Collection, Db } from 'mongodb';
 import { InsertBatcher } from '../store/insert-batcher.js';
+import { findIn } from '../store/query-inventory.js';
 import type { DeclineReason } from './decline-reasons.js';
 import type { ReuseDecision } from './engine.js';
 import {
@@ -415,12 +416,11 @@ export class DecisionLedger {
     for (const e of entries) if (e.event === 'prompt') dayOfPromptEntry.set(e._id, e.day);
     const missing = promptEntryIds.filter((id) => !dayOfPromptEntry.has(id));
     if (missing.length) {
-      for (const p of await this.collection.find({ _id: { $in: missing } }).toArray())
-        dayOfPromptEntry.set(p._id, p.day);
+      for (const p of await findIn(this.collection, '_id', missing)) dayOfPromptEntry.set(p._id, p.day);
     }
     const promptDayOf = (e: LedgerEntry) => e.promptDay ?? dayOfPromptEntry.get(`${e.check}|${e.item}|prompt`) ?? e.day;
     const ids = [...new Set(entries.map((e) => promptIdOf(e, e.event === 'prompt' ? e.day : promptDayOf(e))))];
-    const existing = new Map((await this.prompts.find({ _id: { $in: ids } }).toArray()).map((p) => [p._id, p]));
+    const existing = new Map((await findIn(this.prompts, '_id', ids)).map((p) => [p._id, p]));
     const folded = foldPrompts(entries, existing, promptDayOf);
     if (folded.size === 0) return 0;
     await this.prompts.bulkWrite(

@@ -23,6 +23,7 @@ import type { Collection, Db } from 'mongodb';
 import type { DecisionLedger, LedgerEntry } from '../recognition/ledger.js';
 import type { PromptDoc } from '../recognition/prompts.js';
 import { localDate } from '../recognition/time.js';
+import { findIn } from '../store/query-inventory.js';
 
 export const ROLLUPS_COLLECTION = 'ledger_rollups';
 /** The version of the figure definitions the rollups follow: rollups of another version are not used. */
@@ -269,9 +270,9 @@ export class LedgerRollups {
     // Every rollup and its mark by _id: one `$in` query each (an index lookup per piece); the open days' prompts in
     // one query (an index lookup per day).
     const [rollupDocs, markDocs, open] = await Promise.all([
-      this.collection.find({ _id: { $in: pieces.map(idOf) } }).toArray(),
-      this.ledger.marks.find({ _id: { $in: pieces } }).toArray(),
-      plan.openDays.length ? this.ledger.prompts.find({ day: { $in: plan.openDays } }).toArray() : [],
+      findIn(this.collection, '_id', pieces.map(idOf)),
+      findIn(this.ledger.marks, '_id', pieces),
+      findIn(this.ledger.prompts, 'day', plan.openDays),
     ]);
     const rollupById = new Map(rollupDocs.map((d) => [d._id, d]));
     const markById = new Map(markDocs.map((d) => [d._id, d]));

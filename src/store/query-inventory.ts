@@ -13,6 +13,7 @@
  * the embedded database; IXSCAN and no COLLSCAN on MongoDB when MONGODB_URI is set), and the test run records the
  * queries the app really sends and fails on any that no entry covers.
  */
+import type { Collection, Document, Filter, WithId } from 'mongodb';
 export interface AnchorShape {
   collection: string;
   /** The field the equality is on. */
@@ -193,6 +194,19 @@ export const IN_CHUNK = 100;
 export function inChunks<T>(values: readonly T[]): T[][] {
   const out: T[][] = [];
   for (let i = 0; i < values.length; i += IN_CHUNK) out.push(values.slice(i, i + IN_CHUNK));
+  return out;
+}
+
+/** The documents whose `field` is one of `values` (strings): one `$in` query per IN_CHUNK of them. */
+export async function findIn<T extends Document>(
+  collection: Collection<T>,
+  field: string,
+  values: readonly string[],
+): Promise<WithId<T>[]> {
+  const out: WithId<T>[] = [];
+  for (const chunk of inChunks([...new Set(values)])) {
+    out.push(...(await collection.find({ [field]: { $in: chunk } } as Filter<T>).toArray()));
+  }
   return out;
 }
 
