@@ -450,12 +450,13 @@ async function scanStart(
 ): Promise<ScanPosition | undefined> {
   if (parsed.cursor) return decodeScanCursor(parsed, parsed.cursor);
   if (parsed.sort.length > 0 || 'tk' in filter || '_id' in filter) return undefined;
-  // The type's size, from its first bucket at the finest level (1/4 096 of it).
-  const sample = await deps.store.count({
-    tk: searchToken(parsed.resourceType, SCAN_PARAM, '000'),
-    type: parsed.resourceType,
-    deleted: false,
-  });
+  // The type's size, from its first bucket at the finest level (1/4 096 of it): all of the type, not only what the
+  // caller may read, since reading the type at once would go through all of it.
+  const sample = await deps.store.countToken(
+    parsed.resourceType,
+    searchToken(parsed.resourceType, SCAN_PARAM, '000'),
+    4096,
+  );
   const level = [1, 2, 3].find((l) => (sample * 4096) / 16 ** l <= SCAN_BUCKET_SIZE) ?? 3;
   return sample * 4096 <= SCAN_BUCKET_SIZE ? undefined : { level, bucket: 0 };
 }

@@ -202,6 +202,18 @@ export class ResourceStore {
     );
   }
 
+  /**
+   * How many current documents of a type carry this `tk` token, up to `max`, whoever may read them: what a search
+   * estimates the size of a type from (a scan of the type reads them all, readable or not). Only the number leaves.
+   */
+  async countToken(type: string, token: string, max: number): Promise<number> {
+    const found = await this.current
+      .find({ tk: token, type }, { projection: { _id: 1 }, signal: this.signal })
+      .limit(max)
+      .toArray();
+    return found.length;
+  }
+
   /** Every current document matching `filter`, in `_id` order, read in batches (for rebuilds of derived indexes). */
   scan(filter: Filter<Document>): AsyncIterable<CurrentDoc> {
     return this.current
