@@ -98,7 +98,7 @@ export const SCANS: ScanShape[] = [
     keys: ['type', 'deleted'],
     extra: /^(sp\.|so\.|_id$|lastUpdated$|owner$|\$and$|\$or$)/,
     use: 'a FHIR search with nothing selective (Observation?status=final) over a small type, or with _sort or _total=accurate; rebuilds',
-    why: 'a type estimated above 1 000 documents is paged bucket by bucket instead (a tk anchor, interactions.ts scanPage); with _sort or a count, stopped at HUREN_SEARCH_TIMEOUT_MS (too-costly); rebuilds of derived indexes read everything by design, in batches',
+    why: 'a type estimated above 256 documents is paged bucket by bucket instead (a tk anchor, interactions.ts scanPage); with _sort or a count, stopped at HUREN_SEARCH_TIMEOUT_MS (too-costly); rebuilds of derived indexes read everything by design, in batches',
   },
   {
     collection: 'resources',
