@@ -94,7 +94,8 @@ export function documentsOf(
     // Amendments come later than the first issue: one millisecond apart keeps versions in time order.
     lastUpdated: new Date(at.getTime() + i),
     method: i === 0 ? 'POST' : 'PUT',
-    resource: versioned(r, i + 1, new Date(at.getTime() + i)),
+    // As the store keeps it: with its id (the search values' scan buckets derive from it).
+    resource: versioned({ ...r, id: resource.id } as Resource, i + 1, new Date(at.getTime() + i)),
     txn,
   }));
   const last = history[history.length - 1]!;

@@ -590,8 +590,8 @@ async function plans(ctx: Context, ledgerPeriod: { from: string; to: string }) {
     'report rollup of a closed month by id (report)': await attempt(() =>
       ctx.deps.rollups!.collection.find({ _id: `month:${ledgerPeriod.from.slice(0, 7)}` }),
     ),
-    "ledger entries of an open day (report: today's part)": await attempt(() =>
-      ctx.deps.ledger!.collection.find({ day: ledgerPeriod.to }),
+    "prompts of an open day (report: today's part)": await attempt(() =>
+      ctx.deps.ledger!.prompts.find({ day: ledgerPeriod.to }),
     ),
     'ledger year by month × organization (bare aggregation)': await attempt(() =>
       ctx.deps.ledger!.collection.aggregate([
