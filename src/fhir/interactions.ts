@@ -451,15 +451,27 @@ async function scanStart(
 ): Promise<ScanPosition | undefined> {
   if (parsed.cursor) return decodeScanCursor(parsed, parsed.cursor);
   if (parsed.sort.length > 0 || 'tk' in filter || '_id' in filter) return undefined;
-  // The type's size, from its first bucket at the finest level (1/4 096 of it): all of the type, not only what the
-  // caller may read, since reading the type at once would go through all of it.
-  const sample = await deps.store.countToken(
-    parsed.resourceType,
-    searchToken(parsed.resourceType, SCAN_PARAM, '000'),
-    4096,
-  );
-  const level = [1, 2, 3].find((l) => (sample * 4096) / 16 ** l <= SCAN_BUCKET_SIZE) ?? 3;
-  return sample * 4096 <= SCAN_BUCKET_SIZE ? undefined : { level, bucket: 0 };
+  const size = await typeSize(deps, parsed.resourceType);
+  if (size <= SCAN_BUCKET_SIZE) return undefined;
+  return { level: [1, 2, 3].find((l) => size / 16 ** l <= SCAN_BUCKET_SIZE) ?? 3, bucket: 0 };
+}
+
+const TYPE_SIZE_TTL_MS = 10 * 60_000;
+
+/**
+ * How many resources a type holds, estimated from its scan buckets and remembered for 10 minutes: all of the type,
+ * not only what the caller may read, since reading the type at once would go through all of it. One bucket of 4 096
+ * first; when it holds few (a type of tens of thousands at most, where one bucket is a poor sample: 1 where 5 were
+ * expected took 16 k Observations for 4 k), one bucket of 256.
+ */
+async function typeSize(deps: FhirDeps, type: string): Promise<number> {
+  const known = deps.store.typeSizes.get(type);
+  if (known && Date.now() - known.at < TYPE_SIZE_TTL_MS) return known.size;
+  const fine = await deps.store.countToken(type, searchToken(type, SCAN_PARAM, '000'), 4096);
+  const size =
+    fine >= 16 ? fine * 4096 : (await deps.store.countToken(type, searchToken(type, SCAN_PARAM, '00'), 4096)) * 256;
+  deps.store.typeSizes.set(type, { size, at: Date.now() });
+  return size;
 }
 
 async function scanPage(

@@ -90,6 +90,8 @@ export class ResourceStore {
   private readonly appendedCurrent: InsertBatcher<CurrentDoc>;
   /** The conditional-create claims this process holds (one object, shared by every per-request view of the store). */
   private readonly leases: ClaimLeases;
+  /** Sizes of resource types as searches estimated them, remembered a while (shared by every per-request view). */
+  readonly typeSizes = new Map<string, { size: number; at: number }>();
   /** A request's view (forRequest): its searches stop in the database when this aborts. */
   private signal: AbortSignal | undefined;
 

@@ -967,13 +967,13 @@ describe('a search that reads too much of the database', () => {
 
 describe('a search with nothing selective over a large type', () => {
   let big: TestApp;
-  // Ids chosen so that one falls in the type's first scan bucket at the finest level: the broker, which estimates a
-  // type's size from that bucket (1/4 096 of it), takes this type for one of about 4 000 Observations and pages
-  // through it in 16 buckets, at most 4 per page.
-  const inFirstBucket = Array.from({ length: 200_000 }, (_, i) => `scan-${i}`)
-    .filter((id) => scanBucket(id, 3) === '000')
-    .slice(0, 1);
-  const others = Array.from({ length: 47 }, (_, i) => `scan-obs-${i}`).filter((id) => scanBucket(id, 3) !== '000');
+  // Ids chosen so that two fall in the type's first scan bucket of 256: the broker, which estimates a type's size
+  // from its first buckets, takes this type for one of about 500 Observations and pages through it in 16 buckets,
+  // at most 4 per page.
+  const inFirstBucket = Array.from({ length: 20_000 }, (_, i) => `scan-${i}`)
+    .filter((id) => scanBucket(id, 2) === '00')
+    .slice(0, 2);
+  const others = Array.from({ length: 46 }, (_, i) => `scan-obs-${i}`).filter((id) => scanBucket(id, 2) !== '00');
   const all = [...inFirstBucket, ...others];
   const preliminary = new Set(others.slice(0, 8));
   const final = all.filter((id) => !preliminary.has(id));
@@ -982,7 +982,8 @@ describe('a search with nothing selective over a large type', () => {
     [...ids].sort((a, b) => scanBucket(a, 1).localeCompare(scanBucket(b, 1)) || (a < b ? -1 : a > b ? 1 : 0));
 
   beforeAll(async () => {
-    expect(inFirstBucket).toHaveLength(1);
+    expect(inFirstBucket).toHaveLength(2);
+    expect(others).toHaveLength(46);
     big = await createTestApp('search-scan');
     const entry = all.map((id, i) => ({
       resource: {
