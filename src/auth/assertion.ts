@@ -25,13 +25,26 @@ export async function createClientAssertion(
     .sign(key);
 }
 
-/** Obtains an access token from a token endpoint with a client assertion (SMART Backend Services). */
+/** What a token endpoint answers (RFC 6749 §5.1, §5.2). */
+export interface TokenAnswer {
+  access_token?: string;
+  expires_in?: number;
+  scope?: string;
+  error?: string;
+  error_description?: string;
+}
+
+/**
+ * Obtains an access token from a token endpoint with a client assertion (SMART Backend Services). `signal` bounds the
+ * request (a broker's neighbour client gives it a timeout).
+ */
 export async function requestToken(
   tokenUrl: string,
   clientId: string,
   privateJwk: JWK,
   scope: string,
-): Promise<{ status: number; body: { access_token?: string; error?: string; error_description?: string } }> {
+  signal?: AbortSignal,
+): Promise<{ status: number; body: TokenAnswer }> {
   const res = await fetch(tokenUrl, {
     method: 'POST',
     headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
@@ -41,6 +54,7 @@ export async function requestToken(
       client_assertion: await createClientAssertion(clientId, privateJwk, tokenUrl),
       scope,
     }),
+    ...(signal ? { signal } : {}),
   });
-  return { status: res.status, body: (await res.json()) as { access_token?: string } };
+  return { status: res.status, body: (await res.json()) as TokenAnswer };
 }

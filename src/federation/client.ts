@@ -3,7 +3,7 @@
  * requests, each bounded by a deadline (AbortSignal): a neighbour that does not answer in time is a reason in the
  * answer, never a hang. Errors carry a reason without patient data.
  */
-import { createClientAssertion } from '../auth/assertion.js';
+import { requestToken } from '../auth/assertion.js';
 import { originOf, type FederationBroker } from './brokers.js';
 
 export class NeighbourError extends Error {
@@ -83,7 +83,7 @@ export class NeighbourClient {
     if (kept && kept.until > Date.now()) return kept.value;
     let pending = this.pending.get(broker._id);
     if (!pending) {
-      pending = this.requestToken(broker).finally(() => this.pending.delete(broker._id));
+      pending = this.newToken(broker).finally(() => this.pending.delete(broker._id));
       pending.catch(() => undefined); // a failure is reported to the checks waiting for it, never unhandled
       this.pending.set(broker._id, pending);
     }
@@ -95,26 +95,17 @@ export class NeighbourClient {
     });
   }
 
-  private async requestToken(broker: FederationBroker): Promise<string> {
-    const signal = AbortSignal.timeout(TOKEN_TIMEOUT_MS);
+  private async newToken(broker: FederationBroker): Promise<string> {
     const { tokenUrl, clientId, privateJwk, scope } = broker.outbound;
-    const res = await fetch(tokenUrl, {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({
-        grant_type: 'client_credentials',
-        client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
-        client_assertion: await createClientAssertion(clientId, privateJwk, tokenUrl),
-        scope,
-      }),
-      signal,
-    });
-    const body = (await res.json()) as { access_token?: string; expires_in?: number; error?: string };
-    if (res.status !== 200 || !body.access_token) {
-      throw new NeighbourError(
-        `the token endpoint refused this broker: ${body.error ?? `HTTP ${res.status}`}`,
-        res.status,
-      );
+    const { status, body } = await requestToken(
+      tokenUrl,
+      clientId,
+      privateJwk,
+      scope,
+      AbortSignal.timeout(TOKEN_TIMEOUT_MS),
+    );
+    if (status !== 200 || !body.access_token) {
+      throw new NeighbourError(`the token endpoint refused this broker: ${body.error ?? `HTTP ${status}`}`, status);
     }
     const lifetime = Number(body.expires_in ?? 300);
     this.tokens.set(broker._id, { value: body.access_token, until: Date.now() + Math.max(10, lifetime - 30) * 1000 });
