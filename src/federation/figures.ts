@@ -5,27 +5,35 @@
  * answers its parent only, with its own figures and its children's (asked the same way), within a deadline; a child
  * that does not answer is listed as such, never silently left out.
  *
- * Additive on purpose: the savings report itself (src/reports) is used as it is, for totals of a period.
+ * A broker sends its tally (numbers per month, institution, category and item), the names of what it counts and its
+ * recognitions of other brokers' results by holder and dimension, so that the parent can show the breakdowns
+ * (`/reports/savings?scope=federation`, src/reports/federated.ts), and its totals for `GET /reports/federated`.
  */
 import type { AccessContext } from '../auth/tokens.js';
 import { badRequest, forbidden } from '../fhir/outcomes.js';
 import type { RecognitionRules } from '../recognition/load.js';
 import { finalDecisions, type DecisionLedger, type LedgerEntry } from '../recognition/ledger.js';
+import {
+  namesFromJson,
+  namesOf,
+  tallyFromJson,
+  tallyToJson,
+  type FederationSource,
+  type ImportRow,
+  type RegionNames,
+  type RegionPart,
+  type TallyJson,
+} from '../reports/federated.js';
 import type { LedgerRollups } from '../reports/rollups.js';
-import { savingsReport, type SavingsReport } from '../reports/savings.js';
+import { reportFromTally, type SavingsReport } from '../reports/savings.js';
+import { cityOf, provinceOf } from '../recognition/institutions.js';
 import type { BrokerRegistry, FederationBroker } from './brokers.js';
 import { NeighbourClient, NeighbourError } from './client.js';
+import { divisionLevel } from './scope.js';
 
 /** The counts that add up across regions (rates do not: they are recomputed by whoever reads the sums). */
 export const SUMMED = ['prompts', 'offered', 'viewed', 'accepted', 'declined', 'patients', 'saving'] as const;
 type Summed = Record<(typeof SUMMED)[number], number>;
-
-/** Recognitions of results held by another broker, by the broker that holds them (its FHIR base URL). */
-export interface ImportFigure {
-  from: string;
-  accepted: number;
-  saving: number;
-}
 
 /** One cross-region figure of the rolled-up report: recognitions at `to` of results held in `from`. */
 export interface CrossRegionFigure {
@@ -40,6 +48,8 @@ export interface CrossRegionFigure {
 export interface RegionFigures {
   /** The broker's id in its parent's registry (absent for the broker that answers the report). */
   broker?: string;
+  /** Its name there. */
+  name?: string;
   region?: string;
   answered: boolean;
   reason?: string;
@@ -47,8 +57,11 @@ export interface RegionFigures {
   base?: string;
   /** This broker's own figures: its requesting institutions' recognitions. */
   totals?: SavingsReport['totals'];
-  /** Of those, the recognitions of results held by other brokers (imported), by holder. */
-  imports?: ImportFigure[];
+  /** Of those, the recognitions of results held by other brokers (imported), by holder and dimensions. */
+  imports?: ImportRow[];
+  /** Its own figures per month, institution, category and item, and the names of what they count. */
+  tally?: TallyJson;
+  names?: RegionNames;
   children: RegionFigures[];
 }
 
@@ -83,7 +96,7 @@ export interface FiguresDeps {
   minCell: number;
 }
 
-export class FederatedFigures {
+export class FederatedFigures implements FederationSource {
   private readonly client = new NeighbourClient();
 
   constructor(private readonly deps: FiguresDeps) {}
@@ -111,14 +124,15 @@ export class FederatedFigures {
       if (r.base && r.region) regionOf.set(r.base, r.region);
     });
     walk(regions, (r) => {
+      const byHolder = new Map<string, CrossRegionFigure>();
       for (const i of r.imports ?? []) {
-        crossRegion.push({
-          from: regionOf.get(i.from) ?? i.from,
-          to: r.region ?? 'this broker',
-          accepted: i.accepted,
-          saving: i.saving,
-        });
+        const from = regionOf.get(i.from) ?? i.from;
+        const figure = byHolder.get(from) ?? { from, to: r.region ?? 'this broker', accepted: 0, saving: 0 };
+        figure.accepted += i.accepted;
+        figure.saving = Math.round((figure.saving + i.saving) * 100) / 100;
+        byHolder.set(from, figure);
       }
+      crossRegion.push(...byHolder.values());
     });
     return {
       report: 'reuse-savings-federated',
@@ -129,6 +143,48 @@ export class FederatedFigures {
       crossRegion,
       missing,
     };
+  }
+
+  /**
+   * The regions of `/reports/savings?scope=federation`: this broker and, depth first, its children and theirs, each
+   * with its tally as it sent it (checked: a malformed one is a region that did not answer).
+   */
+  async regions(from: string, to: string): Promise<RegionPart[]> {
+    const root = await this.figures(from, to, FIGURES_DEADLINE_MS);
+    // A broker does not know its own division code; its children's tell it (370211 → 370200 → 370000).
+    const below = [...new Set(root.children.map((c) => c.region).filter((r): r is string => !!r))].map((r) =>
+      divisionLevel(r) === 'district' ? cityOf(r) : provinceOf(r),
+    );
+    const own = below.length > 0 && below.every((r) => r === below[0]) ? below[0]! : '';
+    const parts: RegionPart[] = [];
+    const visit = (r: RegionFigures, depth: number, parent: string | undefined, region: string) => {
+      const part: RegionPart = {
+        region,
+        depth,
+        answered: r.answered,
+        ...(r.broker ? { broker: r.broker } : {}),
+        ...(r.name ? { name: r.name } : {}),
+        ...(r.base ? { base: r.base } : {}),
+        ...(parent !== undefined ? { parent } : {}),
+        ...(r.reason ? { reason: r.reason } : {}),
+      };
+      if (r.answered) {
+        try {
+          part.tally = r.tally ? tallyFromJson(r.tally) : undefined;
+          part.names = namesFromJson(r.names);
+          part.imports = importsFromJson(r.imports);
+          if (!part.tally) throw new Error('no figures');
+        } catch (err) {
+          Object.assign(part, { answered: false, reason: `the answer could not be read: ${(err as Error).message}` });
+          delete part.tally;
+          delete part.imports;
+        }
+      }
+      parts.push(part);
+      for (const c of r.children) visit(c, depth + 1, region, c.region ?? '');
+    };
+    visit(root, 0, undefined, own);
+    return parts;
   }
 
   /** `POST /federation/figures`: asked by this broker's parent only. */
@@ -149,17 +205,21 @@ export class FederatedFigures {
 
   private async figures(from: string, to: string, deadlineMs: number): Promise<RegionFigures> {
     const children = (await this.deps.registry.list()).filter((b) => b.enabled && b.relation === 'child');
-    const [own, imports, theirs] = await Promise.all([
-      this.deps.rollups
-        ? savingsReport(this.deps.rollups, this.deps.rules(), { from, to, by: [] }, { minCell: this.deps.minCell })
-        : undefined,
+    const rules = this.deps.rules();
+    const [tally, imports, theirs] = await Promise.all([
+      this.deps.rollups?.tally(from, to, rules.catalogue.timeZone).then((t) => t.tally),
       this.imports(from, to),
       Promise.all(children.map((c) => this.ask(c, from, to, deadlineMs - HOP_MARGIN_MS))),
     ]);
+    // Totals unsuppressed: they are summed by the parent (suppression applies to what a report publishes).
+    const own = tally
+      ? reportFromTally(tally, rules, { from, to, by: [] }, { minCell: 0 }, new Date()).totals
+      : undefined;
     return {
       answered: true,
       ...(this.deps.baseUrl ? { base: this.deps.baseUrl } : {}),
-      ...(own ? { totals: own.totals } : {}),
+      ...(own ? { totals: own } : {}),
+      ...(tally ? { tally: tallyToJson(tally), names: namesOf(tally, rules) } : {}),
       imports,
       children: theirs,
     };
@@ -170,7 +230,7 @@ export class FederatedFigures {
    * of a check (a correction replaces what it corrects), accepted, with a performer of another broker (an absolute
    * reference). Read by month (an index lookup per month and event).
    */
-  private async imports(from: string, to: string): Promise<ImportFigure[]> {
+  private async imports(from: string, to: string): Promise<ImportRow[]> {
     const ledger = this.deps.ledger;
     if (!ledger) return [];
     const months: string[] = [];
@@ -185,38 +245,65 @@ export class FederatedFigures {
       if (e.day < from || e.day > to) continue;
       byCheck.set(e.check, [...(byCheck.get(e.check) ?? []), e]);
     }
-    const byHolder = new Map<string, ImportFigure>();
+    const rows = new Map<string, ImportRow>();
     for (const entries of byCheck.values()) {
       for (const e of finalDecisions(entries).values()) {
         if (e.event !== 'accepted' || !e.performer || !/^https?:\/\//.test(e.performer)) continue;
         const holder = e.performer.replace(/\/Organization\/[^/]+$/, '');
-        const figure = byHolder.get(holder) ?? { from: holder, accepted: 0, saving: 0 };
-        figure.accepted += 1;
-        figure.saving = Math.round((figure.saving + e.saving) * 100) / 100;
-        byHolder.set(holder, figure);
+        const dims = { month: e.day.slice(0, 7), organization: e.institution, category: e.category, item: e.item };
+        const key = [holder, dims.month, dims.organization, dims.category, dims.item].join('\u0000');
+        const row = rows.get(key) ?? { from: holder, ...dims, accepted: 0, saving: 0 };
+        row.accepted += 1;
+        row.saving = Math.round((row.saving + e.saving) * 100) / 100;
+        rows.set(key, row);
       }
     }
-    return [...byHolder.values()];
+    return [...rows.values()];
   }
 
   private async ask(child: FederationBroker, from: string, to: string, ms: number): Promise<RegionFigures> {
-    const about = { broker: child._id, region: child.region, base: child.baseUrl };
+    const about = {
+      broker: child._id,
+      region: child.region,
+      base: child.baseUrl,
+      ...(child.name ? { name: child.name } : {}),
+    };
     try {
-      const body = (await this.client.post(child, '/federation/figures', { from, to, deadlineMs: ms }, ms)) as {
-        totals?: SavingsReport['totals'];
-        children?: RegionFigures[];
-      };
+      const body = (await this.client.post(child, '/federation/figures', { from, to, deadlineMs: ms }, ms)) as Omit<
+        RegionFigures,
+        'broker' | 'region' | 'base'
+      >;
       return {
         ...about,
         answered: true,
         ...(body.totals ? { totals: body.totals } : {}),
-        children: body.children ?? [],
+        ...(body.tally ? { tally: body.tally } : {}),
+        ...(body.names ? { names: body.names } : {}),
+        ...(Array.isArray(body.imports) ? { imports: body.imports } : {}),
+        children: Array.isArray(body.children) ? body.children : [],
       };
     } catch (err) {
       const reason = err instanceof NeighbourError ? err.message : 'the answer could not be read';
       return { ...about, answered: false, reason, children: [] };
     }
   }
+}
+
+/** A child's imports, checked: counts and amounts, the holder an absolute URL. */
+function importsFromJson(json: unknown): ImportRow[] {
+  if (json === undefined) return [];
+  if (!Array.isArray(json)) throw new Error('malformed figures (imports)');
+  return json.map((r: Partial<ImportRow>) => {
+    const ok =
+      typeof r.from === 'string' &&
+      /^https?:\/\//.test(r.from) &&
+      (['month', 'organization', 'category', 'item'] as const).every((d) => typeof r[d] === 'string') &&
+      typeof r.accepted === 'number' &&
+      r.accepted >= 0 &&
+      typeof r.saving === 'number';
+    if (!ok) throw new Error('malformed figures (imports)');
+    return { ...(r as ImportRow) };
+  });
 }
 
 function nextMonth(month: string): string {

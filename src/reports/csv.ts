@@ -72,8 +72,13 @@ export function savingsCsv(report: SavingsReport, lang: ReportLang = 'zh'): stri
       return d === 'month' ? [v?.code] : [v?.code, v?.name?.[lang] ?? v?.code];
     });
   const total = dimHeaders.map((_h, i) => (i === 0 ? MISC_LABELS.total[lang] : ''));
+  // Over a federation, a region that did not answer is a row of its own below the total: never silently left out.
+  const missing = (report.federation?.missing ?? []).map((r) => [
+    `${MISC_LABELS.missing[lang]}${r.name[lang]} (${r.code})${r.reason ? `: ${r.reason}` : ''}`,
+  ]);
   return csvDocument(header, [
     ...report.rows.map((row) => [...dims(row), ...figures(row, row.suppressed)]),
     [...(total.length ? total : []), ...figures(report.totals, [])],
+    ...missing,
   ]);
 }

@@ -21,13 +21,17 @@ import { assertReportReader } from './measure.js';
 import {
   assertKnownParams,
   assertPeriod,
+  DIMENSIONS,
+  FEDERATION_DIMENSIONS,
   parseBound,
   parseBy,
   parseOrganization,
   savingsReport,
   single,
-  type SavingsQuery,
+  type SavingsReport,
 } from './savings.js';
+import { federatedReport, type FederatedQuery, type FederationSource } from './federated.js';
+import { ID_PATTERN } from '../fhir/types.js';
 import type { RecognitionRules } from '../recognition/load.js';
 import type { AuditFn } from '../audit/recorder.js';
 import type { AccessContext } from '../auth/tokens.js';
@@ -52,6 +56,8 @@ export interface ReportDeps {
   rollups?: LedgerRollups;
   store?: ResourceStore;
   audit?: AuditFn;
+  /** The children's figures, for `scope=federation` (src/federation/figures.ts). */
+  federation?: { figures: FederationSource };
 }
 
 /** `by` as given: comma-separated and/or repeated. */
@@ -64,28 +70,52 @@ function rawBy(raw: unknown): string[] {
     .filter(Boolean);
 }
 
-const PARAMS = ['from', 'to', 'by', 'organization', 'format', 'lang'] as const;
+const PARAMS = ['from', 'to', 'by', 'organization', 'format', 'lang', 'scope', 'region'] as const;
+const DIVISION = /^[1-9]\d{5}$/;
 
-/** The report's query from the URL; throws an OperationOutcome naming the parameter at fault. */
+/**
+ * The report's query from the URL; throws an OperationOutcome naming the parameter at fault. `scope=federation` adds
+ * the children's figures (docs/federation.md), groups by `region` too and takes `region` (one region of the tree);
+ * there `organization` names an institution of that region (of this broker's when no region is given).
+ */
 export function parseSavingsRequest(
   query: Record<string, unknown>,
   rules: RecognitionRules,
-): SavingsQuery & { format: 'json' | 'csv'; lang: ReportLang } {
+): FederatedQuery & { format: 'json' | 'csv'; lang: ReportLang; scope: 'local' | 'federation' } {
   assertKnownParams(query, PARAMS);
   const from = parseBound(single(query, 'from'), 'from', 'start');
   const to = parseBound(single(query, 'to'), 'to', 'end');
   assertPeriod(from, to, { from: 'from', to: 'to' });
   const format = single(query, 'format') ?? 'json';
   if (format !== 'json' && format !== 'csv') throw badRequest(`format '${format}' is not json or csv`, 'format');
+  const scope = single(query, 'scope') ?? 'local';
+  if (scope !== 'local' && scope !== 'federation') {
+    throw badRequest(`scope '${scope}' is not local (this broker) or federation (with its children)`, 'scope');
+  }
+  const federation = scope === 'federation';
+  const region = single(query, 'region');
+  if (region !== undefined && !federation) throw badRequest('region is a filter of scope=federation', 'region');
+  if (region !== undefined && !DIVISION.test(region)) {
+    throw badRequest(`region '${region}' is not a six-digit administrative division code`, 'region');
+  }
   const lang = parseLang(query);
   const org = single(query, 'organization');
+  let organization: string | undefined;
+  if (org !== undefined && federation && region !== undefined) {
+    // An institution of another broker's directory: its id (the report names it as that broker does).
+    organization = org.replace(/^Organization\//, '');
+    if (!ID_PATTERN.test(organization))
+      throw badRequest(`organization '${org}' is not an institution id`, 'organization');
+  } else if (org !== undefined) organization = parseOrganization(org, 'organization', rules);
   return {
     lang,
     from,
     to,
-    by: parseBy(query.by),
-    ...(org !== undefined ? { organization: parseOrganization(org, 'organization', rules) } : {}),
+    by: parseBy(query.by, federation ? FEDERATION_DIMENSIONS : DIMENSIONS),
+    ...(organization !== undefined ? { organization } : {}),
+    ...(region !== undefined ? { region } : {}),
     format,
+    scope,
   };
 }
 
@@ -157,8 +187,14 @@ export function reportsRouter(deps: ReportDeps): Router {
       res.json(supervisionReport(tally, rules, { ...period, by: parseSupervisionBy(by) }, new Date()));
       return;
     }
-    const { format, lang, ...query } = parseSavingsRequest(req.query as Record<string, unknown>, rules);
-    const report = await savingsReport(deps.rollups, rules, query, { minCell: deps.config.reportMinCell });
+    const { format, lang, scope, ...query } = parseSavingsRequest(req.query as Record<string, unknown>, rules);
+    const options = { minCell: deps.config.reportMinCell };
+    let report: SavingsReport;
+    if (scope === 'federation') {
+      if (!deps.federation) throw error(500, 'exception', 'The federation is not configured');
+      const parts = await deps.federation.figures.regions(query.from, query.to);
+      report = federatedReport(parts, rules, query, options, new Date());
+    } else report = await savingsReport(deps.rollups, rules, query, options);
     if (format === 'csv') {
       res.type('text/csv; charset=utf-8');
       res.setHeader('Content-Disposition', `attachment; filename="huren-savings-${query.from}-${query.to}.csv"`);

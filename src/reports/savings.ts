@@ -11,11 +11,15 @@ import type { RecognitionRules } from '../recognition/load.js';
 import { isLocalDate } from '../recognition/time.js';
 import { addCell, emptyCell, splitKey, type Cell, type LedgerRollups, type LedgerTally } from './rollups.js';
 import { badRequest, error } from '../fhir/outcomes.js';
-import type { DeclineReasonLegend, DimensionValue, Figures, SavingsRow } from './report-types.js';
+import type { DeclineReasonLegend, DimensionValue, FederationSummary, Figures, SavingsRow } from './report-types.js';
 
-export type { DeclineReasonLegend, DimensionValue, Figures, SavingsRow } from './report-types.js';
+export type { DeclineReasonLegend, DimensionValue, FederationSummary, Figures, SavingsRow } from './report-types.js';
 
 export const DIMENSIONS = ['organization', 'category', 'item', 'month'] as const;
+/** `region` (a broker's region in a federation) groups only a report with `scope=federation` (src/reports/federated.ts). */
+export const FEDERATION_DIMENSIONS = [...DIMENSIONS, 'region'] as const;
+export type ReportDimension = (typeof FEDERATION_DIMENSIONS)[number];
+/** The groupings of this broker's own report. */
 export type Dimension = (typeof DIMENSIONS)[number];
 
 /** Longest period one report covers: a year of a city is the expected use, five years the ceiling. */
@@ -84,9 +88,21 @@ export interface SavingsQuery {
   from: string;
   to: string;
   /** Grouping dimensions, in order; empty: totals only. */
-  by: Dimension[];
+  by: ReportDimension[];
   /** Restricts to one requesting institution (its id). */
   organization?: string;
+}
+
+/**
+ * How a report names and orders the values of its dimensions: from this broker's rules, or, over a federation, from
+ * the names each region sent (src/reports/federated.ts). `region` is the region a row's institution belongs to.
+ */
+export interface Naming {
+  value(d: ReportDimension, code: string, region: string): DimensionValue;
+  /** Rank of a value in the row order (lower first); undefined sorts after, by code. */
+  rank(d: ReportDimension, code: string): number | undefined;
+  /** Names of decline reasons the rules do not know (other brokers' reasons). */
+  reasons?: ReadonlyMap<string, DeclineReasonLegend>;
 }
 
 export interface ReportOptions {
@@ -109,8 +125,10 @@ export type CountFigure = (typeof COUNT_FIGURES)[number];
 export interface SavingsReport {
   report: 'reuse-savings';
   period: { from: string; to: string };
-  by: Dimension[];
-  filters: { organization?: DimensionValue };
+  by: ReportDimension[];
+  filters: { organization?: DimensionValue; region?: DimensionValue };
+  /** `federation`: this broker's figures and its children's (src/reports/federated.ts); absent: this broker's. */
+  scope?: 'federation';
   currency: 'CNY';
   minCell: number;
   generatedAt: string;
@@ -118,6 +136,8 @@ export interface SavingsReport {
   declineReasons: DeclineReasonLegend[];
   rows: SavingsRow[];
   totals: Omit<Figures, 'patients'> & { patients: number };
+  /** With `scope=federation`: the regions asked, those that did not answer, and the recognitions across regions. */
+  federation?: FederationSummary;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -165,20 +185,21 @@ export function assertPeriod(from: string, to: string, names: { from: string; to
 }
 
 /** `by` as a list of dimensions: comma-separated and/or repeated; each dimension once. */
-export function parseBy(raw: unknown): Dimension[] {
+export function parseBy(raw: unknown, allowed: readonly ReportDimension[] = DIMENSIONS): ReportDimension[] {
   if (raw === undefined) return [];
   const parts = [raw]
     .flat()
     .flatMap((v) => String(v).split(','))
     .map((s) => s.trim())
     .filter(Boolean);
-  const out: Dimension[] = [];
+  const out: ReportDimension[] = [];
   for (const p of parts) {
-    if (!(DIMENSIONS as readonly string[]).includes(p)) {
-      throw badRequest(`Unknown grouping '${p}': by takes ${DIMENSIONS.join(', ')} (comma-separated)`, 'by');
+    if (!(allowed as readonly string[]).includes(p)) {
+      const hint = p === 'region' ? ' (region groups the federation: add scope=federation)' : '';
+      throw badRequest(`Unknown grouping '${p}': by takes ${allowed.join(', ')} (comma-separated)${hint}`, 'by');
     }
-    if (out.includes(p as Dimension)) throw badRequest(`by names '${p}' twice`, 'by');
-    out.push(p as Dimension);
+    if (out.includes(p as ReportDimension)) throw badRequest(`by names '${p}' twice`, 'by');
+    out.push(p as ReportDimension);
   }
   return out;
 }
@@ -210,7 +231,7 @@ export function single(query: Record<string, unknown>, name: string): string | u
 // ---------------------------------------------------------------------------------------------------------------
 // Grouping (pure)
 
-type GroupKey = Partial<Record<Dimension, string>>;
+type GroupKey = Partial<Record<ReportDimension, string>>;
 
 /** A group of the report: its dimension values, its funnel and its 互认人次. */
 export interface ReportGroup {
@@ -228,7 +249,7 @@ function tooManyGroups(max: number) {
   );
 }
 
-const keyOf = (by: readonly Dimension[], id: GroupKey) => by.map((d) => id[d] ?? '').join('\u0000');
+const keyOf = (by: readonly ReportDimension[], id: GroupKey) => by.map((d) => id[d] ?? '').join('\u0000');
 
 /**
  * The groups of a tally by `query.by`, restricted to `query.organization` when given, and 互认人次 in total (pure).
@@ -240,36 +261,51 @@ export function groupTally(
   tally: LedgerTally,
   query: Pick<SavingsQuery, 'by' | 'organization'>,
 ): { groups: ReportGroup[]; patientsTotal: number } {
+  return groupTallies([{ region: '', tally }], query);
+}
+
+/**
+ * The groups of several regions' tallies (a federation's): as groupTally, with `region` a dimension. An institution
+ * belongs to one region (its broker's), so 互认人次 add up across regions as they do across institutions.
+ */
+export function groupTallies(
+  parts: readonly { region: string; tally: LedgerTally }[],
+  query: Pick<SavingsQuery, 'by' | 'organization'>,
+): { groups: ReportGroup[]; patientsTotal: number } {
   const groups = new Map<string, ReportGroup>();
-  const groupOf = (parts: Record<Dimension, string>): ReportGroup => {
+  const groupOf = (parts: Record<ReportDimension, string>): ReportGroup => {
     const key: GroupKey = Object.fromEntries(query.by.map((d) => [d, parts[d]]));
-    const k = keyOf(query.by, key);
+    // An institution is named within its region: the same id in two regions is two institutions.
+    if (query.by.includes('organization') && parts.region) key.region = parts.region;
+    const k = keyOf(query.by, key) + (key.region !== undefined ? `\u0000${key.region}` : '');
     let g = groups.get(k);
     if (!g) groups.set(k, (g = { key, cell: emptyCell(), patients: 0 }));
     return g;
   };
   const byItem = query.by.includes('item');
   const byCategory = !byItem && query.by.includes('category');
-  for (const [k, cell] of tally.cells) {
-    const [month, organization, category, item] = splitKey(k) as [string, string, string, string];
-    if (query.organization && organization !== query.organization) continue;
-    const g = groupOf({ month, organization, category, item });
-    addCell(g.cell, cell);
-    if (byItem) g.patients += cell.accepted;
-  }
-  if (byCategory) {
-    for (const [k, n] of tally.categoryVisits) {
-      const [month, organization, category] = splitKey(k) as [string, string, string];
-      if (query.organization && organization !== query.organization) continue;
-      groupOf({ month, organization, category, item: '' }).patients += n;
-    }
-  }
   let patientsTotal = 0;
-  for (const [k, n] of tally.visits) {
-    const [month, organization] = splitKey(k) as [string, string];
-    if (query.organization && organization !== query.organization) continue;
-    patientsTotal += n;
-    if (!byItem && !byCategory) groupOf({ month, organization, category: '', item: '' }).patients += n;
+  for (const { region, tally } of parts) {
+    for (const [k, cell] of tally.cells) {
+      const [month, organization, category, item] = splitKey(k) as [string, string, string, string];
+      if (query.organization && organization !== query.organization) continue;
+      const g = groupOf({ month, organization, category, item, region });
+      addCell(g.cell, cell);
+      if (byItem) g.patients += cell.accepted;
+    }
+    if (byCategory) {
+      for (const [k, n] of tally.categoryVisits) {
+        const [month, organization, category] = splitKey(k) as [string, string, string];
+        if (query.organization && organization !== query.organization) continue;
+        groupOf({ month, organization, category, item: '', region }).patients += n;
+      }
+    }
+    for (const [k, n] of tally.visits) {
+      const [month, organization] = splitKey(k) as [string, string];
+      if (query.organization && organization !== query.organization) continue;
+      patientsTotal += n;
+      if (!byItem && !byCategory) groupOf({ month, organization, category: '', item: '', region }).patients += n;
+    }
   }
   return { groups: [...groups.values()], patientsTotal };
 }
@@ -300,6 +336,12 @@ export function reportFromTally(
   return assembleReport(query, groups, patientsTotal, rules, options.minCell, now);
 }
 
+/** Throws the report's 400 when a grouping would give more rows than one answer holds. */
+export function assertGroupCount(count: number, options: ReportOptions): void {
+  const maxGroups = options.maxGroups ?? MAX_GROUPS;
+  if (count > maxGroups) throw tooManyGroups(maxGroups);
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Assembly (pure)
 
@@ -313,14 +355,15 @@ export function assembleReport(
   rules: RecognitionRules,
   minCell: number,
   now: Date,
+  naming: Naming = localNaming(rules),
 ): SavingsReport {
   // A group a correction took back to nothing is no group.
   const live = groups.filter((g) => Object.values(g.cell).some((v) => typeof v === 'number' && v !== 0) || g.patients);
-  const legend = reasonLegend(rules, live);
-  const ordered = [...live].sort(compareKeys(query.by, rules));
+  const legend = reasonLegend(rules, live, naming.reasons);
+  const ordered = [...live].sort(compareKeys(query.by, naming));
   // Without a grouping the answer is its totals alone (one row would only repeat them).
   const rows: SavingsRow[] = (query.by.length ? ordered : []).map((g) => ({
-    ...dimensionValues(query.by, g.key, rules),
+    ...dimensionValues(query.by, g.key, naming),
     ...figuresOf(g.cell, g.patients, legend),
     suppressed: [],
   }));
@@ -362,6 +405,7 @@ function figuresOf(c: Cell, patients: number, legend: readonly DeclineReasonLege
 export function reasonLegend(
   rules: RecognitionRules,
   groups: Iterable<{ cell: Pick<Cell, 'reasons'> }>,
+  others?: ReadonlyMap<string, DeclineReasonLegend>,
 ): DeclineReasonLegend[] {
   const legend: DeclineReasonLegend[] = rules.declineReasons.reasons.map((r) => ({
     code: r.code,
@@ -371,7 +415,9 @@ export function reasonLegend(
   const known = new Set(legend.map((r) => r.code));
   const extra = new Set<string>();
   for (const g of groups) for (const code of Object.keys(g.cell.reasons)) if (!known.has(code)) extra.add(code);
-  for (const code of [...extra].sort()) legend.push({ code, name: { zh: code, en: code }, countsAsDecline: true });
+  for (const code of [...extra].sort()) {
+    legend.push(others?.get(code) ?? { code, name: { zh: code, en: code }, countsAsDecline: true });
+  }
   return legend;
 }
 
@@ -380,37 +426,47 @@ export function organizationValue(id: string, rules: RecognitionRules): Dimensio
   return { code: id, reference: `Organization/${id}`, ...(inst ? { name: inst.name } : {}) };
 }
 
-function dimensionValues(by: readonly Dimension[], key: GroupKey, rules: RecognitionRules): Partial<SavingsRow> {
-  const out: Partial<SavingsRow> = {};
-  for (const d of by) {
-    const code = key[d] ?? '';
-    if (d === 'organization') out.organization = organizationValue(code, rules);
-    else if (d === 'category') {
-      const c = rules.index.categories.get(code);
-      out.category = { code, ...(c ? { name: c.name } : {}) };
-    } else if (d === 'item') {
-      const i = rules.index.items.get(code);
-      out.item = { code, ...(i ? { name: i.name } : {}) };
-    } else out.month = { code };
-  }
-  return out;
-}
-
-/** Row order: dimension by dimension as in `by`; institutions and categories/items in directory/catalogue order. */
-function compareKeys(by: readonly Dimension[], rules: RecognitionRules): (a: ReportGroup, b: ReportGroup) => number {
-  const rank: Partial<Record<Dimension, Map<string, number>>> = {
+/** Names and order from this broker's directory and catalogue. */
+export function localNaming(rules: RecognitionRules): Naming {
+  const rank: Partial<Record<ReportDimension, Map<string, number>>> = {
     organization: new Map([...rules.directory.byId.keys()].map((id, i) => [id, i])),
     category: new Map(rules.catalogue.categories.map((c, i) => [c.code, i])),
     item: new Map(rules.catalogue.items.map((c, i) => [c.code, i])),
   };
+  return {
+    value(d, code) {
+      if (d === 'organization') return organizationValue(code, rules);
+      if (d === 'category') {
+        const c = rules.index.categories.get(code);
+        return { code, ...(c ? { name: c.name } : {}) };
+      }
+      if (d === 'item') {
+        const i = rules.index.items.get(code);
+        return { code, ...(i ? { name: i.name } : {}) };
+      }
+      return { code };
+    },
+    rank: (d, code) => rank[d]?.get(code),
+  };
+}
+
+function dimensionValues(by: readonly ReportDimension[], key: GroupKey, naming: Naming): Partial<SavingsRow> {
+  const out: Partial<SavingsRow> = {};
+  for (const d of by) out[d] = naming.value(d, key[d] ?? '', key.region ?? '');
+  return out;
+}
+
+/** Row order: dimension by dimension as in `by`; values in the naming's order (directory, catalogue, tree). */
+function compareKeys(by: readonly ReportDimension[], naming: Naming): (a: ReportGroup, b: ReportGroup) => number {
+  // An institution's region orders before the institution (the same id may be two institutions).
+  const dims: ReportDimension[] = by.includes('organization') && !by.includes('region') ? ['region', ...by] : [...by];
   return (a, b) => {
-    for (const d of by) {
+    for (const d of dims) {
       const x = a.key[d] ?? '';
       const y = b.key[d] ?? '';
       if (x === y) continue;
-      const r = rank[d];
-      const rx = r?.get(x) ?? Number.MAX_SAFE_INTEGER;
-      const ry = r?.get(y) ?? Number.MAX_SAFE_INTEGER;
+      const rx = naming.rank(d, x) ?? Number.MAX_SAFE_INTEGER;
+      const ry = naming.rank(d, y) ?? Number.MAX_SAFE_INTEGER;
       if (rx !== ry) return rx - ry;
       return x < y ? -1 : 1;
     }

@@ -16,6 +16,7 @@ import { createClientAssertion } from '../../src/auth/assertion.js';
 import { deriveEpochKey, residentIdCheckChar } from '../../src/recognition/identity.js';
 import { HR_MARK_URL, SYSTEMS } from '../../src/recognition/vocabulary.js';
 import type { Card } from '../../src/cds/cards.js';
+import type { SavingsReport } from '../../src/reports/savings.js';
 import { readDemoCdsClient, signCdsJwt } from '../../src/cds/clients.js';
 import { priorResults } from '../../src/ui/prior-results.js';
 import { createTestApp, TEST_DATA_DIR, type TestApp } from '../support/app.js';
@@ -387,6 +388,111 @@ describe('a province–city–district federation of brokers', () => {
     expect(asChild.status).toBe(403);
   });
 
+  test('the province’s savings report over the federation breaks the figures down by region, institution, item and month: the recognition once, and exported by the district', async () => {
+    const { district, city, province } = brokers;
+    const today = new Date(Date.now() + 8 * 3600_000).toISOString().slice(0, 10);
+    const month = today.slice(0, 7);
+    const res = await province.t
+      .as('bureau')
+      .get('/reports/savings')
+      .query({ from: today, to: today, scope: 'federation', by: 'region,organization,item,month' });
+    expect(res.status, res.text).toBe(200);
+    const report = res.body as SavingsReport;
+    expect(report.scope).toBe('federation');
+    // Every region of the tree, in tree order, each answered.
+    expect(report.federation!.regions.map((r) => [r.code, r.depth, r.answered])).toEqual([
+      ['370000', 0, true],
+      ['370200', 1, true],
+      ['370211', 2, true],
+    ]);
+    expect(report.federation!.missing).toEqual([]);
+    // The recognition is in exactly one row: the province's own Jinan hospital, the blood count, this month.
+    const reused = report.rows.filter((r) => (r.accepted ?? 0) > 0);
+    expect(reused).toHaveLength(1);
+    expect(reused[0]).toMatchObject({
+      region: { code: '370000' },
+      organization: { code: 'demo-hospital-b', reference: 'Organization/demo-hospital-b' },
+      item: { code: 'HR-LAB-CBC' },
+      month: { code: month },
+      accepted: 1,
+      saving: 30,
+    });
+    expect(report.totals.accepted).toBe(1);
+    expect(report.totals.saving).toBe(30);
+    // The city's own prompts (its hospital checked the 本市HR result) are the city's, named by the city's broker.
+    const cityRows = report.rows.filter((r) => r.region?.code === '370200');
+    expect(cityRows.length).toBeGreaterThan(0);
+    expect(cityRows[0]!.organization).toMatchObject({
+      code: 'demo-hospital-b',
+      reference: `${city.base}/Organization/demo-hospital-b`,
+    });
+    expect(report.totals.prompts).toBe(report.rows.reduce((n, r) => n + (r.prompts ?? 0), 0));
+    // Across regions: exported by the district (which holds the result), imported by the province.
+    expect(report.federation!.crossRegion).toEqual([
+      {
+        from: { code: '370211', name: { zh: 'huangdao', en: 'huangdao' } },
+        to: { code: '370000', name: { zh: '本级', en: 'This broker' } },
+        organization: expect.objectContaining({ code: 'demo-hospital-b' }),
+        item: expect.objectContaining({ code: 'HR-LAB-CBC' }),
+        month: { code: month },
+        accepted: 1,
+        saving: 30,
+        suppressed: [],
+      },
+    ]);
+
+    // One region: the district's own figures hold no recognition, its export is still shown.
+    const one = await province.t
+      .as('bureau')
+      .get('/reports/savings')
+      .query({ from: today, to: today, scope: 'federation', region: '370211' });
+    expect(one.status, one.text).toBe(200);
+    expect((one.body as SavingsReport).totals.accepted).toBe(0);
+    expect((one.body as SavingsReport).filters.region?.code).toBe('370211');
+    expect((one.body as SavingsReport).federation!.crossRegion).toMatchObject([
+      { from: { code: '370211' }, to: { code: '370000' }, accepted: 1 },
+    ]);
+
+    // The same as CSV, in the columns of the local report with the region's.
+    const csv = await province.t
+      .as('bureau')
+      .get('/reports/savings')
+      .query({ from: today, to: today, scope: 'federation', by: 'region,item', format: 'csv', lang: 'en' });
+    expect(csv.status, csv.text).toBe(200);
+    expect(csv.headers['content-type']).toMatch(/^text\/csv/);
+    const lines = csv.text
+      .replace(/^\uFEFF/, '')
+      .trim()
+      .split('\r\n');
+    expect(lines[0]).toMatch(/^Region code,Region,Item code,Item,/);
+    expect(lines.find((l) => l.startsWith('370000,This broker,HR-LAB-CBC,'))).toBeDefined();
+    expect(lines.at(-1)).toMatch(/^Total,/);
+
+    // The city's report covers the city and its district, not the province above it.
+    const atCity = await city.t
+      .as('bureau')
+      .get('/reports/savings')
+      .query({ from: today, to: today, scope: 'federation', by: 'region' });
+    expect(atCity.status, atCity.text).toBe(200);
+    expect((atCity.body as SavingsReport).federation!.regions.map((r) => r.code)).toEqual(['370200', '370211']);
+    expect((atCity.body as SavingsReport).totals.accepted).toBe(0);
+
+    // Clear refusals: region without the federation, a region outside the tree, grouping by region locally.
+    const refused = async (query: Record<string, string>, expression: string) => {
+      const r = await province.t
+        .as('bureau')
+        .get('/reports/savings')
+        .query({ from: today, to: today, ...query });
+      expect(r.status, r.text).toBe(400);
+      expect(r.body.issue[0].expression).toEqual([expression]);
+    };
+    await refused({ region: '370211' }, 'region');
+    await refused({ scope: 'federation', region: '370300' }, 'region');
+    await refused({ by: 'region' }, 'by');
+    await refused({ scope: 'everywhere' }, 'scope');
+    void district;
+  });
+
   test('the city applies the province’s catalogue with its own stricter windows; a change upstream reaches it', async () => {
     const { city, province } = brokers;
     await link(city, province, 'parent', true);
@@ -560,9 +666,29 @@ describe('a province–city–district federation of brokers', () => {
     expect(texts).toContain('shandong (370000: no answer within');
   });
 
-  test('with its parent down the district broker answers local-only at once, never an error', async () => {
-    const { district, city } = brokers;
+  test('with the city broker down, the province’s federated report lists the city as missing, in JSON and CSV', async () => {
+    const { city, province } = brokers;
     await city.proxy.close();
+    const today = new Date(Date.now() + 8 * 3600_000).toISOString().slice(0, 10);
+    const res = await province.t
+      .as('bureau')
+      .get('/reports/savings')
+      .query({ from: today, to: today, scope: 'federation', by: 'region' });
+    expect(res.status, res.text).toBe(200);
+    const report = res.body as SavingsReport;
+    expect(report.federation!.missing).toMatchObject([{ code: '370200', broker: 'qingdao', answered: false }]);
+    expect(report.federation!.missing[0]!.reason).toMatch(/connection failed/);
+    // The province's own figures are still there, and only they.
+    expect(report.rows.map((r) => r.region?.code)).toEqual(['370000']);
+    const csv = await province.t
+      .as('bureau')
+      .get('/reports/savings')
+      .query({ from: today, to: today, scope: 'federation', format: 'csv' });
+    expect(csv.text).toContain('未应答地区：qingdao (370200): connection failed');
+  });
+
+  test('with its parent down the district broker answers local-only at once, never an error', async () => {
+    const { district } = brokers;
     const body = await reuseCheck(district, check(UNKNOWN_ID));
     expect(part(outcomeOf(body), 'decision')?.valueCode).toBe('none');
     const federation = federationOf(body);

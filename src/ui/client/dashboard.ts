@@ -1,8 +1,10 @@
 /**
  * The bureau dashboard (/dashboard): headline figures, the prompt → viewed → accepted funnel, savings by month, by
- * institution and by category, and decline reasons, for a period and optionally one institution. Every figure comes
- * from GET /reports/savings (the same numbers as the JSON/CSV reports and the MeasureReport); nothing is computed
- * here except layout.
+ * institution and by category, and decline reasons, for a period and optionally one institution. At a broker with
+ * children (a city's, the province's), a region selector shows this broker's own figures, the whole federation's or
+ * one region's, and a table shows every region (those that did not answer named as such) and the recognitions across
+ * regions. Every figure comes from GET /reports/savings (the same numbers as the JSON/CSV reports and the
+ * MeasureReport); nothing is computed here except layout.
  */
 import type { EChartsOption, EChartsType } from 'echarts';
 import {
@@ -28,6 +30,7 @@ import type {
   Bilingual,
   DeclineReasonLegend,
   DimensionValue,
+  FederationSummary,
   Figures,
   SavingsRow as Row,
 } from '../../reports/report-types.js';
@@ -44,6 +47,7 @@ interface Report {
   definitions: Record<string, Bilingual>;
   generatedAt: string;
   minCell: number;
+  federation?: FederationSummary;
 }
 
 const ROLE = 'bureau';
@@ -89,11 +93,26 @@ const T: Record<string, Bilingual> = {
   noData: { zh: '该期间没有数据', en: 'No data for this period' },
   noDeclines: { zh: '该期间没有不予互认', en: 'No declines in this period' },
   expired: { zh: '登录已过期，请重新登录。', en: 'The session expired; sign in again.' },
+  region: { zh: '地区', en: 'Region' },
+  thisBroker: { zh: '本级', en: 'This broker' },
+  allRegions: { zh: '本级及全部下级', en: 'This broker and all below' },
+  regionsTitle: { zh: '各地区明细', en: 'By region' },
+  crossRegion: { zh: '跨地区互认', en: 'Cross-region recognitions' },
+  exportedBy: { zh: '结果所在地区', en: 'Result held in' },
+  importedBy: { zh: '互认所在地区', en: 'Recognised in' },
+  notAnswered: { zh: '未应答', en: 'did not answer' },
+  missingNote: {
+    zh: '以下地区未应答，其数据未计入：',
+    en: 'These regions did not answer; their figures are not included: ',
+  },
+  noCrossRegion: { zh: '该期间没有跨地区互认', en: 'No cross-region recognitions in this period' },
 };
 
 let lang: Lang = currentLang();
 let session: Session | undefined;
 let lastReports: { org: Report; month: Report; category: Report } | undefined;
+/** The federation by region (GET /reports/savings?scope=federation&by=region); absent at a broker without children. */
+let lastRegions: Report | undefined;
 const charts = new Map<string, EChartsType>();
 /** The institutions of the unfiltered period, code → names (the filter's options, re-labelled on a language switch). */
 const institutions = new Map<string, DimensionValue>();
@@ -111,17 +130,29 @@ function chart(id: string): EChartsType {
   return c;
 }
 
+/** The period alone, as query parameters. */
+function period(): URLSearchParams {
+  return new URLSearchParams({ from: $<HTMLInputElement>('from').value, to: $<HTMLInputElement>('to').value });
+}
+
+/** The region chosen: '' this broker's own figures, '*' the whole federation, else a division code. */
+const regionChoice = () => $<HTMLSelectElement>('region').value;
+
 /** The filters as query parameters (without `by`): the same in the page's URL and the report's. */
 function filters(): URLSearchParams {
-  const q = new URLSearchParams({ from: $<HTMLInputElement>('from').value, to: $<HTMLInputElement>('to').value });
+  const q = period();
+  const region = regionChoice();
+  if (region) q.set('scope', 'federation');
+  if (region && region !== '*') q.set('region', region);
   const org = $<HTMLSelectElement>('organization').value;
-  if (org) q.set('organization', org);
+  if (org && region !== '*') q.set('organization', org);
   return q;
 }
 
 function query(by: string): string {
   const q = filters();
-  q.set('by', by);
+  // Over the whole federation an institution is named with its region (the same id may be two institutions).
+  q.set('by', regionChoice() === '*' && by.split(',').includes('organization') ? `region,${by}` : by);
   return q.toString();
 }
 
@@ -140,6 +171,13 @@ function restoreState(): void {
   const date = /^\d{4}-\d{2}-\d{2}$/;
   if (date.test(q.get('from') ?? '')) $<HTMLInputElement>('from').value = q.get('from')!;
   if (date.test(q.get('to') ?? '')) $<HTMLInputElement>('to').value = q.get('to')!;
+  if (q.get('scope') === 'federation') {
+    const region = q.get('region');
+    const select = $<HTMLSelectElement>('region');
+    const value = region && /^\d{6}$/.test(region) ? region : '*';
+    if (![...select.options].some((o) => o.value === value)) select.append(h('option', { value }, value));
+    select.value = value;
+  }
   const org = q.get('organization');
   if (org && /^[A-Za-z0-9\-.]{1,64}$/.test(org)) {
     const select = $<HTMLSelectElement>('organization');
@@ -154,10 +192,14 @@ async function load(): Promise<void> {
   if (!session) return;
   $('error').textContent = '';
   try {
-    const [org, month, category] = await Promise.all(
-      ['organization', 'month', 'category'].map((by) => getJson<Report>(session!, `/reports/savings?${query(by)}`)),
-    );
+    const [org, month, category, regions] = await Promise.all([
+      ...['organization', 'month', 'category'].map((by) => getJson<Report>(session!, `/reports/savings?${query(by)}`)),
+      // The regions of the federation (this broker alone when it has no children).
+      getJson<Report>(session!, `/reports/savings?${period().toString()}&scope=federation&by=region`),
+    ]);
     lastReports = { org: org!, month: month!, category: category! };
+    lastRegions = (regions!.federation?.regions.length ?? 0) > 1 ? regions : undefined;
+    fillRegions();
     fillInstitutions(org!);
     saveState();
     render();
@@ -174,6 +216,21 @@ function handleError(e: unknown): void {
     return;
   }
   $('error').textContent = e instanceof Error ? e.message : String(e);
+}
+
+/** The region filter: shown at a broker with children, listing this broker, all of them, and each region. */
+function fillRegions(): void {
+  const select = $<HTMLSelectElement>('region');
+  $('region-filter').hidden = !lastRegions && !regionChoice();
+  for (const r of lastRegions?.federation?.regions ?? []) {
+    if (r.depth === 0 || !r.code) continue;
+    const label = `${'　'.repeat(r.depth - 1)}${r.name[lang]} (${r.code})`;
+    const option = [...select.options].find((o) => o.value === r.code);
+    if (option) option.textContent = label;
+    else select.append(h('option', { value: r.code }, label));
+  }
+  // Over the whole federation institutions are not filtered one by one (the same id may be in two regions).
+  $<HTMLSelectElement>('organization').disabled = regionChoice() === '*';
 }
 
 /** The institution filter lists the institutions of the periods shown (kept while a filter is applied). */
@@ -282,7 +339,7 @@ function render(): void {
       },
       true,
     );
-  rankedBars('chart-organization', org.rows, (r) => nameOf(r.organization), base);
+  rankedBars('chart-organization', org.rows, institutionLabel, base);
   rankedBars('chart-category', category.rows, (r) => nameOf(r.category), base);
 
   const reasons = org.declineReasons
@@ -318,6 +375,65 @@ function render(): void {
       true,
     );
   renderTable(org);
+  renderRegions();
+}
+
+/** An institution's name, with its region's over the whole federation. */
+const institutionLabel = (r: Row) => (r.region ? `${nameOf(r.region)} · ` : '') + nameOf(r.organization);
+
+/** Every region of the federation with its figures, those that did not answer named, and the cross-region table. */
+function renderRegions(): void {
+  $('regions-card').hidden = !lastRegions;
+  if (!lastRegions) return;
+  const summary = lastRegions.federation!;
+  const byCode = new Map(lastRegions.rows.map((r) => [r.region?.code ?? '', r]));
+  const cells = (f: Figures | undefined) =>
+    [
+      formatCount(f?.prompts ?? 0, lang),
+      formatCount(f?.accepted ?? 0, lang),
+      formatCount(f?.patients ?? 0, lang),
+      formatCount(f?.declined ?? 0, lang),
+      f ? formatRate(f.recognitionRate) : '—',
+      formatYuan(f?.saving ?? 0, lang),
+    ].map((c) => h('td', {}, c));
+  $('regions-table')
+    .querySelector('tbody')!
+    .replaceChildren(
+      ...summary.regions.map((r) => {
+        const label = `${'　'.repeat(r.depth)}${r.name[lang]}${r.code ? ` (${r.code})` : ''}`;
+        return h(
+          'tr',
+          { 'data-region': r.code, ...(r.answered ? {} : { class: 'missing' }) },
+          h('th', { scope: 'row' }, label),
+          ...(r.answered
+            ? cells(byCode.get(r.code))
+            : [h('td', { colspan: '6', class: 'no-data-cell' }, `${t('notAnswered')}: ${r.reason ?? ''}`)]),
+        );
+      }),
+    );
+  $('regions-table')
+    .querySelector('tfoot')!
+    .replaceChildren(h('tr', {}, h('th', { scope: 'row' }, t('total')), ...cells(lastRegions.totals)));
+  const missing = $('regions-missing');
+  missing.hidden = summary.missing.length === 0;
+  missing.textContent = `${t('missingNote')}${summary.missing.map((r) => `${r.name[lang]} (${r.code})`).join(lang === 'zh' ? '、' : ', ')}`;
+  const cross = summary.crossRegion;
+  $('cross-table')
+    .querySelector('tbody')!
+    .replaceChildren(
+      ...(cross.length
+        ? cross.map((c) =>
+            h(
+              'tr',
+              {},
+              h('td', {}, `${nameOf(c.from)}${c.from.code ? ` (${c.from.code})` : ''}`),
+              h('td', {}, `${nameOf(c.to)}${c.to.code ? ` (${c.to.code})` : ''}`),
+              h('td', {}, formatCount(c.accepted, lang)),
+              h('td', {}, formatYuan(c.saving, lang)),
+            ),
+          )
+        : [h('tr', {}, h('td', { colspan: '4', class: 'no-data-cell' }, t('noCrossRegion')))]),
+    );
 }
 
 function rankedBars(id: string, rows: Row[], label: (r: Row) => string, base: EChartsOption): void {
@@ -376,7 +492,7 @@ function renderTable(report: Report): void {
             h(
               'tr',
               { 'data-organization': r.organization?.code ?? '' },
-              h('th', { scope: 'row' }, nameOf(r.organization)),
+              h('th', { scope: 'row' }, institutionLabel(r)),
               ...cells(r).map((c) => h('td', {}, c)),
             ),
           )
@@ -434,6 +550,7 @@ function applyLang(): void {
   $('lang').textContent = lang === 'zh' ? 'English' : '中文';
   document.title = `互认 Huren · ${t('title')}`;
   labelInstitutions();
+  fillRegions();
   if (session) saveState();
   render();
 }
@@ -454,6 +571,14 @@ async function start(): Promise<void> {
     void load();
   });
   $('csv').addEventListener('click', () => void downloadCsv());
+  // Another region has other institutions: the institution filter starts again.
+  $('region').addEventListener('change', () => {
+    institutions.clear();
+    const select = $<HTMLSelectElement>('organization');
+    for (const o of [...select.options]) if (o.value) o.remove();
+    select.value = '';
+    void load();
+  });
   $('sign-out').addEventListener('click', () => {
     clearSession(ROLE);
     session = undefined;
