@@ -158,6 +158,7 @@ export async function createServices(config: Config, log: Logger, uri: string, d
     launches,
     federation,
     federationPort: federation.service,
+    federationFigures: federation.figures,
   };
 }
 

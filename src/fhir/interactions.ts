@@ -7,6 +7,7 @@ import type { Logger } from '../log.js';
 import type { FactProjector } from '../recognition/fact-store.js';
 import type { DecisionLedger } from '../recognition/ledger.js';
 import type { LedgerRollups } from '../reports/rollups.js';
+import type { FederationSource } from '../reports/federated.js';
 import type { FederationPort } from '../recognition/federation.js';
 import type { ReuseCheckStore } from '../recognition/reuse-checks.js';
 import type { AppliedWrite, Plan, ResourceStore } from '../store/resource-store.js';
@@ -62,6 +63,8 @@ export interface FhirDeps {
   rollups?: LedgerRollups;
   /** Other brokers of the province, asked when the local index has no reusable result (docs/federation.md). */
   federationPort?: FederationPort;
+  /** This broker's and its children's report figures, for `$evaluate-measure?scope=federation`. */
+  federationFigures?: FederationSource;
 }
 
 // ---- validation ----

@@ -5,6 +5,11 @@
  * entries (互认项次) and the measure observation their saving, aggregated as a sum, so the score is the saving in
  * CNY. The other funnel figures are further populations coded in Huren's reuse-measure-population CodeSystem.
  * Strata: by institution and by category. The figures are those of GET /reports/savings, from the same code.
+ *
+ * `scope=federation` (a Huren parameter, as on the savings report) evaluates the measure over this broker and its
+ * children (docs/federation.md): the populations are the federation's, the institutions of other regions are named
+ * by absolute reference, and a third stratifier gives each region — a region that did not answer is a stratum
+ * without counts (absent: not reported) whose text says why.
  */
 import type {
   CodeableConcept,
@@ -19,6 +24,7 @@ import type { FhirDeps } from '../fhir/interactions.js';
 import { badRequest, error, forbidden, notFound } from '../fhir/outcomes.js';
 import type { FhirRequest, FhirResponse } from '../fhir/request.js';
 import { HUREN_FHIR_BASE, SYSTEMS } from '../recognition/vocabulary.js';
+import { federatedReport } from './federated.js';
 import {
   assertKnownParams,
   assertPeriod,
@@ -27,6 +33,7 @@ import {
   reportFromTally,
   single,
   type Figures,
+  type ReportDimension,
   type SavingsQuery,
   type SavingsReport,
   type SavingsRow,
@@ -38,7 +45,8 @@ export const POPULATION_SYSTEM = `${HUREN_FHIR_BASE}/CodeSystem/reuse-measure-po
 const HL7_POPULATION = 'http://terminology.hl7.org/CodeSystem/measure-population';
 const INSTITUTION_SYSTEM = `${HUREN_FHIR_BASE}/sid/organization-id`;
 
-const PARAMS = ['periodStart', 'periodEnd', 'subject', 'reportType', '_format', '_pretty'] as const;
+const PARAMS = ['periodStart', 'periodEnd', 'subject', 'reportType', 'scope', '_format', '_pretty'] as const;
+const DIVISION_SYSTEM = `${HUREN_FHIR_BASE}/sid/division-code`;
 
 /** Who may read aggregate reports: the bureau, its expert reviewers (supervisor), and administrators. */
 export function assertReportReader(access: AccessContext | undefined): void {
@@ -83,12 +91,16 @@ function stratum(row: SavingsRow, value: CodeableConcept): MeasureReportGroupStr
   return { value, population: populations(row), ...(score ? { measureScore: score } : {}) };
 }
 
-/** The summary MeasureReport of two reports over the same period and filter: by organization and by category. */
+/**
+ * The summary MeasureReport of two reports over the same period and filter: by organization and by category (and,
+ * over a federation, a third by region).
+ */
 export function buildMeasureReport(
   byOrganization: SavingsReport,
   byCategory: SavingsReport,
   now: Date,
   subject?: string,
+  byRegion?: SavingsReport,
 ): MeasureReport {
   const totals = byOrganization.totals;
   const institutionStrata = byOrganization.rows.map((row) =>
@@ -103,6 +115,16 @@ export function buildMeasureReport(
       text: row.category!.name?.en ?? row.category!.code,
     }),
   );
+  const regionStrata = (byRegion?.federation?.regions ?? []).map((region): MeasureReportGroupStratifierStratum => {
+    const value: CodeableConcept = {
+      coding: [{ system: DIVISION_SYSTEM, code: region.code || 'this-broker', display: region.name.zh }],
+      text: region.answered ? region.name.en : `${region.name.en}: did not answer (${region.reason ?? 'no reason'})`,
+    };
+    const row = byRegion!.rows.find((r) => r.region?.code === region.code);
+    // A region that did not answer has no counts (absent: not reported); one that answered with nothing has zeros.
+    if (!region.answered) return { value, population: POPULATIONS.map(({ code }) => ({ code })) };
+    return row ? stratum(row, value) : { value, population: POPULATIONS.map(({ code }) => ({ code, count: 0 })) };
+  });
   const group: MeasureReportGroup = {
     code: { coding: [{ system: POPULATION_SYSTEM, code: 'reuse-savings', display: '互认节约费用 Reuse savings' }] },
     population: populations(totals),
@@ -111,6 +133,7 @@ export function buildMeasureReport(
     stratifier: [
       { code: [{ text: 'institution' }], ...(institutionStrata.length ? { stratum: institutionStrata } : {}) },
       { code: [{ text: 'category' }], ...(categoryStrata.length ? { stratum: categoryStrata } : {}) },
+      ...(byRegion ? [{ code: [{ text: 'region' }], ...(regionStrata.length ? { stratum: regionStrata } : {}) }] : []),
     ],
   };
   return {
@@ -130,8 +153,11 @@ export function buildMeasureReport(
   };
 }
 
-/** Parses the operation's parameters (FHIR R4 Measure-evaluate-measure: periodStart, periodEnd, subject, reportType). */
-export function parseEvaluateRequest(req: FhirRequest, deps: FhirDeps): SavingsQuery {
+/**
+ * Parses the operation's parameters (FHIR R4 Measure-evaluate-measure: periodStart, periodEnd, subject, reportType;
+ * and Huren's scope).
+ */
+export function parseEvaluateRequest(req: FhirRequest, deps: FhirDeps): SavingsQuery & { federation: boolean } {
   const rules = deps.facts!.rules;
   assertKnownParams(req.query, PARAMS);
   const from = parseBound(single(req.query, 'periodStart'), 'periodStart', 'start');
@@ -149,7 +175,11 @@ export function parseEvaluateRequest(req: FhirRequest, deps: FhirDeps): SavingsQ
     throw badRequest('subject is an Organization reference (Organization/<id>): the requesting institution', 'subject');
   }
   const organization = subject === undefined ? undefined : parseOrganization(subject, 'subject', rules);
-  return { from, to, by: [], ...(organization ? { organization } : {}) };
+  const scope = single(req.query, 'scope') ?? 'local';
+  if (scope !== 'local' && scope !== 'federation') {
+    throw badRequest(`scope '${scope}' is not local (this broker) or federation (with its children)`, 'scope');
+  }
+  return { from, to, by: [], ...(organization ? { organization } : {}), federation: scope === 'federation' };
 }
 
 export async function evaluateMeasure(req: FhirRequest, deps: FhirDeps, id: string): Promise<FhirResponse> {
@@ -157,10 +187,23 @@ export async function evaluateMeasure(req: FhirRequest, deps: FhirDeps, id: stri
   if (id !== MEASURE_ID)
     throw notFound(`Measure/${id} cannot be evaluated here; Huren evaluates Measure/${MEASURE_ID}`);
   if (!deps.rollups || !deps.facts) throw error(500, 'exception', 'The decisions ledger is not configured');
-  const query = parseEvaluateRequest(req, deps);
+  const { federation, ...query } = parseEvaluateRequest(req, deps);
   const rules = deps.facts.rules;
   const options = { minCell: deps.config.reportMinCell };
   const now = new Date();
+  if (federation) {
+    if (!deps.federationFigures) throw error(500, 'exception', 'The federation is not configured');
+    const parts = await deps.federationFigures.regions(query.from, query.to);
+    const report = (by: ReportDimension[]) => federatedReport(parts, rules, { ...query, by }, options, now);
+    const body = buildMeasureReport(
+      report(['region', 'organization']),
+      report(['category']),
+      now,
+      query.organization,
+      report(['region']),
+    );
+    return { status: 200, body };
+  }
   // One tally of the period, grouped two ways.
   const { tally } = await deps.rollups.tally(query.from, query.to, rules.catalogue.timeZone, now);
   const byOrganization = reportFromTally(tally, rules, { ...query, by: ['organization'] }, options, now);

@@ -4,6 +4,8 @@ import type {
   AuditEvent,
   Bundle,
   DiagnosticReport,
+  MeasureReport,
+  MeasureReportGroupPopulation,
   Observation,
   Parameters,
   ParametersParameter,
@@ -493,6 +495,47 @@ describe('a province–city–district federation of brokers', () => {
     void district;
   });
 
+  test('$evaluate-measure over the federation: populations include the children’s figures, a stratum per region', async () => {
+    const { city, province } = brokers;
+    const today = new Date(Date.now() + 8 * 3600_000).toISOString().slice(0, 10);
+    const evaluate = (query: Record<string, string>) =>
+      province.t
+        .as('bureau')
+        .get('/fhir/Measure/reuse-savings/$evaluate-measure')
+        .query({ periodStart: today, periodEnd: today, ...query });
+    const res = await evaluate({ scope: 'federation' });
+    expect(res.status, res.text).toBe(200);
+    const mr = res.body as MeasureReport;
+    expect(province.t.deps.validator.validate(mr).filter((i) => i.severity === 'error')).toEqual([]);
+    expect(mr).toMatchObject({ resourceType: 'MeasureReport', type: 'summary', status: 'complete' });
+    const count = (pops: MeasureReportGroupPopulation[] | undefined, code: string) =>
+      pops?.find((p) => p.code?.coding?.[0]?.code === code)?.count;
+    const federated = (
+      await province.t.as('bureau').get('/reports/savings').query({ from: today, to: today, scope: 'federation' })
+    ).body as SavingsReport;
+    const own = (await province.t.as('bureau').get('/reports/savings').query({ from: today, to: today }))
+      .body as SavingsReport;
+    const group = mr.group![0]!;
+    // The federation's figures, the same as its JSON report, and more prompts than the province's own.
+    expect(count(group.population, 'initial-population')).toBe(federated.totals.prompts);
+    expect(count(group.population, 'measure-population')).toBe(1);
+    expect(group.measureScore?.value).toBe(30);
+    expect(federated.totals.prompts!).toBeGreaterThan(own.totals.prompts!);
+    const local = (await evaluate({})).body as MeasureReport;
+    expect(count(local.group![0]!.population, 'initial-population')).toBe(own.totals.prompts);
+    expect(local.group![0]!.stratifier).toHaveLength(2);
+    // A stratum per region, in tree order; the city's institution by absolute reference.
+    const [institutions, , regions] = group.stratifier!;
+    expect(regions!.code?.[0]?.text).toBe('region');
+    expect(regions!.stratum!.map((s) => s.value?.coding?.[0]?.code)).toEqual(['370000', '370200', '370211']);
+    expect(count(regions!.stratum![0]!.population, 'measure-population')).toBe(1);
+    expect(count(regions!.stratum![1]!.population, 'measure-population')).toBe(0);
+    expect(institutions!.stratum!.map((s) => s.value?.text)).toContain(`${city.base}/Organization/demo-hospital-b`);
+    const bad = await evaluate({ scope: 'all' });
+    expect(bad.status).toBe(400);
+    expect(bad.body.issue[0].expression).toEqual(['scope']);
+  });
+
   test('the city applies the province’s catalogue with its own stricter windows; a change upstream reaches it', async () => {
     const { city, province } = brokers;
     await link(city, province, 'parent', true);
@@ -685,6 +728,17 @@ describe('a province–city–district federation of brokers', () => {
       .get('/reports/savings')
       .query({ from: today, to: today, scope: 'federation', format: 'csv' });
     expect(csv.text).toContain('未应答地区：qingdao (370200): connection failed');
+    // The MeasureReport says so too: the city's stratum has no counts (not reported), and why.
+    const measure = await province.t
+      .as('bureau')
+      .get('/fhir/Measure/reuse-savings/$evaluate-measure')
+      .query({ periodStart: today, periodEnd: today, scope: 'federation' });
+    expect(measure.status, measure.text).toBe(200);
+    const cityStratum = (measure.body as MeasureReport).group![0]!.stratifier![2]!.stratum!.find(
+      (s) => s.value?.coding?.[0]?.code === '370200',
+    )!;
+    expect(cityStratum.value?.text).toMatch(/did not answer \(connection failed/);
+    expect(cityStratum.population!.every((p) => p.count === undefined)).toBe(true);
   });
 
   test('with its parent down the district broker answers local-only at once, never an error', async () => {

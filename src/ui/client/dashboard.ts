@@ -427,7 +427,7 @@ function renderRegions(): void {
               'tr',
               {},
               h('td', {}, `${nameOf(c.from)}${c.from.code ? ` (${c.from.code})` : ''}`),
-              h('td', {}, `${nameOf(c.to)}${c.to.code ? ` (${c.to.code})` : ''}`),
+              h('td', { class: 'text' }, `${nameOf(c.to)}${c.to.code ? ` (${c.to.code})` : ''}`),
               h('td', {}, formatCount(c.accepted, lang)),
               h('td', {}, formatYuan(c.saving, lang)),
             ),
