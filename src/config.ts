@@ -73,6 +73,11 @@ export interface Config {
    * it has (docs/federation.md); each hop keeps a little of it back for the way back.
    */
   federationDeadlineMs: number;
+  /**
+   * Requests per minute and process that one neighbouring broker may send to this broker's `/federation/*` endpoints
+   * (429 with Retry-After beyond): it bounds a runaway or compromised neighbour, not the normal traffic of a tree.
+   */
+  federationRateLimitPerMinute: number;
 }
 
 /** The variable holding the patient key secret. */
@@ -209,6 +214,7 @@ export function loadConfig(rawEnv: Env = process.env): Config {
     reportMinCell: integer(env, 'HUREN_REPORT_MIN_CELL', 0, 0, 1000),
     demoPatients: integer(env, 'HUREN_DEMO_PATIENTS', env.NODE_ENV === 'test' ? 0 : 12, 0, 100000),
     federationDeadlineMs: integer(env, 'HUREN_FEDERATION_DEADLINE_MS', 300, 50, 10000),
+    federationRateLimitPerMinute: integer(env, 'HUREN_FEDERATION_RATE_LIMIT', 300_000, 1, 100_000_000),
   };
 }
 

@@ -23,6 +23,8 @@ export class NeighbourClient {
   private readonly tokens = new Map<string, { value: string; until: number }>();
   /** Token requests in flight, shared by the checks that wait for them; not aborted with a check's deadline. */
   private readonly pending = new Map<string, Promise<string>>();
+  /** Neighbours that answered 429: not asked again before their Retry-After (a reason at once, no request). */
+  private readonly throttledUntil = new Map<string, number>();
 
   /** POST a JSON body to `<origin><path>` of the neighbour within `ms`; the parsed JSON answer. */
   async post(broker: FederationBroker, path: string, body: unknown, ms: number): Promise<unknown> {
@@ -39,6 +41,13 @@ export class NeighbourClient {
     init: { method: string; body?: string },
     ms: number,
   ): Promise<unknown> {
+    const until = this.throttledUntil.get(broker._id) ?? 0;
+    if (until > Date.now()) {
+      throw new NeighbourError(
+        `rate limited by the neighbour for ${Math.ceil((until - Date.now()) / 1000)} s more`,
+        429,
+      );
+    }
     const signal = AbortSignal.timeout(Math.max(1, ms));
     try {
       const token = await this.token(broker, signal);
@@ -49,6 +58,12 @@ export class NeighbourClient {
         res = await this.request(broker, path, init, await this.token(broker, signal), signal);
       }
       const text = await res.text();
+      if (res.status === 429) {
+        const seconds = Number(res.headers.get('retry-after'));
+        const wait = Number.isFinite(seconds) && seconds > 0 ? Math.min(seconds, 600) : 60;
+        this.throttledUntil.set(broker._id, Date.now() + wait * 1000);
+        throw new NeighbourError(`HTTP 429: rate limited by the neighbour for ${wait} s`, 429);
+      }
       if (res.status !== 200) throw new NeighbourError(`HTTP ${res.status}`, res.status);
       return JSON.parse(text) as unknown;
     } catch (err) {

@@ -1,10 +1,10 @@
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
-import { authenticate } from '../auth/bearer.js';
+import { authenticate, createRateLimiter } from '../auth/bearer.js';
 import type { TokenDeps } from '../auth/tokens.js';
 import type { Config } from '../config.js';
 import { FHIR_JSON } from '../fhir/http.js';
 import { jsonLimitsOf, parseJsonBody } from '../fhir/json-limits.js';
-import { badRequest, forbidden, notFound, unsupportedMediaType } from '../fhir/outcomes.js';
+import { badRequest, error, forbidden, notFound, unsupportedMediaType } from '../fhir/outcomes.js';
 import type { FactProjector } from '../recognition/fact-store.js';
 import { parseBroker, publicView, type BrokerRegistry } from './brokers.js';
 import type { FederationService } from './service.js';
@@ -18,7 +18,13 @@ export interface FederationRouteDeps {
   auth: Pick<TokenDeps, 'keyRing' | 'issuer'>;
   config: Pick<
     Config,
-    'baseUrl' | 'maxBodyBytes' | 'maxJsonDepth' | 'maxArrayItems' | 'maxBundleEntries' | 'maxStringLength'
+    | 'baseUrl'
+    | 'maxBodyBytes'
+    | 'maxJsonDepth'
+    | 'maxArrayItems'
+    | 'maxBundleEntries'
+    | 'maxStringLength'
+    | 'federationRateLimitPerMinute'
   >;
 }
 
@@ -55,6 +61,22 @@ export function federationRouter(deps: FederationRouteDeps): Router {
     const access = await authenticate(req, deps.auth);
     if (access.role !== 'admin') throw forbidden('Federated brokers are managed by administrators only');
   };
+  // What other brokers call (facts, reads, rules, figures): a budget per calling client, apart from the FHIR API's.
+  const rateLimit = createRateLimiter(deps.config.federationRateLimitPerMinute);
+  const neighbour = async (req: Request) => {
+    const access = await authenticate(req, deps.auth);
+    const limit = rateLimit(access.clientId);
+    if (!limit.allowed) {
+      throw error(
+        429,
+        'throttled',
+        `More than ${deps.config.federationRateLimitPerMinute} federation requests a minute from this client; retry after ${limit.retryAfterSeconds} s`,
+        undefined,
+        { 'Retry-After': String(limit.retryAfterSeconds) },
+      );
+    }
+    return access;
+  };
   const selfBase = (req: Request) => deps.config.baseUrl ?? `${req.protocol}://${req.get('host') ?? 'localhost'}/fhir`;
   const requestId = (res: Response) => String(res.getHeader('X-Request-Id') ?? '') || undefined;
 
@@ -89,7 +111,7 @@ export function federationRouter(deps: FederationRouteDeps): Router {
     '/federation/facts',
     json,
     wrap(async (req, res) => {
-      const access = await authenticate(req, deps.auth);
+      const access = await neighbour(req);
       res.json(await service.answerFacts(access, req.body, selfBase(req), requestId(res)));
     }),
   );
@@ -97,7 +119,7 @@ export function federationRouter(deps: FederationRouteDeps): Router {
     '/federation/read',
     json,
     wrap(async (req, res) => {
-      const access = await authenticate(req, deps.auth);
+      const access = await neighbour(req);
       res
         .type(FHIR_JSON)
         .send(JSON.stringify(await service.answerRead(access, req.body, selfBase(req), requestId(res))));
@@ -106,7 +128,7 @@ export function federationRouter(deps: FederationRouteDeps): Router {
   router.get(
     '/federation/rules',
     wrap(async (req, res) => {
-      const access = await authenticate(req, deps.auth);
+      const access = await neighbour(req);
       res.json(await deps.federation.rules.published(access));
     }),
   );
@@ -140,7 +162,7 @@ export function federationRouter(deps: FederationRouteDeps): Router {
     '/federation/figures',
     json,
     wrap(async (req, res) => {
-      const access = await authenticate(req, deps.auth);
+      const access = await neighbour(req);
       res.json(await deps.federation.figures.answer(access, req.body));
     }),
   );
