@@ -136,7 +136,6 @@ export async function createServices(config: Config, log: Logger, uri: string, d
       baseUrl: config.baseUrl,
       rollups,
       rules: () => facts.rules,
-      minCell: config.reportMinCell,
     }),
   };
   return {

@@ -93,7 +93,6 @@ export interface FiguresDeps {
   baseUrl: string | undefined;
   rollups: LedgerRollups | undefined;
   rules: () => RecognitionRules;
-  minCell: number;
 }
 
 export class FederatedFigures implements FederationSource {
