@@ -1,7 +1,7 @@
 /**
- * Rules per level (issue 22): a city broker applies its province's catalogue and acceptance matrix with its own
- * additions layered on top — extra items, stricter (shorter) validity windows, its own regional acceptance rules — and
- * publishes the effective rules it applies. The child
+ * Rules per level (issue 22): a city broker applies its province's catalogue, acceptance matrix and decline reasons
+ * with its own additions layered on top — extra items, stricter (shorter) validity windows, its own regional
+ * acceptance rules, extra decline reasons — and publishes the effective rules it applies. The child
  * pulls its parent's effective catalogue (`GET /federation/rules`) when its parent is registered with
  * `inheritRules`, merges its additions, and saves the result as a new version of its rules when it differs (published
  * and re-projected like any edit, with the parent's version named as the author). Pulled at start, on the rules poll
@@ -12,6 +12,8 @@ import type { Collection, Db } from 'mongodb';
 import type { RulesAdmin } from '../admin/rules-admin.js';
 import type { AccessContext } from '../auth/tokens.js';
 import { badRequest, forbidden } from '../fhir/outcomes.js';
+import { parseDeclineReasons } from '../recognition/decline-reasons.js';
+import { SeedDataError } from '../recognition/errors.js';
 import type { Logger } from '../log.js';
 import type { BrokerRegistry } from './brokers.js';
 import { NeighbourClient, NeighbourError } from './client.js';
@@ -21,6 +23,7 @@ const PULL_DEADLINE_MS = 10_000;
 
 type CatalogueJson = { items: { code: string; validityDays: number }[]; region?: string } & Record<string, unknown>;
 type MatrixJson = { regions: { region: string }[] } & Record<string, unknown>;
+type ReasonsJson = { reasons: { code: string }[] } & Record<string, unknown>;
 
 export interface RuleAdditions {
   _id: 'current';
@@ -30,6 +33,8 @@ export interface RuleAdditions {
   windows: Record<string, number>;
   /** Regional acceptance rules of this level (the matrix's format), replacing the parent's for the same region. */
   regions?: MatrixJson['regions'];
+  /** Decline reasons of this level (the decline reasons' format), added after the parent's; a parent's code stands. */
+  reasons?: ReasonsJson['reasons'];
   updatedBy?: string;
   updatedAt?: Date;
 }
@@ -68,6 +73,12 @@ export function layerMatrix(parent: MatrixJson, additions: RuleAdditions): Matri
   return { ...parent, regions: [...parent.regions.filter((r) => !mine.has(r.region)), ...own] };
 }
 
+/** The effective decline reasons of this level: the parent's, then this level's own codes (pure). */
+export function layerDeclineReasons(parent: ReasonsJson, additions: RuleAdditions): ReasonsJson {
+  const codes = new Set(parent.reasons.map((r) => r.code));
+  return { ...parent, reasons: [...parent.reasons, ...(additions.reasons ?? []).filter((r) => !codes.has(r.code))] };
+}
+
 export function parseAdditions(body: unknown): Omit<RuleAdditions, '_id'> {
   const b = (body ?? {}) as Record<string, unknown>;
   const items = b.items ?? [];
@@ -85,10 +96,22 @@ export function parseAdditions(body: unknown): Omit<RuleAdditions, '_id'> {
   if (!Array.isArray(regions) || regions.some((r) => typeof (r as { region?: unknown })?.region !== 'string')) {
     throw badRequest('regions must be an array of regional acceptance rules, each with its region', 'regions');
   }
+  const reasons = b.reasons ?? [];
+  if (!Array.isArray(reasons)) throw badRequest('reasons must be an array of decline reasons', 'reasons');
+  if (reasons.length > 0) {
+    // Checked as the decline reasons' own file is: a level cannot save a reason its rules would refuse at the pull.
+    try {
+      parseDeclineReasons({ version: 'additions', reasons }, 'reasons');
+    } catch (err) {
+      if (!(err instanceof SeedDataError)) throw err;
+      throw badRequest(`reasons: ${err.problems.join('; ')}`, 'reasons');
+    }
+  }
   return {
     items: items as CatalogueJson['items'],
     windows: windows as Record<string, number>,
     regions: regions as MatrixJson['regions'],
+    reasons: reasons as ReasonsJson['reasons'],
   };
 }
 
@@ -117,7 +140,9 @@ export class LayeredRules {
   }
 
   /** `GET /federation/rules`: the catalogue this broker applies, for its children (any registered broker). */
-  async published(access: AccessContext): Promise<{ version: number; catalogue: unknown; acceptanceMatrix: unknown }> {
+  async published(
+    access: AccessContext,
+  ): Promise<{ version: number; catalogue: unknown; acceptanceMatrix: unknown; declineReasons: unknown }> {
     const caller = access.role === 'broker' ? await this.registry.byClient(access.clientId) : undefined;
     if (!caller || !caller.enabled)
       throw forbidden('/federation is called by the registered brokers of the federation only');
@@ -127,6 +152,7 @@ export class LayeredRules {
       version: current.version,
       catalogue: JSON.parse(current.doc.parts.catalogue) as unknown,
       acceptanceMatrix: JSON.parse(current.doc.parts.acceptanceMatrix) as unknown,
+      declineReasons: JSON.parse(current.doc.parts.declineReasons) as unknown,
     };
   }
 
@@ -152,13 +178,14 @@ export class LayeredRules {
         version?: number;
         catalogue?: CatalogueJson;
         acceptanceMatrix?: MatrixJson;
+        declineReasons?: ReasonsJson;
       };
       if (!body.catalogue || !Array.isArray(body.catalogue.items))
         throw new NeighbourError('the answer is no catalogue');
       const additions = await this.additions();
       const author = `federation:${parent._id}@${body.version}`;
       let changed = false;
-      // The catalogue first, then the matrix: each a version of its own when it differs from the one in force.
+      // The catalogue, the matrix, the decline reasons: each a version of its own when it differs from the one in force.
       const own = JSON.parse(this.rules.store.current.doc.parts.catalogue) as CatalogueJson;
       const catalogue = layerCatalogue(body.catalogue, additions, own.region);
       if (!isDeepStrictEqual(catalogue, own)) {
@@ -169,6 +196,14 @@ export class LayeredRules {
         const matrix = layerMatrix(body.acceptanceMatrix, additions);
         if (!isDeepStrictEqual(matrix, ownMatrix)) {
           const next = await this.rules.edit('acceptanceMatrix', matrix, this.rules.store.current.version, author);
+          changed = changed || next.changed;
+        }
+      }
+      if (body.declineReasons && Array.isArray(body.declineReasons.reasons)) {
+        const ownReasons = JSON.parse(this.rules.store.current.doc.parts.declineReasons) as ReasonsJson;
+        const reasons = layerDeclineReasons(body.declineReasons, additions);
+        if (!isDeepStrictEqual(reasons, ownReasons)) {
+          const next = await this.rules.edit('declineReasons', reasons, this.rules.store.current.version, author);
           changed = changed || next.changed;
         }
       }

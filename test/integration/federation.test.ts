@@ -151,6 +151,14 @@ const check = (idNumber: string, regionWide = false): Parameters => ({
 
 const HUANGDAO = { code: '370211', name: { zh: '黄岛区', en: 'Huangdao District' } };
 
+const reason = (code: string, zh: string, en: string) => ({
+  code,
+  display: { zh, en },
+  source: 'provincial',
+  countsAsDecline: true,
+  requiresText: false,
+});
+
 /** Moves demo institutions to other districts in one broker's rules (through the rules administration API). */
 async function relocate(at: Broker, moves: Record<string, object>) {
   const current = await at.t.as('admin').get('/admin/rules/institutions');
@@ -546,8 +554,32 @@ describe('a province–city–district federation of brokers', () => {
       .send({
         windows: { 'HR-LAB-ESR': 3, 'HR-LAB-CBC': 30 },
         regions: [{ region: '370200', policy: 'higher-or-peer', allianceMembersAccept: true }],
+        reasons: [
+          reason('city-referral-review', '市级转诊复核', 'City referral review'),
+          reason('condition-changed', '城市改写的名称', 'A city rewording'),
+        ],
       });
     expect(additions.status, additions.text).toBe(200);
+    // A reason the rules would refuse is refused when saved, naming reasons.
+    const badReason = await city.t
+      .as('admin')
+      .put('/admin/federation/rules/additions')
+      .set('Content-Type', 'application/json')
+      .send({ reasons: [{ code: 'Not A Code', display: { zh: '坏', en: 'bad' } }] });
+    expect(badReason.status).toBe(400);
+    expect(badReason.body.issue[0].expression).toEqual(['reasons']);
+
+    // The province adds a decline reason of its own.
+    const reasonsNow = await province.t.as('admin').get('/admin/rules/decline-reasons');
+    const provinceReasons = reasonsNow.body as { reasons: { code: string }[] };
+    provinceReasons.reasons.push(reason('province-audit', '省级质控抽查', 'Provincial QC audit'));
+    const reasonsEdited = await province.t
+      .as('admin')
+      .put('/admin/rules/decline-reasons')
+      .set('Content-Type', 'application/json')
+      .set('If-Match', reasonsNow.headers.etag as string)
+      .send(JSON.stringify(provinceReasons));
+    expect(reasonsEdited.status, reasonsEdited.text).toBe(200);
 
     // The province shortens the CRP window from 3 days to 2.
     const current = await province.t.as('admin').get('/admin/rules/catalogue');
@@ -576,6 +608,14 @@ describe('a province–city–district federation of brokers', () => {
     expect(regions.filter((r) => r.region === '370200')).toEqual([
       { region: '370200', policy: 'higher-or-peer', allianceMembersAccept: true },
     ]);
+    // The decline reasons: the province's (its new one too), then the city's own; a province code keeps its name.
+    const cityReasons = (await city.t.as('admin').get('/admin/rules/decline-reasons')).body as {
+      reasons: { code: string; display: { zh: string } }[];
+    };
+    const codes = cityReasons.reasons.map((r) => r.code);
+    expect(codes.slice(-2)).toEqual(['province-audit', 'city-referral-review']);
+    expect(cityReasons.reasons.find((r) => r.code === 'condition-changed')?.display.zh).toBe('病情变化');
+    expect(codes.filter((c) => c === 'condition-changed')).toHaveLength(1);
     // Pulled again with nothing new upstream: no new version.
     const again = await city.t.as('admin').post('/admin/federation/rules/$pull');
     expect(again.body).toMatchObject({ changed: false, version: pulled.body.version });

@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import { parseBroker } from '../../src/federation/brokers.js';
-import { layerCatalogue, layerMatrix } from '../../src/federation/rules.js';
+import { layerCatalogue, layerDeclineReasons, layerMatrix } from '../../src/federation/rules.js';
 import { divisionLevel, isWithin, scopeCovers } from '../../src/federation/scope.js';
 
 describe('HR scope across brokers', () => {
@@ -85,6 +85,22 @@ test('a level’s regional acceptance rule replaces the parent’s for that regi
     { region: '370200', policy: 'higher-or-peer' },
   ]);
   expect(layered.default).toEqual({ policy: 'all' });
+});
+
+describe('decline reasons per level', () => {
+  test('the parent’s reasons in their order, then the level’s own; a parent’s code keeps the parent’s definition', () => {
+    const parent = { version: '2026.1', reasons: [{ code: 'condition-changed', display: 'p' }, { code: 'other' }] };
+    const layered = layerDeclineReasons(parent, {
+      _id: 'current',
+      items: [],
+      windows: {},
+      reasons: [{ code: 'condition-changed', display: 'city' } as never, { code: 'city-review' }],
+    });
+    expect(layered).toEqual({
+      version: '2026.1',
+      reasons: [{ code: 'condition-changed', display: 'p' }, { code: 'other' }, { code: 'city-review' }],
+    });
+  });
 });
 
 describe('federated broker definitions', () => {
