@@ -22,6 +22,7 @@ import type { SavingsReport } from '../../src/reports/savings.js';
 import { readDemoCdsClient, signCdsJwt } from '../../src/cds/clients.js';
 import { priorResults } from '../../src/ui/prior-results.js';
 import { createTestApp, TEST_DATA_DIR, type TestApp } from '../support/app.js';
+import { launchBrowser, screenshot, watchErrors } from '../support/browser.js';
 import { RecordingProxy } from '../support/recording-proxy.js';
 import { FHIR_JSON, HOSPITAL_A, HOSPITAL_B, ID_CARD, LOINC, daysAgo } from '../fixtures/recognition.js';
 
@@ -501,6 +502,54 @@ describe('a province–city–district federation of brokers', () => {
     await refused({ by: 'region' }, 'by');
     await refused({ scope: 'everywhere' }, 'scope');
     void district;
+  });
+
+  test('the province’s dashboard shows every region, the cross-region recognition, and one region on its own (en, zh)', async (context) => {
+    const { province } = brokers;
+    const browser = await launchBrowser();
+    try {
+      const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+      const errors = watchErrors(page);
+      const today = new Date(Date.now() + 8 * 3600_000).toISOString().slice(0, 10);
+      const origin = province.base.replace(/\/fhir$/, '');
+      await page.goto(`${origin}/dashboard?from=${today}&to=${today}&scope=federation&lang=en`);
+      await page.fill('#token', province.t.tokens.bureau!);
+      await page.click('#token-form button[type=submit]');
+      await page.waitForSelector('#regions-card:not([hidden])');
+      await page.waitForSelector('#cross-table tbody tr td:nth-child(3)');
+      const regionRows = await page
+        .locator('#regions-table tbody tr')
+        .evaluateAll((rows) =>
+          rows.map((r) => [r.getAttribute('data-region'), r.querySelector('th')!.textContent!.trim()]),
+        );
+      expect(regionRows).toEqual([
+        ['370000', 'This broker (370000)'],
+        ['370200', 'qingdao (370200)'],
+        ['370211', 'huangdao (370211)'],
+      ]);
+      expect(await page.locator('#regions-missing').isHidden()).toBe(true);
+      // The whole federation: the one recognition, and where its result came from.
+      expect(await page.locator('#h-accepted').textContent()).toBe('1');
+      expect(await page.locator('#cross-table tbody tr').first().textContent()).toMatch(
+        /^huangdao \(370211\)This broker \(370000\)1CN¥30\.00$/,
+      );
+      await screenshot(page, 'federation-dashboard-en-1400', context);
+
+      // One region: the district's own figures have no recognition.
+      await page.selectOption('#region', '370211');
+      await expect.poll(() => page.url()).toContain('region=370211');
+      await expect.poll(() => page.locator('#h-accepted').textContent()).toBe('0');
+      expect(page.url()).toContain('scope=federation');
+
+      await page.click('#lang');
+      expect(await page.locator('#regions-card h2').first().textContent()).toBe('各地区明细');
+      expect(await page.locator('#region option[value="*"]').textContent()).toBe('本级及全部下级');
+      await page.setViewportSize({ width: 390, height: 800 });
+      await screenshot(page, 'federation-dashboard-zh-390', context);
+      expect(errors).toEqual([]);
+    } finally {
+      await browser.close();
+    }
   });
 
   test('$evaluate-measure over the federation: populations include the children’s figures, a stratum per region', async () => {
