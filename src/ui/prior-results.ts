@@ -155,6 +155,33 @@ async function remoteResults(
   return out;
 }
 
+/**
+ * The patient's facts held by other brokers of the federation (docs/federation.md), of any catalogue item, within the
+ * longest window and in HR scope for this doctor's institution: asked once per view, so that the list shows the
+ * items of other regions as it shows local ones (the checks that follow decide on them). Empty when no broker is
+ * configured or none answered in time: the list is then this broker's, as the checks' federation note says.
+ */
+async function federatedFacts(
+  deps: FhirDeps,
+  organization: string,
+  patientKeys: string[],
+  from: Date,
+  until: Date,
+): Promise<RecognitionFact[]> {
+  const port = deps.federationPort;
+  const rules = deps.facts!.rules;
+  const requester = rules.directory.byId.get(organization);
+  if (!port || !requester || !(await port.isConfigured())) return [];
+  const answer = await port.ask({
+    patientKeys,
+    items: rules.catalogue.items.map((i) => i.code),
+    from,
+    until,
+    requester: { district: requester.district.code, level: requester.level },
+  });
+  return answer.facts;
+}
+
 /** The view and, for the audit trail, the resources it shows. */
 export async function priorResults(
   deps: FhirDeps,
@@ -174,21 +201,19 @@ export async function priorResults(
   const rules = deps.facts!.rules;
   const index = rules.index;
   const longest = Math.max(...rules.catalogue.items.map((i) => i.validityDays));
+  const from = new Date(input.now.getTime() - (longest + 2) * DAY_MS);
   // The patient's records are read with the facts: they must agree before anything is reused.
-  const [facts, records] = await Promise.all([
-    deps.facts!.facts.findForPatient(
-      input.patientKeys,
-      new Date(input.now.getTime() - (longest + 2) * DAY_MS),
-      input.now,
-    ),
+  const [facts, records, remote] = await Promise.all([
+    deps.facts!.facts.findForPatient(input.patientKeys, from, input.now),
     deps.facts!.patients.lookup(input.patientKeys),
+    federatedFacts(deps, input.organization, input.patientKeys, from, input.now),
   ]);
   const identity = corroborateRecords(records);
   const asked = new Map<string, ReuseCheckDoc>();
   for (const check of input.earlier ?? []) {
     for (const o of check.outcomes) if (o.item && !asked.has(o.item)) asked.set(o.item, check);
   }
-  const items = [...new Set([...itemsToCheck(facts, index.panelsOf), ...asked.keys()])];
+  const items = [...new Set([...itemsToCheck([...facts, ...remote], index.panelsOf), ...asked.keys()])];
   const fresh = items.filter((i) => !asked.has(i));
   const ask = (codes: string[], record: boolean) =>
     runReuseCheck(deps, {

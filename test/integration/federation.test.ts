@@ -342,6 +342,35 @@ describe('a province–city–district federation of brokers', () => {
     expect(item?.values.find((v) => v.code === '6690-2')?.value).toBe(6.4);
   });
 
+  test('the doctor’s view at the other city lists the results other regions hold, without a check having prompted it', async () => {
+    const { district, province } = brokers;
+    // The patient's keys, as the view derives them from the patient's identifier when the doctor opens it.
+    const body = await reuseCheck(province, check(PROVINCIAL_ID));
+    const checkDoc = await province.t.deps.reuseChecks!.get(body.parameter!.find((p) => p.name === 'check')!.valueId!);
+    const access = {
+      clientId: 'demo-clinician-hospital-b',
+      organization: HOSPITAL_B,
+      role: 'clinician' as const,
+      scope: 'system/*.rs',
+      jti: 'federation-list-test',
+    };
+    const view = await priorResults(
+      { ...province.t.deps, access },
+      {
+        organization: 'demo-hospital-b',
+        patientKeys: checkDoc!.patientKeys,
+        clientId: access.clientId,
+        now: new Date(),
+      },
+    );
+    const items = view.categories.flatMap((c) => c.items);
+    expect(items.map((i) => [i.item, i.result, i.decision])).toEqual([
+      ['HR-LAB-CBC', `${district.base}/DiagnosticReport/fed-cbc-provincial`, 'reusable'],
+    ]);
+    // The 本市HR result (another patient) never shows at the other city.
+    expect(JSON.stringify(view)).not.toContain('fed-cbc-municipal');
+  });
+
   test('the doctor at the other city reuses it: the province’s rolled-up report counts the recognition once, at the requester’s broker', async () => {
     const { province } = brokers;
     const body = await reuseCheck(province, check(PROVINCIAL_ID));
