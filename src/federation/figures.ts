@@ -16,8 +16,11 @@ import { finalDecisions, type DecisionLedger, type LedgerEntry } from '../recogn
 import {
   namesFromJson,
   namesOf,
+  reduceTally,
+  TALLY_DIMENSIONS,
   tallyFromJson,
   tallyToJson,
+  type TallyDimension,
   type FederationSource,
   type ImportRow,
   type RegionNames,
@@ -102,7 +105,7 @@ export class FederatedFigures implements FederationSource {
 
   /** `GET /reports/federated`: this broker's figures with its children's, and the sums. */
   async report(from: string, to: string): Promise<FederatedReport> {
-    const regions = await this.figures(from, to, FIGURES_DEADLINE_MS);
+    const regions = await this.figures(from, to, FIGURES_DEADLINE_MS, []);
     const total = Object.fromEntries(SUMMED.map((k) => [k, 0])) as Summed;
     const missing: string[] = [];
     const add = (r: RegionFigures) => {
@@ -148,8 +151,8 @@ export class FederatedFigures implements FederationSource {
    * The regions of `/reports/savings?scope=federation`: this broker and, depth first, its children and theirs, each
    * with its tally as it sent it (checked: a malformed one is a region that did not answer).
    */
-  async regions(from: string, to: string): Promise<RegionPart[]> {
-    const root = await this.figures(from, to, FIGURES_DEADLINE_MS);
+  async regions(from: string, to: string, keep: readonly TallyDimension[] = TALLY_DIMENSIONS): Promise<RegionPart[]> {
+    const root = await this.figures(from, to, FIGURES_DEADLINE_MS, keep);
     // A broker does not know its own division code; its children's tell it (370211 → 370200 → 370000).
     const below = [...new Set(root.children.map((c) => c.region).filter((r): r is string => !!r))].map((r) =>
       divisionLevel(r) === 'district' ? cityOf(r) : provinceOf(r),
@@ -199,17 +202,28 @@ export class FederatedFigures implements FederationSource {
       throw badRequest('from and to must be local dates YYYY-MM-DD, from not after to', 'from');
     }
     const deadline = typeof b.deadlineMs === 'number' ? Math.min(b.deadlineMs, FIGURES_DEADLINE_MS) : 1000;
-    return this.figures(from, to, deadline);
+    // Absent: every dimension (a parent that does not say what it needs gets all of it).
+    const keep = b.keep ?? TALLY_DIMENSIONS;
+    if (!Array.isArray(keep) || keep.some((d) => !(TALLY_DIMENSIONS as readonly unknown[]).includes(d))) {
+      throw badRequest(`keep lists tally dimensions: ${TALLY_DIMENSIONS.join(', ')}`, 'keep');
+    }
+    return this.figures(from, to, deadline, keep as TallyDimension[]);
   }
 
-  private async figures(from: string, to: string, deadlineMs: number): Promise<RegionFigures> {
+  private async figures(
+    from: string,
+    to: string,
+    deadlineMs: number,
+    keep: readonly TallyDimension[],
+  ): Promise<RegionFigures> {
     const children = (await this.deps.registry.list()).filter((b) => b.enabled && b.relation === 'child');
     const rules = this.deps.rules();
     const [tally, imports, theirs] = await Promise.all([
       this.deps.rollups?.tally(from, to, rules.catalogue.timeZone).then((t) => t.tally),
       this.imports(from, to),
-      Promise.all(children.map((c) => this.ask(c, from, to, deadlineMs - HOP_MARGIN_MS))),
+      Promise.all(children.map((c) => this.ask(c, from, to, deadlineMs - HOP_MARGIN_MS, keep))),
     ]);
+    const sent = tally ? reduceTally(tally, keep) : undefined;
     // Totals unsuppressed: they are summed by the parent (suppression applies to what a report publishes).
     const own = tally
       ? reportFromTally(tally, rules, { from, to, by: [] }, { minCell: 0 }, new Date()).totals
@@ -218,7 +232,7 @@ export class FederatedFigures implements FederationSource {
       answered: true,
       ...(this.deps.baseUrl ? { base: this.deps.baseUrl } : {}),
       ...(own ? { totals: own } : {}),
-      ...(tally ? { tally: tallyToJson(tally), names: namesOf(tally, rules) } : {}),
+      ...(sent ? { tally: tallyToJson(sent), names: namesOf(sent, rules) } : {}),
       imports,
       children: theirs,
     };
@@ -260,7 +274,13 @@ export class FederatedFigures implements FederationSource {
     return [...rows.values()];
   }
 
-  private async ask(child: FederationBroker, from: string, to: string, ms: number): Promise<RegionFigures> {
+  private async ask(
+    child: FederationBroker,
+    from: string,
+    to: string,
+    ms: number,
+    keep: readonly TallyDimension[],
+  ): Promise<RegionFigures> {
     const about = {
       broker: child._id,
       region: child.region,
@@ -268,10 +288,12 @@ export class FederatedFigures implements FederationSource {
       ...(child.name ? { name: child.name } : {}),
     };
     try {
-      const body = (await this.client.post(child, '/federation/figures', { from, to, deadlineMs: ms }, ms)) as Omit<
-        RegionFigures,
-        'broker' | 'region' | 'base'
-      >;
+      const body = (await this.client.post(
+        child,
+        '/federation/figures',
+        { from, to, deadlineMs: ms, keep },
+        ms,
+      )) as Omit<RegionFigures, 'broker' | 'region' | 'base'>;
       return {
         ...about,
         answered: true,

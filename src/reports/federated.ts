@@ -13,7 +13,7 @@
 import { ID_PATTERN } from '../fhir/types.js';
 import { badRequest } from '../fhir/outcomes.js';
 import type { RecognitionRules } from '../recognition/load.js';
-import { emptyTally, joinKey, splitKey, type Cell, type LedgerTally } from './rollups.js';
+import { addCell, emptyCell, emptyTally, joinKey, splitKey, type Cell, type LedgerTally } from './rollups.js';
 import {
   MISC_LABELS,
   type Bilingual,
@@ -79,9 +79,51 @@ export interface RegionPart {
   imports?: ImportRow[];
 }
 
+/** The dimensions of a tally: a child sends only those a report groups or filters by (the others summed away). */
+export const TALLY_DIMENSIONS = ['month', 'organization', 'category', 'item'] as const;
+export type TallyDimension = (typeof TALLY_DIMENSIONS)[number];
+
 /** Where the federated figures come from (src/federation/figures.ts). */
 export interface FederationSource {
-  regions(from: string, to: string): Promise<RegionPart[]>;
+  /** Every region of the tree; `keep`: the tally dimensions the report needs (default all). */
+  regions(from: string, to: string, keep?: readonly TallyDimension[]): Promise<RegionPart[]>;
+}
+
+/** The tally dimensions a report needs: its groupings and the institution when it filters by one. */
+export function dimensionsNeeded(query: Pick<SavingsQuery, 'by' | 'organization'>): TallyDimension[] {
+  return TALLY_DIMENSIONS.filter((d) => query.by.includes(d) || (d === 'organization' && !!query.organization));
+}
+
+/**
+ * A tally with only `keep`'s dimensions, the others summed away (their key part empty): a region's answer is then as
+ * small as the report needs — one cell per region for its totals. 互认人次 still add up: a visit lies in one month and
+ * one institution, so its counts per month and institution (and category) sum over the dimensions dropped (pure).
+ */
+export function reduceTally(tally: LedgerTally, keep: readonly TallyDimension[]): LedgerTally {
+  if (TALLY_DIMENSIONS.every((d) => keep.includes(d))) return tally;
+  const part = (d: TallyDimension, v: string) => (keep.includes(d) ? v : '');
+  const out = emptyTally();
+  for (const [k, cell] of tally.cells) {
+    const [month, organization, category, item] = splitKey(k) as [string, string, string, string];
+    const key = joinKey(
+      part('month', month),
+      part('organization', organization),
+      part('category', category),
+      part('item', item),
+    );
+    out.cells.set(key, addCell(out.cells.get(key) ?? emptyCell(), cell));
+  }
+  for (const [k, n] of tally.visits) {
+    const [month, organization] = splitKey(k) as [string, string];
+    const key = joinKey(part('month', month), part('organization', organization));
+    out.visits.set(key, (out.visits.get(key) ?? 0) + n);
+  }
+  for (const [k, n] of tally.categoryVisits) {
+    const [month, organization, category] = splitKey(k) as [string, string, string];
+    const key = joinKey(part('month', month), part('organization', organization), part('category', category));
+    out.categoryVisits.set(key, (out.categoryVisits.get(key) ?? 0) + n);
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -119,7 +161,9 @@ export function tallyFromJson(json: unknown): LedgerTally {
   const dims = (r: Record<string, unknown>, names: string[]) =>
     names.map((n) => {
       const v = r[n];
-      if (typeof v !== 'string' || !(n === 'month' ? MONTH : n === 'organization' ? ID_PATTERN : CODE).test(v)) {
+      // Empty: a dimension the parent did not ask for, summed away.
+      const pattern = n === 'month' ? MONTH : n === 'organization' ? ID_PATTERN : CODE;
+      if (typeof v !== 'string' || (v !== '' && !pattern.test(v))) {
         bad(n);
       }
       return v as string;

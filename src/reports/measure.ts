@@ -193,7 +193,8 @@ export async function evaluateMeasure(req: FhirRequest, deps: FhirDeps, id: stri
   const now = new Date();
   if (federation) {
     if (!deps.federationFigures) throw error(500, 'exception', 'The federation is not configured');
-    const parts = await deps.federationFigures.regions(query.from, query.to);
+    // Strata by institution and by category: the children send those dimensions only.
+    const parts = await deps.federationFigures.regions(query.from, query.to, ['organization', 'category']);
     const report = (by: ReportDimension[]) => federatedReport(parts, rules, { ...query, by }, options, now);
     const body = buildMeasureReport(
       report(['region', 'organization']),

@@ -30,7 +30,7 @@ import {
   single,
   type SavingsReport,
 } from './savings.js';
-import { federatedReport, type FederatedQuery, type FederationSource } from './federated.js';
+import { dimensionsNeeded, federatedReport, type FederatedQuery, type FederationSource } from './federated.js';
 import { ID_PATTERN } from '../fhir/types.js';
 import type { RecognitionRules } from '../recognition/load.js';
 import type { AuditFn } from '../audit/recorder.js';
@@ -192,7 +192,7 @@ export function reportsRouter(deps: ReportDeps): Router {
     let report: SavingsReport;
     if (scope === 'federation') {
       if (!deps.federation) throw error(500, 'exception', 'The federation is not configured');
-      const parts = await deps.federation.figures.regions(query.from, query.to);
+      const parts = await deps.federation.figures.regions(query.from, query.to, dimensionsNeeded(query));
       report = federatedReport(parts, rules, query, options, new Date());
     } else report = await savingsReport(deps.rollups, rules, query, options);
     if (format === 'csv') {

@@ -2,7 +2,15 @@ import { describe, expect, test } from 'vitest';
 import { OperationOutcomeError } from '../../src/fhir/outcomes.js';
 import { loadRecognitionRules } from '../../src/recognition/load.js';
 import { savingsCsv } from '../../src/reports/csv.js';
-import { federatedReport, tallyFromJson, tallyToJson, type RegionPart } from '../../src/reports/federated.js';
+import {
+  federatedReport,
+  reduceTally,
+  tallyFromJson,
+  tallyToJson,
+  TALLY_DIMENSIONS,
+  type RegionPart,
+} from '../../src/reports/federated.js';
+import { groupTally, type Dimension } from '../../src/reports/savings.js';
 import { emptyCell, emptyTally, joinKey, type Cell, type LedgerTally } from '../../src/reports/rollups.js';
 
 const rules = loadRecognitionRules('seed');
@@ -185,6 +193,46 @@ describe('the savings report over a federation', () => {
 });
 
 describe('tallies between brokers', () => {
+  test('sent with only the dimensions a report needs, they group as the whole tally does', () => {
+    const whole = emptyTally();
+    const add = (month: string, org: string, category: string, item: string, accepted: number, visits: number) => {
+      whole.cells.set(joinKey(month, org, category, item), {
+        ...emptyCell(),
+        prompts: accepted + 1,
+        accepted,
+        savingFen: accepted * 3000,
+      });
+      whole.visits.set(joinKey(month, org), (whole.visits.get(joinKey(month, org)) ?? 0) + visits);
+      const ck = joinKey(month, org, category);
+      whole.categoryVisits.set(ck, (whole.categoryVisits.get(ck) ?? 0) + visits);
+    };
+    add('2026-11', 'demo-hospital-a', 'lab-hematology', 'HR-LAB-CBC', 2, 2);
+    add('2026-11', 'demo-hospital-b', 'lab-hematology', 'HR-LAB-CBC', 1, 1);
+    add('2026-12', 'demo-hospital-a', 'imaging-ct', 'HR-IMG-CT-CHEST', 3, 2);
+    add('2026-12', 'demo-hospital-a', 'lab-hematology', 'HR-LAB-ESR', 1, 0);
+    const groupings: Dimension[][] = [
+      [],
+      ['month'],
+      ['organization'],
+      ['category'],
+      ['item'],
+      ['organization', 'month'],
+    ];
+    for (const by of groupings) {
+      const reduced = reduceTally(
+        whole,
+        TALLY_DIMENSIONS.filter((d) => by.includes(d)),
+      );
+      expect(reduced.cells.size).toBeLessThanOrEqual(whole.cells.size);
+      expect(groupTally(reduced, { by }), by.join(',') || 'totals').toEqual(groupTally(whole, { by }));
+      // And they travel as well.
+      expect(groupTally(tallyFromJson(JSON.parse(JSON.stringify(tallyToJson(reduced)))), { by })).toEqual(
+        groupTally(whole, { by }),
+      );
+    }
+    expect(reduceTally(whole, []).cells.size).toBe(1);
+  });
+
   test('travel as numbers and come back the same', () => {
     expect(tallyFromJson(JSON.parse(JSON.stringify(tallyToJson(city))))).toEqual({ ...city, staff: new Map() });
   });
