@@ -61,7 +61,7 @@ export function capabilityStatement(deps: FhirDeps, baseUrl: string): Capability
               name: 'evaluate-measure',
               definition: 'http://hl7.org/fhir/OperationDefinition/Measure-evaluate-measure',
               documentation:
-                'GET /fhir/Measure/reuse-savings/$evaluate-measure?periodStart=&periodEnd=[&subject=Organization/…]: a summary MeasureReport of the savings (bureau and admin roles).',
+                'GET /fhir/Measure/reuse-savings/$evaluate-measure?periodStart=&periodEnd=[&subject=Organization/…][&scope=federation]: a summary MeasureReport of the savings (bureau and admin roles); scope=federation adds the child brokers’ figures, stratified by region.',
             },
           ],
         }
