@@ -136,6 +136,8 @@ export async function createServices(config: Config, log: Logger, uri: string, d
       baseUrl: config.baseUrl,
       rollups,
       rules: () => facts.rules,
+      store,
+      log,
     }),
   };
   return {

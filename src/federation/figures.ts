@@ -9,7 +9,10 @@
  * recognitions of other brokers' results by holder and dimension, so that the parent can show the breakdowns
  * (`/reports/savings?scope=federation`, src/reports/federated.ts), and its totals for `GET /reports/federated`.
  */
+import { auditEvent } from '../audit/audit.js';
 import type { AccessContext } from '../auth/tokens.js';
+import type { Logger } from '../log.js';
+import type { ResourceStore } from '../store/resource-store.js';
 import { badRequest, forbidden } from '../fhir/outcomes.js';
 import type { RecognitionRules } from '../recognition/load.js';
 import { finalDecisions, type DecisionLedger, type LedgerEntry } from '../recognition/ledger.js';
@@ -96,6 +99,9 @@ export interface FiguresDeps {
   baseUrl: string | undefined;
   rollups: LedgerRollups | undefined;
   rules: () => RecognitionRules;
+  /** Where both sides' AuditEvents of a figures call are written (no patient in them: the figures are aggregates). */
+  store: ResourceStore;
+  log: Logger;
 }
 
 export class FederatedFigures implements FederationSource {
@@ -207,7 +213,72 @@ export class FederatedFigures implements FederationSource {
     if (!Array.isArray(keep) || keep.some((d) => !(TALLY_DIMENSIONS as readonly unknown[]).includes(d))) {
       throw badRequest(`keep lists tally dimensions: ${TALLY_DIMENSIONS.join(', ')}`, 'keep');
     }
-    return this.figures(from, to, deadline, keep as TallyDimension[]);
+    const answer = await this.figures(from, to, deadline, keep as TallyDimension[]);
+    await this.audit(
+      auditEvent({
+        interaction: 'operation',
+        action: 'E',
+        status: 200,
+        access,
+        resources: [],
+        patients: [],
+        recorded: new Date(),
+      }),
+      [
+        {
+          name: 'federation-figures',
+          description: `asked by a federated broker for ${from}..${to} (${keep.join(', ') || 'totals'})`,
+        },
+      ],
+    );
+    return answer;
+  }
+
+  /** The asking side's record of a figures call: each child asked, whether it answered (and why not). */
+  private async auditOutbound(from: string, to: string, asked: RegionFigures[]): Promise<void> {
+    if (asked.length === 0) return;
+    const event = auditEvent({
+      interaction: 'operation',
+      action: 'E',
+      status: asked.some((r) => r.answered) ? 200 : 504,
+      resources: [],
+      patients: [],
+      recorded: new Date(),
+    });
+    event.agent = [
+      {
+        type: {
+          coding: [
+            { system: 'http://dicom.nema.org/resources/ontology/DCM', code: '110153', display: 'Source Role ID' },
+          ],
+        },
+        who: { display: 'Huren broker (federation, outbound)' },
+        // Searchable (AuditEvent?altid=federation): this broker's own calls to its neighbours.
+        altId: 'federation',
+        name: 'federation',
+        requestor: true,
+      },
+    ];
+    await this.audit(
+      event,
+      asked.map((r) => ({
+        name: 'federation-figures',
+        description: `child ${r.broker ?? ''} (${r.region ?? ''}) for ${from}..${to}: ${r.answered ? 'answered' : `not answered, ${r.reason ?? ''}`}`,
+      })),
+    );
+  }
+
+  private async audit(
+    event: ReturnType<typeof auditEvent>,
+    entities: { name: string; description: string }[],
+  ): Promise<void> {
+    event.entity = [...(event.entity ?? []), ...entities];
+    try {
+      await this.deps.store.append(event as typeof event & { id: string });
+    } catch (err) {
+      this.deps.log.error('Audit event could not be written', { error: (err as Error).message });
+      throw err;
+    }
   }
 
   private async figures(
@@ -223,6 +294,7 @@ export class FederatedFigures implements FederationSource {
       this.imports(from, to),
       Promise.all(children.map((c) => this.ask(c, from, to, deadlineMs - HOP_MARGIN_MS, keep))),
     ]);
+    await this.auditOutbound(from, to, theirs);
     const sent = tally ? reduceTally(tally, keep) : undefined;
     // Totals unsuppressed: they are summed by the parent (suppression applies to what a report publishes).
     const own = tally

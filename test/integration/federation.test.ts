@@ -419,6 +419,18 @@ describe('a province–city–district federation of brokers', () => {
     expect((res.body as { crossRegion: unknown }).crossRegion).toEqual([
       { from: '370211', to: 'this broker', accepted: 1, saving: 30 },
     ]);
+    // Audited on both sides: the province asked its city, the district was asked by its city; no patient in either.
+    const figuresEvents = async (at: Broker, altid: string) =>
+      (((await at.t.as('admin').get(`/fhir/AuditEvent?altid=${altid}&_count=100`)).body as Bundle).entry ?? [])
+        .map((e) => e.resource as AuditEvent)
+        .filter((e) => e.entity?.some((x) => x.name === 'federation-figures'));
+    const outbound = await figuresEvents(province, 'federation');
+    expect(outbound.flatMap((e) => e.entity!.map((x) => x.description))).toContainEqual(
+      expect.stringMatching(/^child qingdao \(370200\) for .*: answered$/),
+    );
+    const inbound = await figuresEvents(brokers.district, 'broker-qingdao');
+    expect(inbound.length).toBeGreaterThan(0);
+    expect(inbound.every((e) => !e.entity?.some((x) => x.what?.reference?.startsWith('Patient/')))).toBe(true);
     // Figures go up only: a child cannot read its parent's.
     const asChild = await request(brokers.city.t.app)
       .post('/federation/figures')
