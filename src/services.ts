@@ -187,12 +187,19 @@ export async function rebuildFacts(
   return deps.facts.rebuild(deps.store, onProgress);
 }
 
-/** The broker's own profiles, code systems and value sets, stored under fixed ids (idempotent). */
+/**
+ * The broker's own profiles, code systems, value sets and search parameters, stored under fixed ids (idempotent).
+ * Their current versions are read in chunks of `$in` (about 270 resources: one read each made every start a second
+ * slower); only what changed is written.
+ */
 async function publishConformance(store: ResourceStore, resources: Resource[]): Promise<void> {
+  const published = resources.filter((r): r is Resource & { id: string } => Boolean(r.id));
+  const current = new Map(
+    (await store.findCurrentMany(published.map((r) => `${r.resourceType}/${r.id}`))).map((d) => [d._id, d]),
+  );
   const ops = [];
-  for (const r of resources) {
-    if (!r.id) continue;
-    const plan = await store.planUpdate(r, r.id);
+  for (const r of published) {
+    const plan = await store.planUpdate(r, r.id, undefined, current.get(`${r.resourceType}/${r.id}`) ?? null);
     if ('op' in plan) ops.push(plan.op);
   }
   await store.commit(ops);

@@ -8,7 +8,7 @@ import { cdsClients, readDemoCdsClient, signCdsJwt, type DemoCdsClientFile } fro
 import type { Card } from '../../src/cds/cards.js';
 import { DECLINE_REASON_SYSTEM } from '../../src/recognition/decline-reasons.js';
 import { createTestApp, TEST_DATA_DIR, type TestApp } from '../support/app.js';
-import { B_LOCAL, FHIR_JSON, HOSPITAL_A, ID_CARD, LOINC, daysAgo } from '../fixtures/recognition.js';
+import { B_LOCAL, FHIR_JSON, HOSPITAL_A, LOINC, daysAgo, finalReport, patientWithId } from '../fixtures/recognition.js';
 
 /**
  * A CDS Hooks client as the specification describes one (an EHR of Hospital B): discovery, order-select with
@@ -20,14 +20,7 @@ const ORIGIN = 'http://huren.test';
 const SELECT = 'huren-reuse-order-select';
 const SIGN = 'huren-reuse-order-sign';
 
-const patient: Patient = {
-  resourceType: 'Patient',
-  id: 'cds-patient',
-  identifier: [{ system: ID_CARD, value: ID_NUMBER }],
-  gender: 'female',
-  birthDate: '1949-12-31',
-  managingOrganization: { reference: HOSPITAL_A },
-};
+const patient = patientWithId('cds-patient', ID_NUMBER, { gender: 'female', birthDate: '1949-12-31' });
 
 const wbc: Observation = {
   resourceType: 'Observation',
@@ -41,22 +34,8 @@ const wbc: Observation = {
   referenceRange: [{ low: { value: 3.5 }, high: { value: 9.5 } }],
 };
 
-const report = (
-  id: string,
-  code: string,
-  effective: string,
-  extra: Partial<DiagnosticReport> = {},
-): DiagnosticReport => ({
-  resourceType: 'DiagnosticReport',
-  id,
-  status: 'final',
-  code: { coding: [{ system: LOINC, code }] },
-  subject: { reference: 'Patient/cds-patient' },
-  effectiveDateTime: effective,
-  issued: effective,
-  performer: [{ reference: HOSPITAL_A }],
-  ...extra,
-});
+const report = (id: string, code: string, effective: string, extra: Partial<DiagnosticReport> = {}) =>
+  finalReport(id, 'cds-patient', code, effective, extra);
 
 const cbc = report('cds-cbc', '57021-8', daysAgo(2), { result: [{ reference: 'Observation/cds-wbc' }] });
 // Hospital A's CT qualification lapsed on 2025-06-30 (seed/institutions.json): its chest CTs are for reference only.

@@ -218,6 +218,22 @@ describe('what the broker emits keeps FHIR JSON rules', () => {
     }
     expect([...definitions].filter((d) => !published.has(d))).toEqual([]);
   });
+
+  test('a restart on the same data publishes nothing again: every conformance resource keeps its version', async () => {
+    const versions = async (app: TestApp) => {
+      const res = await app.as('admin').get('/fhir/SearchParameter?_count=500');
+      expect(res.status).toBe(200);
+      return new Map(((res.body as Bundle).entry ?? []).map((e) => [e.resource!.id, e.resource!.meta?.versionId]));
+    };
+    const before = await versions(t);
+    expect(before.size).toBeGreaterThan(50);
+    const restarted = await createTestApp('chinese-data-restart', {}, { dbName: t.dbName, keepDatabase: true });
+    try {
+      expect(await versions(restarted)).toEqual(before);
+    } finally {
+      await restarted.close();
+    }
+  });
 });
 
 describe('$validate', () => {

@@ -1,11 +1,18 @@
-import type { DiagnosticReport, OperationOutcome, Parameters, Patient } from 'fhir/r4';
+import type { OperationOutcome, Parameters } from 'fhir/r4';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { DECISIONS_COLLECTION, type LedgerEntry } from '../../src/recognition/ledger.js';
 import { localDate } from '../../src/recognition/time.js';
-import { SYSTEMS } from '../../src/recognition/vocabulary.js';
 import type { SavingsReport } from '../../src/reports/savings.js';
 import { createTestApp, type TestApp } from '../support/app.js';
-import { FHIR_JSON, ID_CARD, LOINC, daysAgo } from '../fixtures/recognition.js';
+import {
+  FHIR_JSON,
+  daysAgo,
+  checkIdOf,
+  decisionParameters,
+  finalReport,
+  patientWithId,
+  reuseCheckParameters,
+} from '../fixtures/recognition.js';
 
 /**
  * A doctor's mis-click corrected within 10 minutes: a new ledger entry that supersedes the first (the ledger stays
@@ -16,24 +23,8 @@ const ID_NUMBER = '370202197502140011';
 const DECLINE = 'https://huren.example.org/fhir/CodeSystem/hr-decline-reason';
 const TODAY = localDate(Date.now(), 'Asia/Shanghai');
 
-const patient: Patient = {
-  resourceType: 'Patient',
-  id: 'dc-patient',
-  identifier: [{ system: ID_CARD, value: ID_NUMBER }],
-  gender: 'male',
-  birthDate: '1975-02-14',
-  managingOrganization: { reference: 'Organization/demo-hospital-a' },
-};
-const cbc: DiagnosticReport = {
-  resourceType: 'DiagnosticReport',
-  id: 'dc-cbc',
-  status: 'final',
-  code: { coding: [{ system: LOINC, code: '57021-8' }] },
-  subject: { reference: 'Patient/dc-patient' },
-  effectiveDateTime: daysAgo(1),
-  issued: daysAgo(1),
-  performer: [{ reference: 'Organization/demo-hospital-a' }],
-};
+const patient = patientWithId('dc-patient', ID_NUMBER, { gender: 'male', birthDate: '1975-02-14' });
+const cbc = finalReport('dc-cbc', 'dc-patient', '57021-8', daysAgo(1));
 
 let t: TestApp;
 
@@ -42,16 +33,9 @@ async function check(): Promise<string> {
     .as('clinician')
     .post('/fhir/$reuse-check')
     .set('Content-Type', FHIR_JSON)
-    .send({
-      resourceType: 'Parameters',
-      parameter: [
-        { name: 'patient', valueIdentifier: { system: ID_CARD, value: ID_NUMBER } },
-        { name: 'code', valueCoding: { system: LOINC, code: '57021-8' } },
-        { name: 'requester', valueReference: { reference: 'Organization/demo-hospital-b' } },
-      ],
-    } satisfies Parameters);
+    .send(reuseCheckParameters(ID_NUMBER, ['57021-8']));
   expect(res.status, res.text).toBe(200);
-  return (res.body as Parameters).parameter!.find((p) => p.name === 'check')!.valueId!;
+  return checkIdOf(res.body);
 }
 
 function decide(checkId: string, decision: string, extra: Parameters['parameter'] = []) {
@@ -59,15 +43,7 @@ function decide(checkId: string, decision: string, extra: Parameters['parameter'
     .as('clinician')
     .post('/fhir/$reuse-decision')
     .set('Content-Type', FHIR_JSON)
-    .send({
-      resourceType: 'Parameters',
-      parameter: [
-        { name: 'check', valueId: checkId },
-        { name: 'item', valueCoding: { system: SYSTEMS.catalogue, code: 'HR-LAB-CBC' } },
-        { name: 'decision', valueCode: decision },
-        ...extra,
-      ],
-    } satisfies Parameters);
+    .send(decisionParameters(checkId, 'HR-LAB-CBC', decision, extra));
 }
 
 const param = (body: Parameters, name: string) => body.parameter?.find((p) => p.name === name);

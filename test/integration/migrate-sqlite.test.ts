@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
-import type { Bundle, DiagnosticReport, Observation, Parameters, Patient } from 'fhir/r4';
+import type { Bundle, DiagnosticReport, Observation, Parameters } from 'fhir/r4';
 import type { Express } from 'express';
 import { Binary, BSON, Long, MongoClient, type Document } from 'mongodb';
 import request from 'supertest';
@@ -26,7 +26,16 @@ import {
 } from '../../src/store/database.js';
 import { migrateSqlite, OBSOLETE_INDEXES, type MigrationProgress } from '../../src/store/migrate-sqlite.js';
 import { STORE_LAYOUT } from '../../src/store/resource-store.js';
-import { FHIR_JSON, HOSPITAL_A, HOSPITAL_B, ID_CARD, LOINC, daysAgo } from '../fixtures/recognition.js';
+import {
+  FHIR_JSON,
+  HOSPITAL_A,
+  HOSPITAL_B,
+  ID_CARD,
+  LOINC,
+  daysAgo,
+  finalReport,
+  patientWithId,
+} from '../fixtures/recognition.js';
 
 /**
  * A data directory of the earlier default (FerretDB over SQLite) is refused by `npm start`, converted by
@@ -47,25 +56,9 @@ const index = resourceIndex(
 /** Glucose results of the patient, sent in one transaction. */
 const GLUCOSE = 100;
 
-const patient: Patient = {
-  resourceType: 'Patient',
-  id: 'mig-patient',
-  identifier: [{ system: ID_CARD, value: ID_NUMBER }],
-  gender: 'male',
-  birthDate: '1990-01-01',
-  managingOrganization: { reference: HOSPITAL_A },
-};
+const patient = patientWithId('mig-patient', ID_NUMBER, { gender: 'male', birthDate: '1990-01-01' });
 /** A CBC of hospital A taken 10 days ago: beyond the seeded 7-day window, within the 30 days set before migrating. */
-const cbc: DiagnosticReport = {
-  resourceType: 'DiagnosticReport',
-  id: 'mig-cbc',
-  status: 'final',
-  code: { coding: [{ system: LOINC, code: '57021-8' }] },
-  subject: { reference: `Patient/${patient.id}` },
-  effectiveDateTime: daysAgo(10),
-  issued: daysAgo(10),
-  performer: [{ reference: HOSPITAL_A }],
-};
+const cbc = finalReport('mig-cbc', 'mig-patient', '57021-8', daysAgo(10));
 const hemoglobin: Observation = {
   resourceType: 'Observation',
   id: 'mig-hb',

@@ -1,26 +1,28 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type {
-  Bundle,
-  DiagnosticReport,
-  MeasureReport,
-  MeasureReportGroupPopulation,
-  Parameters,
-  Patient,
-  ServiceRequest,
-} from 'fhir/r4';
+import type { Bundle, MeasureReport, MeasureReportGroupPopulation, Parameters, ServiceRequest } from 'fhir/r4';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { Card } from '../../src/cds/cards.js';
 import { readDemoCdsClient, signCdsJwt, type DemoCdsClientFile } from '../../src/cds/clients.js';
 import { DECLINE_REASON_SYSTEM } from '../../src/recognition/decline-reasons.js';
 import { localDate } from '../../src/recognition/time.js';
-import { SYSTEMS } from '../../src/recognition/vocabulary.js';
 import type { SavingsReport } from '../../src/reports/savings.js';
 import { createTestApp, TEST_DATA_DIR, type TestApp } from '../support/app.js';
 import { launchBrowser, screenshot, watchErrors } from '../support/browser.js';
-import { B_LOCAL, FHIR_JSON, HOSPITAL_A, ID_CARD, LOINC, daysAgo } from '../fixtures/recognition.js';
+import {
+  B_LOCAL,
+  FHIR_JSON,
+  ID_CARD,
+  LOINC,
+  daysAgo,
+  checkIdOf,
+  decisionParameters,
+  finalReport,
+  patientWithId,
+  reuseCheckParameters,
+} from '../fixtures/recognition.js';
 
 /**
  * The bureau's figures for one chatty day at hospital B (issue 20), as the EHR, the doctor's view and the HIS really
@@ -35,24 +37,8 @@ const SELECT = 'huren-reuse-order-select';
 const SIGN = 'huren-reuse-order-sign';
 const TODAY = localDate(Date.now(), 'Asia/Shanghai');
 
-const patient: Patient = {
-  resourceType: 'Patient',
-  id: 'sc-patient',
-  identifier: [{ system: ID_CARD, value: ID_NUMBER }],
-  gender: 'female',
-  birthDate: '1949-12-31',
-  managingOrganization: { reference: HOSPITAL_A },
-};
-const report = (id: string, code: string, days: number): DiagnosticReport => ({
-  resourceType: 'DiagnosticReport',
-  id,
-  status: 'final',
-  code: { coding: [{ system: LOINC, code }] },
-  subject: { reference: 'Patient/sc-patient' },
-  effectiveDateTime: daysAgo(days),
-  issued: daysAgo(days),
-  performer: [{ reference: HOSPITAL_A }],
-});
+const patient = patientWithId('sc-patient', ID_NUMBER, { gender: 'female', birthDate: '1949-12-31' });
+const report = (id: string, code: string, days: number) => finalReport(id, 'sc-patient', code, daysAgo(days));
 // Hospital A's CT qualification lapsed (seed/institutions.json): its CTs are for reference only.
 const RESULTS = [
   report('sc-cbc', '57021-8', 2),
@@ -171,15 +157,13 @@ describe('the bureau’s figures for one chatty day (issue 20 scenario)', () => 
     return { token: token.body.access_token as string, check: cbc.check };
   }
 
-  const decisionBody = (check: string, item: string, decision: string, reason?: string): Parameters => ({
-    resourceType: 'Parameters',
-    parameter: [
-      { name: 'check', valueId: check },
-      { name: 'item', valueCoding: { system: SYSTEMS.catalogue, code: item } },
-      { name: 'decision', valueCode: decision },
-      ...(reason ? [{ name: 'reason', valueCoding: { system: DECLINE_REASON_SYSTEM, code: reason } }] : []),
-    ],
-  });
+  const decisionBody = (check: string, item: string, decision: string, reason?: string) =>
+    decisionParameters(
+      check,
+      item,
+      decision,
+      reason ? [{ name: 'reason', valueCoding: { system: DECLINE_REASON_SYSTEM, code: reason } }] : [],
+    );
 
   beforeAll(async () => {
     t = await createTestApp('report-scenario');
@@ -229,17 +213,9 @@ describe('the bureau’s figures for one chatty day (issue 20 scenario)', () => 
       .as('demo-his-hospital-b')
       .post('/fhir/$reuse-check')
       .set('Content-Type', FHIR_JSON)
-      .send({
-        resourceType: 'Parameters',
-        parameter: [
-          { name: 'patient', valueIdentifier: { system: ID_CARD, value: ID_NUMBER } },
-          { name: 'code', valueCoding: { system: LOINC, code: '29252-4' } },
-          { name: 'code', valueCoding: { system: LOINC, code: '24725-4' } },
-          { name: 'requester', valueReference: { reference: 'Organization/demo-hospital-b' } },
-        ],
-      } satisfies Parameters);
+      .send(reuseCheckParameters(ID_NUMBER, ['29252-4', '24725-4']));
     expect(check.status, check.text).toBe(200);
-    const checkId = (check.body as Parameters).parameter!.find((p) => p.name === 'check')!.valueId!;
+    const checkId = checkIdOf(check.body);
     const decide = (item: string, decision: string, reason?: string) =>
       t
         .as('demo-his-hospital-b')

@@ -15,7 +15,7 @@ import { localDate } from '../../src/recognition/time.js';
 import { SYSTEMS } from '../../src/recognition/vocabulary.js';
 import type { Dimension, SavingsReport, SavingsRow } from '../../src/reports/savings.js';
 import { createTestApp, type TestApp } from '../support/app.js';
-import { FHIR_JSON, ID_CARD, LOINC, daysAgo } from '../fixtures/recognition.js';
+import { FHIR_JSON, ID_CARD, LOINC, daysAgo, checkIdOf, reuseCheckParameters } from '../fixtures/recognition.js';
 
 const ID_NUMBER = '11010519491231002X';
 const DECLINE = 'https://huren.example.org/fhir/CodeSystem/hr-decline-reason';
@@ -239,17 +239,9 @@ describe('savings reports', () => {
       .as('demo-his-hospital-b')
       .post('/fhir/$reuse-check')
       .set('Content-Type', FHIR_JSON)
-      .send({
-        resourceType: 'Parameters',
-        parameter: [
-          { name: 'patient', valueIdentifier: { system: ID_CARD, value: ID_NUMBER } },
-          { name: 'code', valueCoding: { system: LOINC, code: '57021-8' } },
-          { name: 'code', valueCoding: { system: LOINC, code: '29252-4' } },
-          { name: 'requester', valueReference: { reference: 'Organization/demo-hospital-b' } },
-        ],
-      } satisfies Parameters);
+      .send(reuseCheckParameters(ID_NUMBER, ['57021-8', '29252-4']));
     expect(res.status, res.text).toBe(200);
-    return (res.body as Parameters).parameter!.find((p) => p.name === 'check')!.valueId!;
+    return checkIdOf(res.body);
   }
 
   /** An older check and its decisions, written with the ledger's pure functions (the HTTP path records "now"). */

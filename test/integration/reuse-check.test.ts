@@ -10,35 +10,24 @@ import type {
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { REUSE_CHECKS_COLLECTION, type ReuseCheckDoc } from '../../src/recognition/reuse-checks.js';
 import { createTestApp, type TestApp } from '../support/app.js';
-import { B_LOCAL, DAY, FHIR_JSON, HOSPITAL_A, HOSPITAL_B, ID_CARD, LOINC, daysAgo } from '../fixtures/recognition.js';
+import {
+  B_LOCAL,
+  DAY,
+  FHIR_JSON,
+  HOSPITAL_A,
+  HOSPITAL_B,
+  ID_CARD,
+  LOINC,
+  daysAgo,
+  finalReport,
+  patientWithId,
+} from '../fixtures/recognition.js';
 
 const ID_NUMBER = '11010519491231002X';
 
-const patient: Patient = {
-  resourceType: 'Patient',
-  id: 'rc-patient',
-  identifier: [{ system: ID_CARD, value: ID_NUMBER }],
-  gender: 'female',
-  birthDate: '1949-12-31',
-  managingOrganization: { reference: HOSPITAL_A },
-};
-
-const report = (
-  id: string,
-  code: string,
-  effective: string,
-  extra: Partial<DiagnosticReport> = {},
-): DiagnosticReport => ({
-  resourceType: 'DiagnosticReport',
-  id,
-  status: 'final',
-  code: { coding: [{ system: LOINC, code }] },
-  subject: { reference: `Patient/${patient.id}` },
-  effectiveDateTime: effective,
-  issued: effective,
-  performer: [{ reference: HOSPITAL_A }],
-  ...extra,
-});
+const patient = patientWithId('rc-patient', ID_NUMBER, { gender: 'female', birthDate: '1949-12-31' });
+const report = (id: string, code: string, effective: string, extra: Partial<DiagnosticReport> = {}) =>
+  finalReport(id, 'rc-patient', code, effective, extra);
 
 const cbc = report('rc-cbc', '57021-8', daysAgo(1));
 const hba1c = report('rc-hba1c', '4548-4', daysAgo(90));

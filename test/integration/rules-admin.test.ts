@@ -1,9 +1,18 @@
-import type { DiagnosticReport, OperationOutcome, Parameters, ParametersParameter, Patient } from 'fhir/r4';
+import type { OperationOutcome, Parameters, ParametersParameter } from 'fhir/r4';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { RulesStore } from '../../src/recognition/rules-store.js';
 import { SEED_DIR } from '../../src/services.js';
 import { createTestApp, type TestApp } from '../support/app.js';
-import { B_LOCAL, FHIR_JSON, HOSPITAL_A, HOSPITAL_B, ID_CARD, LOINC, daysAgo } from '../fixtures/recognition.js';
+import {
+  B_LOCAL,
+  FHIR_JSON,
+  HOSPITAL_B,
+  ID_CARD,
+  LOINC,
+  daysAgo,
+  finalReport,
+  patientWithId,
+} from '../fixtures/recognition.js';
 
 const ID_NUMBER = '11010519491231002X';
 /** Test apps poll the rules this often, so a second instance sees an edit quickly. */
@@ -16,24 +25,10 @@ interface LocalCodesJson {
   maps: { institution: string; codes: { code: string; display?: string; targets: string[] }[] }[];
 }
 
-const patient: Patient = {
-  resourceType: 'Patient',
-  id: 'ra-patient',
-  identifier: [{ system: ID_CARD, value: ID_NUMBER }],
-  managingOrganization: { reference: HOSPITAL_A },
-};
+const patient = patientWithId('ra-patient', ID_NUMBER);
 
 /** A CBC of hospital A taken 10 days ago: too old for the seeded 7-day window. */
-const cbc: DiagnosticReport = {
-  resourceType: 'DiagnosticReport',
-  id: 'ra-cbc',
-  status: 'final',
-  code: { coding: [{ system: LOINC, code: '57021-8' }] },
-  subject: { reference: `Patient/${patient.id}` },
-  effectiveDateTime: daysAgo(10),
-  issued: daysAgo(10),
-  performer: [{ reference: HOSPITAL_A }],
-};
+const cbc = finalReport('ra-cbc', 'ra-patient', '57021-8', daysAgo(10));
 
 const checkBody = (system: string, code: string): Parameters => ({
   resourceType: 'Parameters',

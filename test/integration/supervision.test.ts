@@ -1,11 +1,11 @@
-import type { AuditEvent, Bundle, DiagnosticReport, Patient } from 'fhir/r4';
+import type { AuditEvent, Bundle, Patient } from 'fhir/r4';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { findDeclineReason } from '../../src/recognition/decline-reasons.js';
 import { decisionEntry, promptEntries, type DoctorAction } from '../../src/recognition/ledger.js';
 import type { ReuseCheckDoc } from '../../src/recognition/reuse-checks.js';
 import type { SupervisionCase, SupervisionReport } from '../../src/reports/supervision.js';
 import { createTestApp, type TestApp } from '../support/app.js';
-import { FHIR_JSON, ID_CARD, LOINC } from '../fixtures/recognition.js';
+import { FHIR_JSON, ID_CARD, finalReport } from '../fixtures/recognition.js';
 
 /**
  * Supervision of declines (issue 20): by institution, department and doctor with the reason distribution and the
@@ -27,17 +27,10 @@ const patient: Patient = {
   birthDate: '1949-12-31',
   managingOrganization: { reference: 'Organization/demo-hospital-a' },
 };
-const cbc: DiagnosticReport = {
-  resourceType: 'DiagnosticReport',
-  id: 'sv-cbc',
-  status: 'final',
-  code: { coding: [{ system: LOINC, code: '57021-8' }] },
-  subject: { reference: 'Patient/sv-patient' },
-  effectiveDateTime: '2025-05-10T08:00:00+08:00',
+const cbc = finalReport('sv-cbc', 'sv-patient', '57021-8', '2025-05-10T08:00:00+08:00', {
   issued: '2025-05-10T10:00:00+08:00',
-  performer: [{ reference: 'Organization/demo-hospital-a' }],
   conclusion: '血常规未见异常',
-};
+});
 
 /** One doctor's decisions: `declines` of `decided` CBCs declined (condition changed), the rest accepted. */
 interface Doctor {
