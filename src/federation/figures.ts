@@ -35,6 +35,7 @@ import { reportFromTally, type SavingsReport } from '../reports/savings.js';
 import { cityOf, provinceOf } from '../recognition/institutions.js';
 import type { BrokerRegistry, FederationBroker } from './brokers.js';
 import { NeighbourClient, NeighbourError } from './client.js';
+import { outboundEvent } from './audit.js';
 import { divisionLevel } from './scope.js';
 
 /** The counts that add up across regions (rates do not: they are recomputed by whoever reads the sums). */
@@ -237,34 +238,16 @@ export class FederatedFigures implements FederationSource {
   /** The asking side's record of a figures call: each child asked, whether it answered (and why not). */
   private async auditOutbound(from: string, to: string, asked: RegionFigures[]): Promise<void> {
     if (asked.length === 0) return;
-    const event = auditEvent({
-      interaction: 'operation',
-      action: 'E',
-      status: asked.some((r) => r.answered) ? 200 : 504,
-      resources: [],
-      patients: [],
-      recorded: new Date(),
-    });
-    event.agent = [
-      {
-        type: {
-          coding: [
-            { system: 'http://dicom.nema.org/resources/ontology/DCM', code: '110153', display: 'Source Role ID' },
-          ],
-        },
-        who: { display: 'Huren broker (federation, outbound)' },
-        // Searchable (AuditEvent?altid=federation): this broker's own calls to its neighbours.
-        altId: 'federation',
-        name: 'federation',
-        requestor: true,
-      },
-    ];
     await this.audit(
-      event,
-      asked.map((r) => ({
-        name: 'federation-figures',
-        description: `child ${r.broker ?? ''} (${r.region ?? ''}) for ${from}..${to}: ${r.answered ? 'answered' : `not answered, ${r.reason ?? ''}`}`,
-      })),
+      outboundEvent(
+        asked.some((r) => r.answered),
+        [],
+        asked.map((r) => ({
+          name: 'federation-figures',
+          description: `child ${r.broker ?? ''} (${r.region ?? ''}) for ${from}..${to}: ${r.answered ? 'answered' : `not answered, ${r.reason ?? ''}`}`,
+        })),
+      ),
+      [],
     );
   }
 

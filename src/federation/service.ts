@@ -19,6 +19,7 @@ import type { BrokerReach, FederatedAnswer, FederatedQuery, FederationPort } fro
 import type { Institution } from '../recognition/institutions.js';
 import type { ResourceStore } from '../store/resource-store.js';
 import type { BrokerRegistry, FederationBroker } from './brokers.js';
+import { outboundEvent } from './audit.js';
 import { NeighbourClient, NeighbourError } from './client.js';
 import { DIVISION_CODE, isWithin, scopeCovers, scopeOf } from './scope.js';
 
@@ -360,34 +361,16 @@ export class FederationService implements FederationPort {
   /** The asking side's record: which neighbours were asked, which answered, which results they named. */
   private async auditOutbound(what: 'facts', reach: BrokerReach[], results: string[]): Promise<void> {
     if (reach.length === 0) return;
-    const event = auditEvent({
-      interaction: 'operation',
-      action: 'E',
-      status: reach.some((r) => r.answered) ? 200 : 504,
-      resources: results,
-      patients: [],
-      recorded: new Date(),
-    });
-    event.agent = [
-      {
-        type: {
-          coding: [
-            { system: 'http://dicom.nema.org/resources/ontology/DCM', code: '110153', display: 'Source Role ID' },
-          ],
-        },
-        who: { display: 'Huren broker (federation, outbound)' },
-        name: 'federation',
-        requestor: true,
-      },
-    ];
-    event.entity = [
-      ...(event.entity ?? []),
-      ...reach.map((r) => ({
-        name: `federation-${what}`,
-        description: `${r.relation} ${r.broker} (${r.region}): ${r.answered ? 'answered' : `not answered, ${r.reason ?? ''}`} in ${r.ms} ms`,
-      })),
-    ];
-    await this.record(event);
+    await this.record(
+      outboundEvent(
+        reach.some((r) => r.answered),
+        results,
+        reach.map((r) => ({
+          name: `federation-${what}`,
+          description: `${r.relation} ${r.broker} (${r.region}): ${r.answered ? 'answered' : `not answered, ${r.reason ?? ''}`} in ${r.ms} ms`,
+        })),
+      ),
+    );
   }
 
   private async record(event: ReturnType<typeof auditEvent>): Promise<void> {

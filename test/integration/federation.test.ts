@@ -315,8 +315,12 @@ describe('a province–city–district federation of brokers', () => {
     expect(askedEvents.some((e) => e.entity?.some((x) => x.name === 'federation-facts'))).toBe(true);
   });
 
-  test('the doctor’s view at the other city shows the remote report’s values and its institution', async () => {
-    const { district, province } = brokers;
+  /**
+   * The doctor's view at the province's hospital B for the patient of a check just asked there (the keys the view
+   * derives from the patient's identifier when the doctor opens it); with that check as prompted earlier or not.
+   */
+  async function provinceView(jti: string, prompted: boolean) {
+    const { province } = brokers;
     const body = await reuseCheck(province, check(PROVINCIAL_ID));
     const checkDoc = await province.t.deps.reuseChecks!.get(body.parameter!.find((p) => p.name === 'check')!.valueId!);
     const access = {
@@ -324,18 +328,23 @@ describe('a province–city–district federation of brokers', () => {
       organization: HOSPITAL_B,
       role: 'clinician' as const,
       scope: 'system/*.rs',
-      jti: 'federation-view-test',
+      jti,
     };
-    const view = await priorResults(
+    return priorResults(
       { ...province.t.deps, access },
       {
         organization: 'demo-hospital-b',
         patientKeys: checkDoc!.patientKeys,
         clientId: access.clientId,
         now: new Date(),
-        earlier: [checkDoc!],
+        ...(prompted ? { earlier: [checkDoc!] } : {}),
       },
     );
+  }
+
+  test('the doctor’s view at the other city shows the remote report’s values and its institution', async () => {
+    const { district } = brokers;
+    const view = await provinceView('federation-view-test', true);
     const item = view.categories.flatMap((c) => c.items).find((i) => i.item === 'HR-LAB-CBC');
     expect(item?.result).toBe(`${district.base}/DiagnosticReport/fed-cbc-provincial`);
     expect(item?.performer?.name.en).toBe('Qingdao Demo Hospital A');
@@ -343,26 +352,8 @@ describe('a province–city–district federation of brokers', () => {
   });
 
   test('the doctor’s view at the other city lists the results other regions hold, without a check having prompted it', async () => {
-    const { district, province } = brokers;
-    // The patient's keys, as the view derives them from the patient's identifier when the doctor opens it.
-    const body = await reuseCheck(province, check(PROVINCIAL_ID));
-    const checkDoc = await province.t.deps.reuseChecks!.get(body.parameter!.find((p) => p.name === 'check')!.valueId!);
-    const access = {
-      clientId: 'demo-clinician-hospital-b',
-      organization: HOSPITAL_B,
-      role: 'clinician' as const,
-      scope: 'system/*.rs',
-      jti: 'federation-list-test',
-    };
-    const view = await priorResults(
-      { ...province.t.deps, access },
-      {
-        organization: 'demo-hospital-b',
-        patientKeys: checkDoc!.patientKeys,
-        clientId: access.clientId,
-        now: new Date(),
-      },
-    );
+    const { district } = brokers;
+    const view = await provinceView('federation-list-test', false);
     const items = view.categories.flatMap((c) => c.items);
     expect(items.map((i) => [i.item, i.result, i.decision])).toEqual([
       ['HR-LAB-CBC', `${district.base}/DiagnosticReport/fed-cbc-provincial`, 'reusable'],
