@@ -341,7 +341,7 @@ async function startFerretDb(binary: string, options: StartDatabaseOptions): Pro
     fs.chmodSync(dir, 0o755);
     fs.writeFileSync(path.join(dir, 'huren.pid'), `${process.pid}\n`);
   } else {
-    dir = await clusterDirFor(options.dataDir, POSTGRES_DIR);
+    dir = await clusterDirFor(options.dataDir, POSTGRES_DIR, options.onProgress);
   }
   const cluster = await startPostgres(await freePort(), {
     dir,

@@ -146,13 +146,30 @@ async function unreachableParent(dir: string): Promise<string | undefined> {
  * Where the cluster of a data directory lives: `<dataDir>/postgresql`, unless Huren runs as root and the cluster's
  * user cannot reach it (a data directory in root's private home): then in /var/lib/huren, with `<dataDir>/postgresql`
  * a link to it, so the data directory still shows where its database is.
+ *
+ * A cluster already in /var/lib/huren for this path while the link is gone belongs to an earlier data directory of
+ * the same path (removed, or a clone made again there): the keys it was written with went with that directory, so
+ * it is never taken up silently. It is set aside under a new name, said through `onNotice`, and a new one is made.
  */
-export async function clusterDirFor(dataDir: string, name: string): Promise<string> {
+export async function clusterDirFor(
+  dataDir: string,
+  name: string,
+  onNotice?: (message: string) => void,
+): Promise<string> {
   const dir = path.join(path.resolve(dataDir), name);
   if (fs.existsSync(dir)) return fs.realpathSync(dir);
   if (!(await unreachableParent(dir))) return dir;
   const id = createHash('sha256').update(path.resolve(dataDir)).digest('hex').slice(0, 16);
   const real = path.join('/var/lib/huren', id, name);
+  if (fs.existsSync(real)) {
+    const aside = `${real}.set-aside-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+    fs.renameSync(real, aside);
+    onNotice?.(
+      `${real} held the database of an earlier data directory at this path (${dir} was gone): set aside as ` +
+        `${aside}, and a new database started. Remove it when it is not needed; to use it again, stop Huren, ` +
+        `put back that directory's patient-key-secret and demo-clients, and run: rm -rf ${real} && mv ${aside} ${real}`,
+    );
+  }
   fs.mkdirSync(real, { recursive: true });
   for (const d of ['/var/lib/huren', path.dirname(real)]) fs.chmodSync(d, 0o755);
   fs.mkdirSync(path.dirname(dir), { recursive: true });
